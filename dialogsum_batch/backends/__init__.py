@@ -1,0 +1,97 @@
+"""Inference backends: a registry of ``name -> loader`` behind one small interface.
+
+A backend turns dialogues into token ids (so batches can be planned by length) and
+batches of ids into summaries. Other packages add backends through the
+``dialogsum_batch.backends`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Protocol
+
+from ..config import DecodeSettings, ModelSettings
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A dialogue's source token ids, already cut to the model's limit."""
+
+    ids: list[int]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One summary and how many tokens it took."""
+
+    text: str
+    tokens: int
+
+
+class OutOfMemory(Exception):
+    """The accelerator ran out of memory on a batch; the caller splits it and retries."""
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+    max_source_length: int
+
+    def encode(self, texts: Sequence[str]) -> list[Encoded]: ...
+
+    def generate(self, batch: Sequence[Sequence[int]]) -> list[Generated]: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+
+Loader = Callable[[str, ModelSettings, DecodeSettings], Backend]
+
+
+def _transformers(path: str, model: ModelSettings, decode: DecodeSettings) -> Backend:
+    from .transformers import TransformersBackend
+
+    return TransformersBackend.load(path, model, decode)
+
+
+def _ctranslate2(path: str, model: ModelSettings, decode: DecodeSettings) -> Backend:
+    from .ctranslate2 import CTranslate2Backend
+
+    return CTranslate2Backend.load(path, model, decode)
+
+
+BACKENDS: dict[str, Loader] = {"transformers": _transformers, "ctranslate2": _ctranslate2}
+
+
+def registry() -> dict[str, Loader]:
+    """Built-in backends plus those other packages declare as entry points."""
+    found = dict(BACKENDS)
+    for entry in entry_points(group="dialogsum_batch.backends"):
+        found.setdefault(entry.name, entry.load())
+    return found
+
+
+def is_ctranslate2_dir(path: str) -> bool:
+    """A CTranslate2 model folder holds model.bin beside config.json."""
+    folder = Path(path)
+    return (folder / "model.bin").is_file() and (folder / "config.json").is_file()
+
+
+def detect_backend(path: str) -> str:
+    return "ctranslate2" if is_ctranslate2_dir(path) else "transformers"
+
+
+def load_backend(model: ModelSettings, decode: DecodeSettings) -> Backend:
+    """Resolve the model (local folder or Hub id) and load it with the asked-for backend."""
+    from .resolve import resolve_model
+
+    path = resolve_model(model.name, model.allow_pickle)
+    name = detect_backend(path) if model.backend == "auto" else model.backend
+    loaders = registry()
+    if name not in loaders:
+        raise ModelError(f"unknown backend '{name}'; known: {', '.join(sorted(loaders))}")
+    return loaders[name](path, model, decode)

@@ -1,0 +1,144 @@
+"""The ``dialogsum-batch`` command: options in, settings built, the library called, errors mapped."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import __version__
+from .config import DEFAULT_MODEL, MODEL_ENV, BatchSettings, DecodeSettings, FieldNames, ModelSettings, RunSettings
+from .errors import DialogsumError
+from .logs import Log
+from .runner import JobFiles, run_job
+
+EPILOG = """\b
+Exit codes:
+  0    every record summarized
+  1    failed (bad input with --on-error fail, bad model, I/O error)
+  2    usage error
+  3    partial: some records were bad and skipped (--on-error skip)
+  75   locked: another run is writing the same output
+  130  interrupted by SIGINT, 143 by SIGTERM (finished records were written)
+"""
+
+
+def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("expected I/N, e.g. 2/4") from None
+    if not 1 <= index <= count:
+        raise click.BadParameter(f"I must be between 1 and N, got {value}")
+    return index, count
+
+
+def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name.strip() for item in value for name in item.split(",") if name.strip())
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("-m", "--model", default=DEFAULT_MODEL, envvar=MODEL_ENV, show_envvar=True,
+              help="Model folder (transformers or CTranslate2) or Hub id.")
+@click.option("-o", "--output", default="-", type=click.Path(allow_dash=True, dir_okay=False),
+              help="Where the JSONL summaries go; - is stdout.")
+@click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "text"]), default="auto",
+              help="Input format; auto goes by file suffix, then by the first line.")
+@click.option("--text-field", default="dialogue", help="JSONL field holding the dialogue.")
+@click.option("--id-field", default="id", help="JSONL field holding the record id (else FILE:LINE).")
+@click.option("--reference-field", default="summary", help="JSONL field holding reference summaries, for ROUGE.")
+@click.option("--keep-fields", multiple=True, callback=parse_keep,
+              help="Input fields copied to the output (comma list, repeatable; * for all).")
+@click.option("--backend", type=click.Choice(["auto", "transformers", "ctranslate2"]), default="auto",
+              help="Inference backend; auto picks CTranslate2 for a folder holding model.bin.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              help="Weights dtype; auto is bfloat16 on a GPU that has it, else float32.")
+@click.option("--force-dtype", is_flag=True, help="Allow float16, which makes Pegasus overflow.")
+@click.option("--threads", default=0, help="CPU threads for inference; 0 uses every core.")
+@click.option("--num-beams", type=click.IntRange(1), help="Beam size  [default: the model's]")
+@click.option("--max-new-tokens", type=click.IntRange(1), help="Summary length cap  [default: the model's]")
+@click.option("--length-penalty", type=float, help="Beam length penalty  [default: the model's]")
+@click.option("--no-repeat-ngram-size", type=click.IntRange(0), help="Block repeated n-grams  [default: the model's]")
+@click.option("--max-source-length", type=click.IntRange(8), help="Source tokens kept  [default: 1024 or the "
+              "model's limit]")
+@click.option("--batch-tokens", default=BatchSettings.batch_tokens, type=click.IntRange(1),
+              help="Padded source tokens per batch.")
+@click.option("--max-batch-size", default=BatchSettings.max_batch_size, type=click.IntRange(1),
+              help="Records per batch at most.")
+@click.option("--sort-window", default=BatchSettings.sort_window, type=click.IntRange(1),
+              help="Records read ahead and sorted by length.")
+@click.option("--unordered", is_flag=True, help="Write results as batches finish, not in input order.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
+              help="Bad record: stop (exit 1) or skip it and go on (exit 3).")
+@click.option("--errors-out", type=click.Path(dir_okay=False), help="JSONL file for skipped records.")
+@click.option("--resume", is_flag=True, help="Skip ids already in --output and append the rest.")
+@click.option("--lock", "lock_file", type=click.Path(dir_okay=False), help="Lock file  [default: OUTPUT.lock]")
+@click.option("--shard", callback=parse_shard, metavar="I/N", help="Keep only shard I of N (by a hash of the id).")
+@click.option("--metrics-out", type=click.Path(dir_okay=False), help="Write the final summary here as JSON.")
+@click.option("--trust-remote-code", is_flag=True, help="Run code shipped with a Hub model.")
+@click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights when no safetensors exist.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", help="stderr log lines.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bar.")
+@click.option("--debug", is_flag=True, envvar="DIALOGSUM_DEBUG", help="Show tracebacks for expected errors too.")
+@click.version_option(__version__, "--version")
+def main(**options) -> None:
+    """Summarize chat dialogues in bulk with a fine-tuned Pegasus, JSONL in, JSONL out.
+
+    Reads JSONL records (or plain-text dialogues separated by blank lines) from INPUTS
+    or stdin, runs them through the model in length-sorted batches and writes one JSON
+    object per record, in input order. Records with a reference get ROUGE scores.
+
+    \b
+      cat chats.jsonl | dialogsum-batch -m runs/pegasus-samsum > summaries.jsonl
+      dialogsum-batch data/test.jsonl --num-beams 4 --metrics-out metrics.json
+      dialogsum-batch 'logs/*.jsonl.gz' -o out.jsonl --resume --on-error skip --errors-out bad.jsonl
+    """
+    check_usage(options)
+    log = Log(options["log_format"], options["quiet"])
+    files = JobFiles(tuple(options["inputs"]), options["input_format"], options["output"], options["errors_out"],
+                     options["metrics_out"], options["lock_file"], options["resume"])
+    progress = not options["quiet"] and sys.stderr.isatty()
+    try:
+        code, _ = run_job(files, build_settings(options), log, progress)
+    except DialogsumError as exc:
+        if options["debug"]:
+            raise
+        log.error(str(exc))
+        sys.exit(exc.exit_code)
+    sys.exit(code)
+
+
+def check_usage(options: dict) -> None:
+    """Flag combinations that cannot work: a usage error (exit 2) before anything starts."""
+    if options["resume"] and options["output"] == "-":
+        raise click.UsageError("--resume needs -o/--output FILE: stdout cannot be read back")
+    if options["errors_out"] and options["on_error"] != "skip":
+        raise click.UsageError("--errors-out only applies with --on-error skip")
+    if options["dtype"] == "float16" and not options["force_dtype"]:
+        raise click.UsageError("--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, "
+                               "or add --force-dtype")
+    paths = [p for p in options["inputs"] if p != "-"]
+    if options["output"] != "-" and os.path.abspath(options["output"]) in map(os.path.abspath, paths):
+        raise click.UsageError("--output is also an input")
+
+
+def build_settings(options: dict) -> RunSettings:
+    """One frozen RunSettings from the parsed options."""
+    model = ModelSettings(options["model"], options["backend"], options["device"], options["dtype"],
+                          options["force_dtype"], options["max_source_length"], options["trust_remote_code"],
+                          options["allow_pickle"], options["threads"])
+    decode = DecodeSettings(options["num_beams"], options["max_new_tokens"], options["length_penalty"],
+                            options["no_repeat_ngram_size"])
+    batch = BatchSettings(options["batch_tokens"], options["max_batch_size"], options["sort_window"],
+                          options["unordered"])
+    fields = FieldNames(options["text_field"], options["id_field"], options["reference_field"])
+    return RunSettings(model, decode, batch, fields, options["keep_fields"], options["on_error"], options["shard"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,184 @@
+"""The batch engine: windows of records, longest-first token-budget batches, results in input order."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import rouge
+from .backends import Backend, Encoded, Generated, OutOfMemory
+from .batching import InOrder, padded_size, plan_batches, windows
+from .config import RunSettings
+from .errors import InputError
+from .records import BadRecord, Item, Record
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Interrupted(Exception):
+    """A stop was asked for (SIGINT / SIGTERM); finished results were written first."""
+
+
+@dataclass
+class Stats:
+    """What a run did, for the stderr summary and the metrics file."""
+
+    records: int = 0  # summaries written
+    errors: int = 0  # bad records reported
+    truncated: int = 0
+    resumed: int = 0  # already in the output file, skipped
+    other_shards: int = 0  # left to other shards
+    batches: int = 0
+    oom_splits: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    generated_tokens: int = 0
+    generate_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    scores: rouge.RougeAccumulator = field(default_factory=rouge.RougeAccumulator)
+
+    def report(self) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.started
+        result: dict[str, Any] = {
+            "records": self.records, "errors": self.errors, "truncated": self.truncated,
+            "resumed": self.resumed, "other_shards": self.other_shards, "batches": self.batches,
+            "oom_splits": self.oom_splits, "seconds": round(elapsed, 3),
+            "generate_seconds": round(self.generate_seconds, 3),
+            "dialogues_per_second": round(self.records / elapsed, 3) if elapsed > 0 else 0.0,
+            "generated_tokens": self.generated_tokens,
+            "padding_efficiency": round(self.real_tokens / self.padded_tokens, 4) if self.padded_tokens else None,
+        }
+        if self.scores.n:
+            result["rouge"] = {key: round(value, 4) for key, value in self.scores.mean().items()}
+            result["rouge_records"] = self.scores.n
+        return result
+
+
+# ---------------------------------------------------------------------------- filters
+
+
+def shard_of(key: str, count: int) -> int:
+    """A stable shard number in 1..count for a record key (the same on every host and Python)."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count + 1
+
+
+def item_key(item: Item) -> str:
+    if isinstance(item, Record):
+        return item.id
+    return f"{item.error.source}:{item.error.line}"
+
+
+def select(items: Iterable[Item], stats: Stats, done: Container[str] = (), shard: tuple[int, int] | None = None
+           ) -> Iterator[Item]:
+    """Drop records already in the output (resume) and those of other shards, counting both."""
+    for item in items:
+        if shard and shard_of(item_key(item), shard[1]) != shard[0]:
+            stats.other_shards += 1
+        elif isinstance(item, Record) and item.id in done:
+            stats.resumed += 1
+        else:
+            yield item
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+class Engine:
+    """Runs a stream of records through a backend and hands each result to ``emit`` in input order."""
+
+    def __init__(self, backend: Backend, settings: RunSettings, emit: Emit,
+                 on_bad: Callable[[InputError], None], flush: Callable[[], None] = lambda: None,
+                 should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = lambda _: None,
+                 progress: Callable[[int], None] = lambda _: None):
+        self.backend = backend
+        self.settings = settings
+        self.emit = emit
+        self.on_bad = on_bad
+        self.flush = flush
+        self.should_stop = should_stop
+        self.log = log
+        self.progress = progress
+        self.stats = Stats()
+
+    def run(self, items: Iterable[Item]) -> Stats:
+        """Summarize everything; an InputError escapes from ``on_bad`` when the policy is to fail."""
+        closes = (lambda item: isinstance(item, BadRecord)) if self.settings.on_error == "fail" else (lambda _: False)
+        for window in windows(items, self.settings.batch.sort_window, closes):
+            self._window(window)
+        return self.stats
+
+    def _window(self, window: Sequence[Item]) -> None:
+        positions = [p for p, item in enumerate(window) if isinstance(item, Record)]
+        encoded = self.backend.encode([window[p].dialogue for p in positions])  # type: ignore[union-attr]
+        lengths = [len(e.ids) for e in encoded]
+        results: InOrder[Any] = InOrder(len(window))
+        for position, item in enumerate(window):
+            if isinstance(item, BadRecord):
+                results.put(position, item)
+        batch = self.settings.batch
+        for rows in plan_batches(lengths, batch.batch_tokens, batch.max_batch_size):
+            if self.should_stop():
+                self._release(results.rest(), interrupted=True)
+                raise Interrupted()
+            self._batch(rows, [window[positions[r]] for r in rows], [encoded[r] for r in rows], results, positions)
+            self._release(results.rest() if batch.unordered else results.ready())
+            self.stats.real_tokens += sum(lengths[r] for r in rows)
+            self.stats.padded_tokens += padded_size(lengths, rows)
+        self._release(results.ready())
+
+    def _batch(self, rows: list[int], records: list[Record], encoded: list[Encoded], results: InOrder,
+               positions: list[int]) -> None:
+        started = time.perf_counter()
+        outcomes = self._generate([e.ids for e in encoded])
+        self.stats.generate_seconds += time.perf_counter() - started
+        self.stats.batches += 1
+        for row, record, source, outcome in zip(rows, records, encoded, outcomes):
+            if isinstance(outcome, Generated):
+                value: Any = self._output(record, source, outcome)
+            else:
+                value = BadRecord(record.index, InputError(record.source, record.line, outcome))
+            results.put(positions[row], value)
+        self.progress(len(rows))
+
+    def _generate(self, rows: list[list[int]]) -> list[Generated | str]:
+        """Generate, splitting the batch in two on out-of-memory until single rows remain."""
+        try:
+            return self.backend.generate(rows)
+        except OutOfMemory:
+            if len(rows) == 1:
+                return [f"out of memory even alone ({len(rows[0])} source tokens)"]
+        self.stats.oom_splits += 1
+        self.log(f"out of memory on a batch of {len(rows)} x {max(map(len, rows))} tokens; splitting it")
+        middle = len(rows) // 2
+        return self._generate(rows[:middle]) + self._generate(rows[middle:])
+
+    def _output(self, record: Record, source: Encoded, generated: Generated) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": record.id, "summary": generated.text}
+        if record.references:
+            out["reference"] = record.references[0] if len(record.references) == 1 else list(record.references)
+            out["rouge"] = {k: round(v, 4) for k, v in rouge.score(generated.text, record.references).items()}
+            self.stats.scores.add(out["rouge"])
+        if source.truncated:
+            out["truncated"] = True
+            self.stats.truncated += 1
+        self.stats.generated_tokens += generated.tokens
+        keep = self.settings.keep_fields
+        out.update({k: v for k, v in record.extra.items() if "*" in keep or k in keep})
+        return out
+
+    def _release(self, values: Iterable[Any], interrupted: bool = False) -> None:
+        try:
+            for value in values:
+                if isinstance(value, BadRecord):
+                    if not interrupted:  # a bad record is read again on resume; no need to judge it now
+                        self.stats.errors += 1
+                        self.on_bad(value.error)
+                else:
+                    self.stats.records += 1
+                    self.emit(value)
+        finally:
+            self.flush()

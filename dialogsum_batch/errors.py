@@ -1,0 +1,39 @@
+"""Domain errors: each one prints as a single line a person can act on."""
+
+from __future__ import annotations
+
+
+class DialogsumError(Exception):
+    """Base class for expected failures; the CLI shows them without a traceback."""
+
+    exit_code = 1
+
+
+class InputError(DialogsumError):
+    """A record that cannot be read: carries where it came from and why."""
+
+    def __init__(self, source: str, line: int | None, reason: str, raw: str | None = None):
+        self.source = source
+        self.line = line
+        self.reason = reason
+        self.raw = raw
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+
+
+class DataError(DialogsumError):
+    """A corpus or data file that is missing, malformed or of the wrong shape."""
+
+
+class ModelError(DialogsumError):
+    """A model that cannot be found, loaded or used as asked."""
+
+
+class ConfigError(DialogsumError):
+    """A configuration value or file that makes no sense."""
+
+
+class LockedError(DialogsumError):
+    """Another run holds the lock on the same output."""
+
+    exit_code = 75

@@ -1,0 +1,109 @@
+"""Where results go: JSONL writers, the errors file, resume bookkeeping and the output lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import DataError, InputError, LockedError
+from .records import shorten
+
+
+class JsonlWriter:
+    """Writes one JSON object per line; ``flush`` after each batch keeps a killed job resumable."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def write(self, value: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def open_output(path: str, append: bool) -> IO[str]:
+    """stdout for ``-``, else the file (appended to when resuming)."""
+    if path == "-":
+        return sys.stdout
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "a" if append else "w", encoding="utf-8")
+
+
+def error_record(error: InputError) -> dict[str, Any]:
+    """How a bad record is written to the errors file."""
+    return {"source": error.source, "line": error.line, "reason": error.reason,
+            "raw": shorten(error.raw) if error.raw is not None else None}
+
+
+def done_ids(path: str) -> set[str]:
+    """Ids already written to ``path``, after cutting off a torn last line left by a crash."""
+    file = Path(path)
+    if not file.exists():
+        return set()
+    cut_torn_tail(file)
+    ids: set[str] = set()
+    with open(file, encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if line.strip():
+                ids.add(read_id(line, path, number))
+    return ids
+
+
+def read_id(line: str, path: str, number: int) -> str:
+    try:
+        return str(json.loads(line)["id"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}:{number}: cannot resume: not an output record ({exc})") from exc
+
+
+def cut_torn_tail(file: Path) -> None:
+    """Truncate the file after its last newline, dropping a half-written record."""
+    with open(file, "rb+") as stream:
+        stream.seek(0, os.SEEK_END)
+        size = stream.tell()
+        if size == 0:
+            return
+        step = min(size, 1 << 16)
+        end = size
+        while end > 0:
+            start = max(0, end - step)
+            stream.seek(start)
+            chunk = stream.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                stream.truncate(start + newline + 1)
+                return
+            end = start
+        stream.truncate(0)
+
+
+class OutputLock:
+    """An exclusive ``flock`` beside the output, so two runs never interleave on one file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.stream: IO[str] | None = None
+
+    def __enter__(self) -> OutputLock:
+        import fcntl
+
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.stream = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self.stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Path(self.path).read_text(encoding="utf-8").strip() or "another process"
+            self.stream.close()
+            raise LockedError(f"{self.path} is held by {holder}: another run is writing the same output") from None
+        self.stream.truncate(0)
+        self.stream.write(f"pid {os.getpid()}\n")
+        self.stream.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is not None:
+            self.stream.close()  # closing releases the flock

@@ -1,0 +1,284 @@
+"""Records and their readers: JSONL or plain text, from files, .gz files or stdin.
+
+Readers never raise on bad data: they yield an ``InputError`` in the record's place,
+so the caller decides whether to stop or to skip it, and nothing is dropped unseen.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .config import FieldNames
+from .errors import InputError
+
+RAW_LIMIT = 500  # characters of a bad line kept in error reports
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One dialogue to summarize, with where it came from."""
+
+    index: int  # position in the whole input stream, from 0
+    id: str
+    dialogue: str
+    references: tuple[str, ...] = ()
+    source: str = STDIN
+    line: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the other input fields
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record that could not be read; holds its place in the stream."""
+
+    index: int
+    error: InputError
+
+
+Item = Record | BadRecord
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A reader's output before stream indices are assigned."""
+
+    line: int
+    fields: Mapping[str, Any] | None = None
+    text: str | None = None
+    error: InputError | None = None
+
+
+# ---------------------------------------------------------------------------- lines
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """Open a path (or ``-`` for stdin) for binary reading, gunzipping ``.gz``."""
+    if path == STDIN:
+        return sys.stdin.buffer
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def decoded_lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, str | InputError]]:
+    """Yield (line number, text) with BOM, CRLF and bad UTF-8 handled per line."""
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        raw = raw.rstrip(b"\r\n")
+        if b"\x00" in raw:
+            yield number, InputError(source, number, "binary data (NUL bytes)", shorten(raw))
+            continue
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            reason = f"invalid UTF-8 at byte {exc.start}"
+            yield number, InputError(source, number, reason, shorten(raw))
+
+
+def shorten(raw: bytes | str) -> str:
+    """A bad line cut to a sane length for error reports."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "..."
+
+
+# ---------------------------------------------------------------------------- formats
+
+
+def parse_jsonl(lines: Iterable[tuple[int, str | InputError]], source: str) -> Iterator[Parsed]:
+    """One JSON object per line; blank lines are allowed and ignored."""
+    for number, text in lines:
+        if isinstance(text, InputError):
+            yield Parsed(number, error=text)
+        elif text.strip():
+            yield parse_json_line(number, text, source)
+
+
+def parse_json_line(number: int, text: str, source: str) -> Parsed:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Parsed(number, error=InputError(source, number, f"invalid JSON ({exc.msg})", shorten(text)))
+    if not isinstance(value, dict):
+        kind = type(value).__name__
+        return Parsed(number, error=InputError(source, number, f"expected a JSON object, got {kind}", shorten(text)))
+    return Parsed(number, fields=value)
+
+
+def parse_text(lines: Iterable[tuple[int, str | InputError]], source: str) -> Iterator[Parsed]:
+    """Dialogues separated by one or more blank lines, one turn per line."""
+    turns: list[str] = []
+    start = 0
+    for number, text in lines:
+        if isinstance(text, InputError):
+            yield Parsed(number, error=text)
+        elif text.strip():
+            start = start or number
+            turns.append(text.strip())
+        elif turns:
+            yield Parsed(start, text="\n".join(turns))
+            turns, start = [], 0
+    if turns:
+        yield Parsed(start, text="\n".join(turns))
+
+
+FORMATS: dict[str, Callable[[Iterable[tuple[int, str | InputError]], str], Iterator[Parsed]]] = {
+    "jsonl": parse_jsonl,
+    "text": parse_text,
+}
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+
+
+def detect_format(path: str, first_line: str | None) -> str:
+    """Pick a format from the file name, else from the first non-blank line."""
+    name = path[:-3] if path.endswith(".gz") else path
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(".txt"):
+        return "text"
+    return "jsonl" if first_line is not None and first_line.lstrip().startswith("{") else "text"
+
+
+def first_text(lines: list[tuple[int, str | InputError]]) -> str | None:
+    for _, text in lines:
+        if isinstance(text, str) and text.strip():
+            return text
+    return None
+
+
+def sniffed_lines(path: str, stream: IO[bytes], fmt: str) -> tuple[str, Iterator[tuple[int, str | InputError]]]:
+    """Resolve ``auto`` by peeking at the first lines, then give all lines back."""
+    lines = decoded_lines(stream, display_name(path))
+    if fmt != "auto":
+        return fmt, lines
+    head: list[tuple[int, str | InputError]] = []
+    for item in lines:
+        head.append(item)
+        if isinstance(item[1], str) and item[1].strip():
+            break
+    return detect_format(path, first_text(head)), _chain(head, lines)
+
+
+def _chain(head: list, rest: Iterator) -> Iterator:
+    yield from head
+    yield from rest
+
+
+def display_name(path: str) -> str:
+    return "<stdin>" if path == STDIN else path
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def to_record(parsed: Parsed, index: int, source: str, names: FieldNames, stdin: bool) -> Item:
+    """Turn a parsed line into a Record, or a BadRecord naming the bad field."""
+    if parsed.error is not None:
+        return BadRecord(index, parsed.error)
+    default_id = str(index) if stdin else f"{source}:{parsed.line}"
+    if parsed.text is not None:
+        return Record(index, default_id, normalise(parsed.text), source=source, line=parsed.line)
+    fields = dict(parsed.fields or {})
+    try:
+        dialogue = required_text(fields, names.text)
+        references = optional_references(fields, names.reference)
+        record_id = optional_id(fields, names.id) or default_id
+    except ValueError as exc:
+        return BadRecord(index, InputError(source, parsed.line, str(exc), shorten(json.dumps(fields)[:RAW_LIMIT])))
+    extra = {k: v for k, v in fields.items() if k not in (names.text, names.id, names.reference)}
+    return Record(index, record_id, normalise(dialogue), references, source, parsed.line, extra)
+
+
+def required_text(fields: Mapping[str, Any], name: str) -> str:
+    if name not in fields:
+        raise ValueError(f"field '{name}' is missing")
+    value = fields[name]
+    if not isinstance(value, str):
+        raise ValueError(f"field '{name}' must be a string, got {json_type(value)}")
+    if not value.strip():
+        raise ValueError(f"field '{name}' is empty")
+    return value
+
+
+def optional_references(fields: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = fields.get(name)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,) if value.strip() else ()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v for v in value if v.strip())
+    raise ValueError(f"field '{name}' must be a string or a list of strings, got {json_type(value)}")
+
+
+def optional_id(fields: Mapping[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"field '{name}' must be a string or an integer, got {json_type(value)}")
+
+
+def json_type(value: Any) -> str:
+    names = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def normalise(dialogue: str) -> str:
+    """CRLF and CR become LF; outer whitespace goes."""
+    return dialogue.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def expand(paths: Iterable[str]) -> list[str]:
+    """Paths as given; a quoted glob that names no file literally is expanded (sorted)."""
+    result: list[str] = []
+    for path in paths:
+        matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") and not Path(path).exists() else []
+        result.extend(matches or [path])
+    return result or [STDIN]
+
+
+def read_records(paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames()) -> Iterator[Item]:
+    """Stream records from every path in turn, indices counting across files."""
+    index = 0
+    for path in expand(paths):
+        source = display_name(path)
+        with _opened(path) as stream:
+            resolved, lines = sniffed_lines(path, stream, fmt)
+            try:
+                for parsed in FORMATS[resolved](lines, source):
+                    yield to_record(parsed, index, source, names, path == STDIN)
+                    index += 1
+            except (OSError, EOFError) as exc:  # e.g. a corrupt or cut .gz file
+                raise InputError(source, None, f"cannot read ({exc})") from exc
+
+
+class _opened:
+    """Context manager that leaves stdin open."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> IO[bytes]:
+        try:
+            self.stream = open_binary(self.path)
+        except OSError as exc:
+            raise InputError(self.path, None, f"cannot open ({exc.strerror or exc})") from exc
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path != STDIN:
+            self.stream.close()

@@ -1,0 +1,167 @@
+"""A whole batch job: lock, resume, read, summarize, write, report; returns the exit code cron sees."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backends import Backend, load_backend
+from .config import RunSettings
+from .engine import Engine, Interrupted, Stats, select
+from .errors import InputError
+from .logs import Log
+from .outputs import JsonlWriter, OutputLock, done_ids, error_record, open_output
+from .records import read_records
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 75
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """Inputs and outputs of a job; ``-`` is stdin or stdout."""
+
+    inputs: tuple[str, ...] = ()
+    input_format: str = "auto"  # auto | jsonl | text
+    output: str = "-"
+    errors_out: str | None = None  # JSONL of bad records (with --on-error skip)
+    metrics_out: str | None = None  # the final summary as JSON
+    lock: str | None = None  # default: OUTPUT.lock beside a file output
+    resume: bool = False  # skip ids already in OUTPUT, append the rest
+
+
+class StopFlag:
+    """Turns the first SIGINT / SIGTERM into a polite stop; a second one ends the process at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def handle(self, number: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = number
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        previous = {sig: signal.signal(sig, self.handle) for sig in EXIT_SIGNAL}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def lock_path(files: JobFiles) -> str | None:
+    if files.lock:
+        return files.lock
+    return None if files.output == "-" else files.output + ".lock"
+
+
+def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = False,
+            backend: Backend | None = None) -> tuple[int, Stats]:
+    """Run the job under its lock; the backend is loaded here unless one is given (tests, tools)."""
+    path = lock_path(files)
+    with OutputLock(path) if path else contextlib.nullcontext():
+        done = done_ids(files.output) if files.resume else set()
+        if done:
+            log.info(f"resuming: {len(done)} records already in {files.output}")
+        backend = backend or load_backend(settings.model, settings.decode)
+        log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
+        return _summarize(files, settings, backend, done, log, progress)
+
+
+def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, done: set[str], log: Log,
+               progress: bool) -> tuple[int, Stats]:
+    stop = StopFlag()
+    with contextlib.ExitStack() as stack:
+        writer = JsonlWriter(stack.enter_context(_closing(open_output(files.output, files.resume))))
+        errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume)
+        bar = stack.enter_context(_progress_bar(progress))
+        engine = Engine(backend, settings, writer.write, errors.report, writer.flush, stop, log.warning, bar)
+        items = select(read_records(files.inputs, files.input_format, settings.fields), engine.stats, done,
+                       settings.shard)
+        stack.enter_context(stop.installed())
+        code = _execute(engine, items, stop, log)
+    _finish(engine.stats, files, backend, log)
+    return code, engine.stats
+
+
+def _execute(engine: Engine, items: Any, stop: StopFlag, log: Log) -> int:
+    try:
+        engine.run(items)
+    except Interrupted:
+        name = signal.Signals(stop.signal).name if stop.signal else "signal"
+        log.error(f"interrupted by {name}: finished records were written; rerun with --resume to go on")
+        return EXIT_SIGNAL.get(stop.signal, 130)  # type: ignore[arg-type]
+    return EXIT_PARTIAL if engine.stats.errors else EXIT_OK
+
+
+class ErrorSink:
+    """Bad records: raised at once under ``fail``, written to the errors file (and logged) under ``skip``."""
+
+    def __init__(self, path: str | None, policy: str, log: Log, stack: contextlib.ExitStack, append: bool):
+        self.policy = policy
+        self.log = log
+        self.writer = JsonlWriter(stack.enter_context(_closing(open_output(path, append)))) if path else None
+
+    def report(self, error: InputError) -> None:
+        if self.policy == "fail":
+            raise error
+        self.log.warning(f"skipped {error}")
+        if self.writer:
+            self.writer.write(error_record(error))
+            self.writer.flush()
+
+
+def _finish(stats: Stats, files: JobFiles, backend: Backend, log: Log) -> None:
+    report = stats.report()
+    log.info(summary_line(report), **{"summary": report})
+    if files.metrics_out:
+        Path(files.metrics_out).parent.mkdir(parents=True, exist_ok=True)
+        payload = {**report, "model": backend.describe(), "inputs": list(files.inputs) or ["-"]}
+        Path(files.metrics_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """One human line: counts, speed, padding, and ROUGE when references were present."""
+    line = (f"{report['records']} summarized, {report['errors']} errors, {report['truncated']} truncated, "
+            f"{report['resumed']} resumed in {report['seconds']:.1f} s: {report['dialogues_per_second']:.2f} "
+            f"dialogues/s")
+    if report.get("padding_efficiency") is not None:
+        line += f", padding efficiency {report['padding_efficiency']:.2f}"
+    if "rouge" in report:
+        scores = report["rouge"]
+        line += " | ROUGE-1/2/L/Lsum " + " / ".join(f"{scores[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL",
+                                                                                   "rougeLsum"))
+    return line
+
+
+@contextlib.contextmanager
+def _closing(stream: Any) -> Iterator[Any]:
+    try:
+        yield stream
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+        else:
+            stream.flush()
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(unit="dlg", desc="summarizing", dynamic_ncols=True) as bar:
+        yield bar.update

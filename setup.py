@@ -1,0 +1,46 @@
+"""Install dialogsum-batch: `pip install -e .[test]` for development, `.[ct2]` for CTranslate2 serving."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("dialogsum_batch/__init__.py").read_text(encoding="utf-8").split("\n\n")[-1], version)
+
+setup(
+    name="dialogsum-batch",
+    version=version["__version__"],
+    description="Fine-tune Pegasus on SAMSum, score it with ROUGE, export it, and summarize chat dialogues in bulk.",
+    long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["dialogsum_batch", "dialogsum_batch.*"]),
+    install_requires=[
+        "torch>=2.2",  # CI and these machines install torch==2.13.0 (CPU build) first
+        "transformers>=5.0,<6",
+        "datasets>=4.0",
+        "accelerate>=1.0",
+        "sentencepiece>=0.2",
+        "tokenizers>=0.21",
+        "safetensors>=0.4",
+        "rouge_score>=0.1.2",
+        "evaluate>=0.4",
+        "py7zr>=0.20",
+        "click>=8.1",
+        "invoke>=2.2",
+        "jsonlines>=4.0",
+        "tqdm>=4.66",
+        "numpy>=1.24",
+        "matplotlib>=3.7",  # loss / ROUGE plots in run and evaluation folders
+        "pyyaml>=6.0",  # --config FILE for invoke finetune
+    ],
+    extras_require={
+        "test": ["pytest>=8", "ctranslate2>=4.5"],
+        "ct2": ["ctranslate2>=4.5"],
+        "nltk": ["nltk>=3.8"],
+    },
+    entry_points={
+        "console_scripts": ["dialogsum-batch=dialogsum_batch.cli:main"],
+    },
+)

@@ -1,0 +1,85 @@
+"""Shared fixtures: isolated HOME and caches, the tiny Pegasus built once, a fake backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from dialogsum_batch.backends import Encoded, Generated, OutOfMemory
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's home or Hugging Face caches, and none reaches the Hub."""
+    home = tmp_path_factory.getbasetemp() / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.delenv("DIALOGSUM_MODEL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny random-weight Pegasus, built once per test session (a few seconds)."""
+    from dialogsum_batch.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+class FakeBackend:
+    """Summarizes by echoing a dialogue's first turn; counts batches; can run out of memory on demand."""
+
+    name = "fake"
+    device = "cpu"
+
+    def __init__(self, max_source_length: int = 64, oom_above: int | None = None, oom_ids: Sequence[int] = ()):
+        self.max_source_length = max_source_length
+        self.oom_above = oom_above  # batches with more rows than this raise OutOfMemory
+        self.oom_ids = set(oom_ids)  # a row starting with one of these ids always runs out of memory
+        self.batches: list[int] = []
+        self.texts: dict[int, str] = {}
+
+    def encode(self, texts: Sequence[str]) -> list[Encoded]:
+        result = []
+        for text in texts:
+            words = text.split()
+            key = len(self.texts) + 2
+            self.texts[key] = text.split("\n")[0]
+            ids = [key] + [3] * (len(words))
+            cut = len(ids) > self.max_source_length
+            result.append(Encoded(ids[: self.max_source_length], cut))
+        return result
+
+    def generate(self, batch: Sequence[Sequence[int]]) -> list[Generated]:
+        if self.oom_above is not None and len(batch) > self.oom_above:
+            raise OutOfMemory("fake out of memory")
+        if any(row[0] in self.oom_ids for row in batch):
+            raise OutOfMemory("fake out of memory")
+        self.batches.append(len(batch))
+        return [Generated(self.texts[row[0]], 3) for row in batch]
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
+
+@pytest.fixture
+def fake_backend(monkeypatch) -> FakeBackend:
+    """A FakeBackend that the CLI loads in place of a real model."""
+    backend = FakeBackend()
+    monkeypatch.setattr("dialogsum_batch.runner.load_backend", lambda model, decode: backend)
+    return backend
+
+
+def read_jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: Sequence[dict]) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
