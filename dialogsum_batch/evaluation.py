@@ -108,9 +108,9 @@ def model_predictions(records: Sequence[Record], backend: Backend, settings: Run
     def fail(error: InputError) -> None:
         raise error
 
-    engine = _EvaluationEngine(backend, replace(settings, on_error="fail"), outputs.append, fail,
-                               log=log or (lambda _: None))
-    engine.run(records)
+    ordered = replace(settings, on_error="fail", batch=replace(settings.batch, unordered=False))
+    engine = _EvaluationEngine(backend, ordered, outputs.append, fail, log=log or (lambda _: None))
+    engine.run(replace(record, references=()) for record in records)  # scored once, below, at full precision
     if [out["id"] for out in outputs] != [record.id for record in records]:
         raise DataError(f"the engine returned {len(outputs)} summaries for {len(records)} records, or out of order")
     return [_prediction(r, o["summary"], o["tokens"], bool(o.get("truncated"))) for r, o in zip(records, outputs)]
