@@ -11,6 +11,17 @@ import pytest
 from dialogsum_batch.backends import Encoded, Generated, OutOfMemory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread; two threads on two busy cores are several times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's home or Hugging Face caches, and none reaches the Hub."""

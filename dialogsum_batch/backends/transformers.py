@@ -69,6 +69,7 @@ class TransformersBackend:
         check_weights(path, model.allow_pickle)
         if model.threads:
             torch.set_num_threads(model.threads)
+        quiet_transformers()
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model.trust_remote_code)
             network = AutoModelForSeq2SeqLM.from_pretrained(
@@ -125,6 +126,14 @@ class TransformersBackend:
 
 
 GENERATION_KEYS = ("num_beams", "max_new_tokens", "max_length", "min_length", "length_penalty", "no_repeat_ngram_size")
+
+
+def quiet_transformers() -> None:
+    """stderr belongs to our own log and progress bar: no weight-loading bars or advisory warnings."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def source_limit(config) -> int:
