@@ -1,0 +1,211 @@
+"""The CTranslate2 backend against the transformers one, on the tiny Pegasus exported both ways."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from conftest import read_jsonl, write_jsonl
+from transformers import GenerationConfig
+
+from dialogsum_batch import rouge
+from dialogsum_batch.backends import OutOfMemory, detect_backend, load_backend
+from dialogsum_batch.backends.ctranslate2 import (
+    CTranslate2Backend,
+    decoding_options,
+    import_ctranslate2,
+    pick_compute_type,
+    pick_device,
+)
+from dialogsum_batch.cli import main
+from dialogsum_batch.config import DecodeSettings, ModelSettings, RunSettings
+from dialogsum_batch.engine import Engine
+from dialogsum_batch.errors import ModelError
+from dialogsum_batch.export import ExportSettings, export_model
+from dialogsum_batch.records import Record
+from dialogsum_batch.synthetic import generate
+
+pytest.importorskip("ctranslate2")
+
+RECORDS = 200
+THREADS = 1  # two threads on two shared cores oversubscribe badly (OpenMP spin-waits)
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_model_dir, tmp_path_factory):
+    """The tiny model as CTranslate2 float32 and int8 folders."""
+    root = tmp_path_factory.mktemp("ct2")
+    return {q: export_model(ExportSettings(str(tiny_model_dir), str(root / q), "ctranslate2", q))
+            for q in ("float32", "int8")}
+
+
+@pytest.fixture(scope="module")
+def records():
+    rows = generate(RECORDS, seed=0)
+    return [Record(i, row["id"], row["dialogue"], (row["summary"],)) for i, row in enumerate(rows)]
+
+
+def summarize(path, backend, records, decode=DecodeSettings()):
+    """Summaries in record order through the real engine (token-budget batches, longest first)."""
+    model = ModelSettings(name=str(path), backend=backend, threads=THREADS)
+    loaded = load_backend(model, decode)
+    out = []
+    Engine(loaded, RunSettings(model=model, decode=decode), out.append, on_bad=pytest.fail).run(records)
+    assert loaded.name == backend
+    return [row["summary"] for row in out]
+
+
+@pytest.fixture(scope="module")
+def transformers_summaries(tiny_model_dir, records):
+    return summarize(tiny_model_dir, "transformers", records)
+
+
+def mean_rouge1(summaries, records):
+    scores = [rouge.score(s, r.references)["rouge1"] for s, r in zip(summaries, records)]
+    return sum(scores) / len(scores)
+
+
+# ---------------------------------------------------------------------------- against transformers
+
+
+def test_greedy_float32_matches_transformers(exports, records, transformers_summaries):
+    ct2 = summarize(exports["float32"], "ctranslate2", records)
+    same = sum(a == b for a, b in zip(ct2, transformers_summaries))
+    assert same / RECORDS >= 0.98, f"only {same}/{RECORDS} greedy summaries match"
+
+
+def test_int8_within_one_rouge1_point(exports, records, transformers_summaries):
+    int8 = summarize(exports["int8"], "ctranslate2", records)
+    gap = abs(mean_rouge1(int8, records) - mean_rouge1(transformers_summaries, records))
+    assert gap <= 1.0, f"int8 ROUGE-1 is {gap:.2f} points away from transformers"
+    # Random weights score near zero against any reference, so also check int8 stays close to float32 itself.
+    agreement = [rouge.score(a, [b])["rouge1"] for a, b in zip(int8, transformers_summaries)]
+    assert sum(agreement) / len(agreement) >= 80.0
+
+
+def test_token_counts_and_overrides_match_transformers(exports, tiny_model_dir, records):
+    decode = DecodeSettings(max_new_tokens=12, num_beams=2)
+    rows = [r.dialogue for r in records[:6]]
+    ct2 = CTranslate2Backend.load(str(exports["float32"]), ModelSettings(threads=THREADS), decode)
+    from dialogsum_batch.backends.transformers import TransformersBackend
+
+    torch_backend = TransformersBackend.load(str(tiny_model_dir), ModelSettings(threads=THREADS), decode)
+    ids = [e.ids for e in ct2.encode(rows)]
+    assert ids == [e.ids for e in torch_backend.encode(rows)]
+    assert [(g.text, g.tokens) for g in ct2.generate(ids)] == [(g.text, g.tokens) for g in torch_backend.generate(ids)]
+    assert ct2.describe()["translate_options"]["beam_size"] == 2
+    assert ct2.describe()["generation"]["max_new_tokens"] == 12
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def test_command_detects_the_folder_and_writes_the_same_records(exports, tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "dialogue": r["dialogue"], "summary": r["summary"]}
+                                               for i, r in enumerate(generate(5, seed=3))])
+    metrics = tmp_path / "metrics.json"
+    assert detect_backend(str(exports["int8"])) == "ctranslate2"
+    result = CliRunner().invoke(main, ["-m", str(exports["int8"]), str(path), "--metrics-out", str(metrics),
+                                       "--threads", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    rows = read_jsonl(result.stdout)
+    assert [r["id"] for r in rows] == [f"r{i}" for i in range(5)]
+    assert all(r["summary"] and "rouge" in r for r in rows)
+    described = json.loads(metrics.read_text())["model"]
+    assert described["backend"] == "ctranslate2" and described["dtype"] == "int8_float32"
+    assert "(ctranslate2)" in result.stderr
+
+
+def test_forcing_ctranslate2_on_a_transformers_folder_is_one_line(tiny_model_dir):
+    result = CliRunner().invoke(main, ["-m", str(tiny_model_dir), "--backend", "ctranslate2", "-"], input="A: hi\n")
+    assert result.exit_code == 1
+    assert "not a CTranslate2 model folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_package_says_what_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_ct2(name, *args, **kwargs):
+        if name == "ctranslate2":
+            raise ImportError("No module named 'ctranslate2'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ct2)
+    with pytest.raises(ModelError, match=r"pip install 'dialogsum-batch\[ct2\]'"):
+        import_ctranslate2()
+
+
+# ---------------------------------------------------------------------------- option mapping
+
+
+def test_transformers_length_rules_map_onto_ctranslate2():
+    hub_like = GenerationConfig(num_beams=8, length_penalty=0.8, max_length=128, min_length=10,
+                                forced_eos_token_id=1, no_repeat_ngram_size=3)
+    options = decoding_options(hub_like)
+    assert (options.beam_size, options.length_penalty, options.no_repeat_ngram_size) == (8, 0.8, 3)
+    assert options.max_decoding_length == 126  # 128 - decoder start - forced </s>
+    assert options.min_decoding_length == 9  # min_length counts the decoder start token
+    assert options.kwargs()["max_input_length"] == 0
+
+
+def test_ctranslate2_defaults_never_leak():
+    options = decoding_options(GenerationConfig())
+    assert options.beam_size == 1  # CTranslate2 would use 2
+    assert options.max_decoding_length == 19  # transformers' max_length 20, not CTranslate2's 256
+    assert options.min_decoding_length == 0  # CTranslate2 would force one token
+    overridden = GenerationConfig(max_new_tokens=64, min_new_tokens=5)
+    assert (decoding_options(overridden).max_decoding_length, decoding_options(overridden).min_decoding_length) == (64, 5)
+
+
+def test_sampling_settings_carry_over():
+    options = decoding_options(GenerationConfig(do_sample=True, top_k=20, top_p=0.9, temperature=0.7))
+    assert (options.sampling_topk, options.sampling_topp, options.sampling_temperature) == (20, 0.9, 0.7)
+
+
+class FakeCT2:
+    def __init__(self, gpus=0, types=("bfloat16", "float16", "int8_bfloat16")):
+        self.gpus, self.types = gpus, set(types)
+
+    def get_cuda_device_count(self):
+        return self.gpus
+
+    def get_supported_compute_types(self, device, index=0):
+        return self.types
+
+
+def test_device_and_compute_type_choices():
+    assert pick_device(FakeCT2(gpus=2), "auto") == ("cuda", 0)
+    assert pick_device(FakeCT2(gpus=2), "cuda:1") == ("cuda", 1)
+    assert pick_device(FakeCT2(), "auto") == ("cpu", 0)
+    with pytest.raises(ModelError, match="no CUDA device"):
+        pick_device(FakeCT2(), "cuda")
+    gpu = FakeCT2(gpus=1)
+    assert pick_compute_type(gpu, ModelSettings(), "cuda", 0, "float32") == "bfloat16"
+    assert pick_compute_type(gpu, ModelSettings(), "cuda", 0, "int8") == "default"
+    assert pick_compute_type(gpu, ModelSettings(), "cpu", 0, "float32") == "default"
+    assert pick_compute_type(gpu, ModelSettings(dtype="bfloat16"), "cuda", 0, "int8") == "int8_bfloat16"
+    with pytest.raises(ModelError, match="overflow"):
+        pick_compute_type(gpu, ModelSettings(dtype="float16"), "cuda", 0, "float32")
+
+
+def test_out_of_memory_becomes_the_engine_signal(exports):
+    backend = CTranslate2Backend.load(str(exports["int8"]), ModelSettings(threads=1), DecodeSettings())
+
+    def full(*args, **kwargs):
+        raise RuntimeError("CUDA failed with error out of memory")
+
+    backend.translator = SimpleNamespace(translate_batch=full, compute_type="int8_float32")
+    with pytest.raises(OutOfMemory):
+        backend.generate([[5, 6, 1]])
+
+
+def test_long_dialogues_are_cut_keeping_the_final_eos(exports):
+    backend = CTranslate2Backend.load(str(exports["int8"]), ModelSettings(threads=1, max_source_length=16),
+                                      DecodeSettings())
+    long, short = backend.encode(["Anna: " + "hello there " * 50, "Ben: ok"])
+    assert long.truncated and len(long.ids) == 16 and long.ids[-1] == backend.eos_id
+    assert not short.truncated
