@@ -24,7 +24,7 @@ BENCH_HELP = {
     "threads": "CPU threads for both backends (0 = every core)",
     "beams": "Comma list of beam sizes to measure, e.g. 1,4",
     "output_dir": "Where the JSON and Markdown results go",
-    "work_dir": "Where the benchmark model and its exports are kept between runs",
+    "work_dir": "Where the benchmark model and its exports are kept between runs [default: $TMPDIR/dialogsum-bench]",
 }
 
 
@@ -50,11 +50,11 @@ def export(c, model="", format="hf", output_dir="", quantization=None, dtype=Non
 
 
 @register(help=BENCH_HELP)
-def bench_backends(c, records=64, threads=0, beams="1,4", output_dir="bench/results", work_dir="bench/.work"):
+def bench_backends(c, records=64, threads=0, beams="1,4", output_dir="bench/results", work_dir=""):
     """Dialogues/s of transformers fp32 vs CTranslate2 fp32 and int8 on CPU, mid-size random Pegasus.
 
     invoke bench-backends --records 64
     """
     args = ["--records", str(records), "--threads", str(threads), "--beams", str(beams),
-            "--output-dir", str(output_dir), "--work-dir", str(work_dir)]
+            "--output-dir", str(output_dir)] + (["--work-dir", str(work_dir)] if work_dir else [])
     c.run(shlex.join([sys.executable, "bench/bench_backends.py", *args]), pty=False)
