@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
@@ -76,12 +75,12 @@ def finetune(config: TrainConfig, log: Log = log_to_stderr, *, callbacks: Sequen
     """
     prepare_cuda_allocator()
     config.check()
-    state = PartialState()
-    log = log if state.is_main_process else _silent
     run_dir = Path(config.output_dir)
+    args = training_arguments(config, run_dir, has_eval=True)  # also joins the processes of accelerate launch
+    log = log if args.process_index == 0 else _silent
     checkpoint = resume_point(run_dir, config.resume, log)
     with torch_threads(config.torch_threads):
-        prepared = prepare(config, run_dir, log, callbacks)
+        prepared = prepare(config, args, log, callbacks)
         if prepared.trainer.is_world_process_zero():
             report.write_config(run_dir, config)
         with quiet_known_noise(prepared.trainer.model):
@@ -103,23 +102,24 @@ def resume_point(run_dir: Path, resume: bool, log: Log) -> str | None:
     return None
 
 
-def prepare(config: TrainConfig, run_dir: Path, log: Log, callbacks: Sequence[TrainerCallback]) -> Prepared:
+def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Log,
+            callbacks: Sequence[TrainerCallback]) -> Prepared:
     """Model, data and trainer; downloads and builds happen once, on the main process first."""
-    state = PartialState()
-    with state.main_process_first():
+    run_dir = Path(args.output_dir)
+    with args.main_process_first(desc="base model and corpus"):
         model_path = base_model_path(config, run_dir, log)
         corpus = data.build_corpus(config, log)
     tokenizer, model = load_model(model_path, config)
     tuned = decoding(config, model.generation_config)
     model.generation_config = copy.deepcopy(tuned)
-    with state.main_process_first():
+    with args.main_process_first(desc="tokenizing"):
         splits = {name: data.tokenize(split, tokenizer, config, name) for name, split in corpus.items()}
     for name, split in splits.items():
         log(f"{name}: {data.describe_lengths(split, config)}")
     evaluation = splits.get("validation")
     if evaluation is None:
         log("no validation records: training without evaluation; the last step's weights are kept")
-    args = training_arguments(config, run_dir, has_eval=evaluation is not None)
+        args = training_arguments(config, run_dir, has_eval=False)
     trainer = Seq2SeqTrainer(
         model=model, args=args, train_dataset=splits["train"], eval_dataset=evaluation,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, pad_to_multiple_of=8 if args.bf16 else None),
@@ -161,7 +161,7 @@ def _folder_name(path: str | None) -> str | None:
 
 
 def _silent(message: str) -> None:
-    """Log of the non-main processes under ``accelerate launch``: the main one speaks for all."""
+    """Log of the other processes under ``accelerate launch``: the main one speaks for all."""
 
 
 MISSING_KEYS = "There were missing keys in the checkpoint model loaded: "
@@ -238,7 +238,12 @@ def base_model_path(config: TrainConfig, run_dir: Path, log: Log) -> str:
         return str(build_tiny_model(target, seed=config.seed))
     from .backends.resolve import resolve_model
 
-    return resolve_model(config.base_model, allow_pickle=config.allow_pickle)  # fails in seconds offline
+    try:
+        return resolve_model(config.base_model, allow_pickle=config.allow_pickle)  # fails in seconds offline
+    except ModelError as exc:  # its advice names dialogsum-batch's options; give this command's
+        reason = str(exc).split("; pass --model")[0]
+        raise ModelError(f"base {reason}; pass --base-model DIR (a local copy), or run where the Hub is "
+                         "reachable once to fill the cache") from None
 
 
 def load_model(path: str, config: TrainConfig) -> tuple[PreTrainedTokenizerBase, Any]:

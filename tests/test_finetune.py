@@ -169,8 +169,9 @@ def test_resume_point_rules(tmp_path):
 def test_hub_base_model_offline_fails_fast_with_a_clear_message(tmp_path):
     config = replace(SMOKE, base_model="google/pegasus-cnn_dailymail", output_dir=str(tmp_path / "run"))
     started = time.perf_counter()
-    with pytest.raises(ModelError, match="not cached and the Hugging Face Hub is unreachable"):
+    with pytest.raises(ModelError, match="not cached and the Hugging Face Hub is unreachable") as caught:
         finetune(config, log=lambda line: None)
+    assert "--base-model DIR" in str(caught.value) and "DIALOGSUM_MODEL" not in str(caught.value)
     assert time.perf_counter() - started < 10
 
 

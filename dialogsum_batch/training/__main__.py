@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: run again with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
-    print(run_dir)
+    if os.environ.get("RANK", "0") == "0":  # one line on stdout, not one per process
+        print(run_dir)
     return 0
 
 
