@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,6 +80,9 @@ def finetune(config: TrainConfig, log: Log = log_to_stderr, *, callbacks: Sequen
     args = training_arguments(config, run_dir, has_eval=True)  # also joins the processes of accelerate launch
     log = log if args.process_index == 0 else _silent
     checkpoint = resume_point(run_dir, config.resume, log)
+    if checkpoint and is_complete(Path(checkpoint), config) and (run_dir / "model.safetensors").is_file():
+        log(f"{run_dir} already finished at {Path(checkpoint).name}: nothing to resume")
+        return run_dir
     with torch_threads(config.torch_threads):
         prepared = prepare(config, args, log, callbacks)
         if prepared.trainer.is_world_process_zero():
@@ -100,6 +104,17 @@ def resume_point(run_dir: Path, resume: bool, log: Log) -> str | None:
         raise ConfigError(f"{run_dir} already holds a run ({found}); pass --resume (resume=true) to continue it, "
                           "or choose another --output-dir")
     return None
+
+
+def is_complete(checkpoint: Path, config: TrainConfig) -> bool:
+    """Whether ``checkpoint`` already reached the run's length (max_steps, else the epochs)."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if config.max_steps > 0:
+        return state.get("global_step", 0) >= config.max_steps
+    return state.get("epoch", 0) >= config.num_train_epochs - 1e-6
 
 
 def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Log,

@@ -153,6 +153,15 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
     assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-3 come from the checkpoint, 4-6 were trained after it
 
 
+def test_resuming_a_finished_run_changes_nothing(smoke_run):
+    run_dir, _ = smoke_run
+    weights = (run_dir / "model.safetensors").read_bytes()
+    lines: list[str] = []
+    assert finetune(replace(SMOKE, output_dir=str(run_dir), resume=True), log=lines.append) == run_dir
+    assert lines[-1] == f"{run_dir} already finished at checkpoint-{SMOKE.max_steps}: nothing to resume"
+    assert (run_dir / "model.safetensors").read_bytes() == weights
+
+
 def test_resume_point_rules(tmp_path):
     lines: list[str] = []
     assert resume_point(tmp_path / "new", True, lines.append) is None
