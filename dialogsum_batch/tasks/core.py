@@ -20,3 +20,18 @@ def tiny_model(c, output_dir="runs/tiny-pegasus", seed=0):
 def test(c, args=""):
     """Run the test suite (about five minutes on 2 CPU cores)."""
     c.run(f"{sys.executable} -m pytest {args}".strip(), pty=False)
+
+
+@register(help={"output_dir": "Folder for the run, the summaries and the metrics"})
+def quickstart(c, output_dir="runs/quickstart"):
+    """The whole job offline: tiny Pegasus fine-tuned on data/, then summarize data/test.jsonl with ROUGE."""
+    from pathlib import Path
+
+    from ..tiny import project_data_dir
+
+    c.run(f"invoke finetune --preset smoke --output-dir {output_dir}/model", pty=False)
+    sample = project_data_dir() / "test.jsonl"
+    out = Path(output_dir)
+    c.run(f"{sys.executable} -m dialogsum_batch -m {out / 'model'} {sample} -o {out / 'summaries.jsonl'} "
+          f"--metrics-out {out / 'metrics.json'} --threads 1", pty=False)
+    print(f"summaries: {out / 'summaries.jsonl'}\nmetrics:   {out / 'metrics.json'}")
