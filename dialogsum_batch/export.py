@@ -346,7 +346,8 @@ def source_card_body(source: Path) -> str:
 def write_card(staging: Path, source: Path, settings: ExportSettings) -> None:
     """README.md: what was exported from what, how to use it, and the run's evaluation figures."""
     library = "transformers" if settings.format == "hf" else "ctranslate2"
-    front = f"---\nlibrary_name: {library}\npipeline_tag: summarization\ntags: [pegasus, summarization, dialogue]\n---\n"
+    front = (f"---\nlibrary_name: {library}\npipeline_tag: summarization\n"
+             "tags: [pegasus, summarization, dialogue]\n---\n")
     body = [
         f"# {Path(settings.output_dir).name}\n",
         f"Exported by dialogsum-batch {__version__} from `{source.name}` as {describe_format(settings)}.\n",

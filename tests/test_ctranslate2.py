@@ -157,8 +157,8 @@ def test_ctranslate2_defaults_never_leak():
     assert options.beam_size == 1  # CTranslate2 would use 2
     assert options.max_decoding_length == 19  # transformers' max_length 20, not CTranslate2's 256
     assert options.min_decoding_length == 0  # CTranslate2 would force one token
-    overridden = GenerationConfig(max_new_tokens=64, min_new_tokens=5)
-    assert (decoding_options(overridden).max_decoding_length, decoding_options(overridden).min_decoding_length) == (64, 5)
+    overridden = decoding_options(GenerationConfig(max_new_tokens=64, min_new_tokens=5))
+    assert (overridden.max_decoding_length, overridden.min_decoding_length) == (64, 5)
 
 
 def test_sampling_settings_carry_over():

@@ -18,7 +18,8 @@ from dialogsum_batch.tasks.export import bench_backends, export
 
 EVALUATION_METRICS = {
     "records": 819,
-    "rouge": {"rouge1": {"mean": 47.31, "low": 46.5, "high": 48.1}, "rouge2": {"mean": 23.9, "low": 23.0, "high": 24.8}},
+    "rouge": {"rouge1": {"mean": 47.31, "low": 46.5, "high": 48.1},
+              "rouge2": {"mean": 23.9, "low": 23.0, "high": 24.8}},
     "data": {"source": "corpus.7z", "split": "test"},
 }
 TRAINER_METRICS = {"eval_loss": 1.4821, "eval_rouge1": 46.9, "epoch": 3.0}

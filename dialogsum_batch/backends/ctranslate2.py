@@ -191,7 +191,8 @@ class CTranslate2Backend:
                                         inter_threads=1, intra_threads=threads)
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"cannot load the CTranslate2 model in {path}: {first_line(exc)}") from exc
-        limit = min(model.max_source_length or DEFAULT_SOURCE_LIMIT, info.get("max_source_length") or DEFAULT_SOURCE_LIMIT)
+        exported_limit = info.get("max_source_length") or DEFAULT_SOURCE_LIMIT
+        limit = min(model.max_source_length or DEFAULT_SOURCE_LIMIT, exported_limit)
         label = f"cuda:{index}" if device == "cuda" else "cpu"
         return cls(translator, tokenizer, generation, limit, label, threads)
 

@@ -23,6 +23,7 @@ BENCH_HELP = {
     "records": "Synthetic dialogues per measurement",
     "threads": "CPU threads for both backends (0 = every core)",
     "beams": "Comma list of beam sizes to measure, e.g. 1,4",
+    "repeats": "Timed runs per measurement; the best counts (steadier on shared cores)",
     "output_dir": "Where the JSON and Markdown results go",
     "work_dir": "Where the benchmark model and its exports are kept between runs [default: $TMPDIR/dialogsum-bench]",
 }
@@ -50,11 +51,11 @@ def export(c, model="", format="hf", output_dir="", quantization=None, dtype=Non
 
 
 @register(help=BENCH_HELP)
-def bench_backends(c, records=64, threads=0, beams="1,4", output_dir="bench/results", work_dir=""):
+def bench_backends(c, records=64, threads=0, beams="1,4", repeats=1, output_dir="bench/results", work_dir=""):
     """Dialogues/s of transformers fp32 vs CTranslate2 fp32 and int8 on CPU, mid-size random Pegasus.
 
     invoke bench-backends --records 64
     """
-    args = ["--records", str(records), "--threads", str(threads), "--beams", str(beams),
+    args = ["--records", str(records), "--threads", str(threads), "--beams", str(beams), "--repeats", str(repeats),
             "--output-dir", str(output_dir)] + (["--work-dir", str(work_dir)] if work_dir else [])
     c.run(shlex.join([sys.executable, "bench/bench_backends.py", *args]), pty=False)
