@@ -325,6 +325,7 @@ def training_arguments(config: TrainConfig, run_dir: Path, has_eval: bool) -> Se
             greater_is_better=config.metric_for_best_model != "loss",
             predict_with_generate=True, generation_num_beams=config.eval_num_beams,
             dataloader_pin_memory=cuda,
+            use_cpu=not cuda,  # else torchrun on a CPU host leaves every process training alone
         )
     except ValueError as exc:
         raise ConfigError(f"training arguments: {_first_line(exc)}") from None
