@@ -274,6 +274,9 @@ def load_model(path: str, config: TrainConfig) -> tuple[PreTrainedTokenizerBase,
             trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load {config.base_model} from {path}: {_first_line(exc)}") from exc
+    # Pegasus' forward takes **kwargs but averages its loss itself, ignoring num_items_in_batch; left True,
+    # the Trainer multiplies that mean by the process count and skips the accumulation divide.
+    model.accepts_loss_kwargs = False
     return tokenizer, model
 
 
