@@ -16,7 +16,7 @@ from ..config import MODEL_ENV
 from ..errors import ModelError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-WANTED_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "spiece.model"]
+WANTED_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "model.bin"]  # model.bin: CTranslate2
 PROBE_SECONDS = 3.0
 
 
