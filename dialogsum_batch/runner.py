@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,18 +38,27 @@ class JobFiles:
 
 
 class StopFlag:
-    """Turns the first SIGINT / SIGTERM into a polite stop; a second one ends the process at once."""
+    """Turns the first SIGINT / SIGTERM into a polite stop; a second one ends the process at once.
 
-    def __init__(self) -> None:
+    ``grace``: seconds after the first signal in which another counts as the same stop. Under a launcher
+    a Ctrl-C reaches every process twice: from the terminal, then as the launcher's SIGTERM.
+    """
+
+    def __init__(self, grace: float = 0.0) -> None:
         self.signal: int | None = None
+        self.grace = grace
+        self.since = 0.0
 
     def __call__(self) -> bool:
         return self.signal is not None
 
     def handle(self, number: int, frame: Any) -> None:
         if self.signal is not None:
+            if time.monotonic() - self.since < self.grace:
+                return
             raise KeyboardInterrupt
         self.signal = number
+        self.since = time.monotonic()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopFlag]:
@@ -68,7 +78,15 @@ def lock_path(files: JobFiles) -> str | None:
 
 def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = False,
             backend: Backend | None = None) -> tuple[int, Stats]:
-    """Run the job under its lock; the backend is loaded here unless one is given (tests, tools)."""
+    """Run the job under its lock; the backend is loaded here unless one is given (tests, tools).
+
+    Under ``accelerate launch`` / ``torchrun`` (WORLD_SIZE > 1) every process calls this and the job is
+    data-parallel (dialogsum_batch.distributed); the main process alone writes, and all return one code.
+    """
+    from .distributed import detect_world, run_parallel
+
+    if detect_world().size > 1:
+        return run_parallel(files, settings, log, progress, backend)
     path = lock_path(files)
     with OutputLock(path) if path else contextlib.nullcontext():
         done = done_ids(files.output) if files.resume else set()
@@ -83,15 +101,15 @@ def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, done: s
                progress: bool) -> tuple[int, Stats]:
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
-        writer = JsonlWriter(stack.enter_context(_closing(open_output(files.output, files.resume))))
+        writer = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
         errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume)
-        bar = stack.enter_context(_progress_bar(progress))
+        bar = stack.enter_context(progress_bar(progress))
         engine = Engine(backend, settings, writer.write, errors.report, writer.flush, stop, log.warning, bar)
         items = select(read_records(files.inputs, files.input_format, settings.fields), engine.stats, done,
                        settings.shard)
         stack.enter_context(stop.installed())
         code = _execute(engine, items, stop, log)
-    _finish(engine.stats, files, backend, log)
+    finish_job(engine.stats, files, backend, log, code)
     return code, engine.stats
 
 
@@ -111,7 +129,8 @@ class ErrorSink:
     def __init__(self, path: str | None, policy: str, log: Log, stack: contextlib.ExitStack, append: bool):
         self.policy = policy
         self.log = log
-        self.writer = JsonlWriter(stack.enter_context(_closing(open_output(path, append)))) if path else None
+        self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path \
+            else None
 
     def report(self, error: InputError) -> None:
         if self.policy == "fail":
@@ -122,12 +141,16 @@ class ErrorSink:
             self.writer.flush()
 
 
-def _finish(stats: Stats, files: JobFiles, backend: Backend, log: Log) -> None:
+def finish_job(stats: Stats, files: JobFiles, backend: Backend, log: Log, code: int,
+               processes: int = 1) -> None:
+    """The summary line on stderr and the metrics file; ``exit_code`` is there for wrappers whose launcher
+    (torchrun, accelerate launch) turns every failure into 1."""
     report = stats.report()
     log.info(summary_line(report), **{"summary": report})
     if files.metrics_out:
         Path(files.metrics_out).parent.mkdir(parents=True, exist_ok=True)
-        payload = {**report, "model": backend.describe(), "inputs": list(files.inputs) or ["-"]}
+        payload = {**report, "exit_code": code, "processes": processes, "model": backend.describe(),
+                   "inputs": list(files.inputs) or ["-"]}
         Path(files.metrics_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
@@ -146,7 +169,8 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _closing(stream: Any) -> Iterator[Any]:
+def closing_output(stream: Any) -> Iterator[Any]:
+    """Close a file output at the end; stdout is only flushed."""
     try:
         yield stream
     finally:
@@ -157,7 +181,8 @@ def _closing(stream: Any) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Any]:
+def progress_bar(enabled: bool) -> Iterator[Any]:
+    """A tqdm bar on stderr as an ``update(n)`` callable, or a no-op."""
     if not enabled:
         yield lambda n: None
         return
