@@ -1,0 +1,277 @@
+"""Past one process, on CPU with two gloo processes: dialogsum-batch under torchrun / accelerate launch writes
+what one process writes, and ``invoke finetune --num-processes 2`` trains one DDP run whose folder serves.
+
+The pure pieces (dealing, placing, merging, the launch command) are tested in-process; the launches share
+module fixtures. About two minutes on 2 CPU cores, most of it process start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from invoke import Context, MockContext, Result
+from invoke.exceptions import Exit
+
+from conftest import read_jsonl, write_jsonl
+from dialogsum_batch.cli import main as cli_main
+from dialogsum_batch.config import ModelSettings
+from dialogsum_batch.distributed import (Outcome, World, deal, detect_world, launch_command, merge, place,
+                                         rank_model, summed)
+from dialogsum_batch.engine import Stats
+from dialogsum_batch.errors import InputError
+from dialogsum_batch.outputs import OutputLock
+from dialogsum_batch.records import BadRecord, Record
+from dialogsum_batch.runner import StopFlag
+from dialogsum_batch.synthetic import generate
+from dialogsum_batch.tasks.training import finetune as finetune_task
+
+REPO = Path(__file__).resolve().parent.parent
+BAD_LINES = {11: "{not json", 42: json.dumps({"id": "no-dialogue"})}  # line number -> bad line
+COMMON = ["--sort-window", "8", "--max-batch-size", "4", "--threads", "1", "--quiet"]
+SUMMARY = re.compile(r"\d+ summarized, \d+ errors")
+
+
+# ---------------------------------------------------------------------- the pure pieces
+
+
+def test_world_comes_from_the_launcher_environment():
+    assert detect_world({}) == World()
+    assert detect_world({"WORLD_SIZE": "1", "RANK": "0"}).size == 1
+    world = detect_world({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
+    assert world == World(rank=3, size=4, local_rank=1, local_size=2) and not world.is_main
+
+
+def test_each_rank_gets_its_own_gpu_or_a_share_of_the_cores():
+    world = World(rank=1, size=2, local_rank=1, local_size=2)
+    assert rank_model(ModelSettings(device="auto"), world, cuda=True).device == "cuda:1"
+    assert rank_model(ModelSettings(device="cuda"), world, cuda=True).device == "cuda:1"
+    assert rank_model(ModelSettings(device="cuda:0"), world, cuda=True).device == "cuda:0"  # asked for
+    assert rank_model(ModelSettings(), world, cuda=False, environ={"OMP_NUM_THREADS": "3"}).threads == 3
+    assert rank_model(ModelSettings(threads=5), world, cuda=False, environ={"OMP_NUM_THREADS": "3"}).threads == 5
+
+
+def record(index: int, record_id: str | None = None) -> Record:
+    return Record(index, record_id or f"r{index}", f"A: chat {index}", source="in.jsonl", line=index + 1)
+
+
+def test_round_robin_shares_merge_back_in_input_order():
+    window = [record(i) for i in range(11)]
+    shares = deal(window, 3)
+    assert [[r.index for r in share] for share in shares] == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]
+    outcomes = [Outcome(results=[(j, {"id": item.id}) for j, item in enumerate(share)]) for share in shares]
+    assert [r["id"] for r in merge(outcomes, len(window))] == [r.id for r in window]
+
+
+def test_results_find_their_records_in_any_order_and_gaps_stay_gaps():
+    bad = BadRecord(2, InputError("in.jsonl", 3, "invalid JSON"))
+    items = [record(0, "x"), record(1, "x"), bad, record(3)]
+    oom = InputError("in.jsonl", 4, "out of memory even alone")  # the Engine's verdict on record 3
+    placed = place(items, [oom, {"id": "x", "n": 1}, bad.error, {"id": "x", "n": 2}])
+    assert placed == [(3, oom), (0, {"id": "x", "n": 1}), (2, bad.error), (1, {"id": "x", "n": 2})]
+    interrupted = place(items, [{"id": "x", "n": 1}])  # an interrupted Engine returns only what it finished
+    assert merge([Outcome(results=interrupted)], len(items)) == [{"id": "x", "n": 1}]
+    with pytest.raises(RuntimeError, match="matches no record"):
+        place(items, [{"id": "stranger"}])
+
+
+def test_bad_records_cross_process_boundaries():
+    error = InputError("in.jsonl", 7, "field 'dialogue' is missing", '{"id": 1}')
+    copy = pickle.loads(pickle.dumps(BadRecord(6, error))).error
+    assert (copy.source, copy.line, copy.reason, copy.raw, str(copy)) == \
+        (error.source, error.line, error.reason, error.raw, str(error))
+
+
+def test_summary_counts_come_from_every_rank():
+    written = Stats(records=5, errors=1)
+    parts = [{"batches": 2, "oom_splits": 0, "real_tokens": 10, "padded_tokens": 12, "generated_tokens": 30,
+              "generate_seconds": 1.5},
+             {"batches": 3, "oom_splits": 1, "real_tokens": 20, "padded_tokens": 25, "generated_tokens": 40,
+              "generate_seconds": 2.5}]
+    total = summed(written, parts)
+    assert (total.records, total.errors, total.batches, total.oom_splits) == (5, 1, 5, 1)
+    assert (total.real_tokens, total.padded_tokens, total.generated_tokens) == (30, 37, 70)
+    assert total.generate_seconds == 2.5  # side by side, not one after the other
+
+
+def test_a_forwarded_second_signal_is_the_same_stop():
+    patient = StopFlag(grace=60)
+    patient.handle(signal.SIGINT, None)
+    patient.handle(signal.SIGTERM, None)  # the launcher passing Ctrl-C on
+    assert patient() and patient.signal == signal.SIGINT
+    hasty = StopFlag()
+    hasty.handle(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        hasty.handle(signal.SIGINT, None)
+
+
+def test_launch_command_for_processes_or_a_config_file():
+    cpu = launch_command("dialogsum_batch.training", ["--preset", "smoke"], 2, None, cuda=False)
+    assert cpu[1:3] == ["-m", "accelerate.commands.launch"] and "--cpu" not in cpu  # --cpu starts one process
+    assert cpu[cpu.index("--num_processes") + 1] == "2" and "--multi_gpu" in cpu
+    assert cpu[cpu.index("--main_process_port") + 1] == "0"  # a free port: runs side by side do not collide
+    assert cpu[-4:] == ["-m", "dialogsum_batch.training", "--preset", "smoke"]
+    assert "--cpu" in launch_command("m", [], 1, None, cuda=False)
+    assert "--cpu" not in launch_command("m", [], 1, None, cuda=True)
+    fsdp = launch_command("m", ["--resume"], None, "fsdp.yaml", cuda=True)
+    assert fsdp[3:] == ["--config_file", "fsdp.yaml", "-m", "m", "--resume"]  # the file decides the rest
+
+
+def test_task_passes_its_options_through_accelerate_launch():
+    c = MockContext(run={re.compile(r".*accelerate\.commands\.launch.*"): Result(exited=0)}, repeat=True)
+    finetune_task(c, preset="smoke", output_dir="runs/x y", max_steps="5", resume=True, set_=["lr=1e-3"],
+                  num_processes="2", accelerate_config="ddp.yaml")
+    line = c.run.call_args.args[0]
+    assert "--config_file ddp.yaml --num_processes 2 -m dialogsum_batch.training" in line
+    assert "--preset smoke --output-dir 'runs/x y' --max-steps 5 --resume --set lr=1e-3" in line
+    failing = MockContext(run={re.compile(".*"): Result(exited=7)}, repeat=True)
+    with pytest.raises(Exit) as caught:
+        finetune_task(failing, preset="smoke", num_processes="2")
+    assert caught.value.code == 7
+    with pytest.raises(Exit):
+        finetune_task(failing, preset="smoke", num_processes="two")
+
+
+# ---------------------------------------------------------------------- bulk inference on two processes
+
+
+def launch_env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def torchrun(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "dialogsum_batch", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, env=launch_env(), cwd=REPO,
+                          timeout=180)
+
+
+def job_exit_code(result: subprocess.CompletedProcess) -> int:
+    """The job's exit code under a launcher, which exits 1 for any failure: the code of the rank that
+    exited first (its report's root cause). Every rank exits with the code the main process decided,
+    unless the launcher stopped it (SIGTERM) once another had exited."""
+    if result.returncode == 0:
+        return 0
+    codes = [int(code) for code in re.findall(r"exitcode\s*:\s*(-?\d+)", result.stderr)]
+    root = result.stderr.split("Root Cause")[-1]
+    first = int(re.search(r"exitcode\s*:\s*(-?\d+)", root).group(1))
+    assert set(codes) <= {first, -signal.SIGTERM}, codes
+    return first
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory) -> Path:
+    """60 synthetic chats with reference summaries, and two bad lines among them."""
+    lines = [json.dumps(row) for row in generate(60, seed=31)]
+    for number, bad in sorted(BAD_LINES.items()):
+        lines.insert(number - 1, bad)
+    path = tmp_path_factory.mktemp("chats") / "chats.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def skip_options(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    files = {"errors": folder / "errors.jsonl", "metrics": folder / "metrics.json"}
+    return files, ["--on-error", "skip", "--errors-out", str(files["errors"]), "--metrics-out", str(files["metrics"])]
+
+
+@pytest.fixture(scope="module")
+def one_process(chats, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """The reference: the job in this process, stdin to a file."""
+    folder = tmp_path_factory.mktemp("one")
+    files, options = skip_options(folder)
+    files["out"] = folder / "out.jsonl"
+    result = CliRunner().invoke(cli_main, ["-m", str(tiny_model_dir), "-o", str(files["out"]), *options, *COMMON],
+                                input=chats.read_text())
+    assert result.exit_code == 3, result.output
+    return files
+
+
+@pytest.fixture(scope="module")
+def two_processes(chats, tiny_model_dir, tmp_path_factory) -> tuple[dict[str, Path], subprocess.CompletedProcess]:
+    """The same job under ``accelerate launch`` on two processes, stdin to stdout, stderr not quiet."""
+    files, options = skip_options(tmp_path_factory.mktemp("two"))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--main_process_port", "0", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
+               "no", "-m", "dialogsum_batch", "-m", str(tiny_model_dir), *options, *COMMON[:-1]]
+    result = subprocess.run(command, input=chats.read_text(), capture_output=True, text=True, env=launch_env(),
+                            cwd=REPO, timeout=180)
+    return files, result
+
+
+def test_two_processes_write_what_one_writes(one_process, two_processes):
+    files, result = two_processes
+    assert job_exit_code(result) == 3, result.stderr[-3000:]  # partial
+    assert result.stdout == one_process["out"].read_text()  # same summaries, same order, nothing else
+    assert files["errors"].read_bytes() == one_process["errors"].read_bytes()
+    assert len(read_jsonl(result.stdout)) == 60
+
+
+def test_metrics_and_summary_count_every_rank_once(one_process, two_processes):
+    files, result = two_processes
+    one, two = (json.loads(path.read_text()) for path in (one_process["metrics"], files["metrics"]))
+    for key in ("records", "errors", "truncated", "resumed", "generated_tokens", "rouge", "rouge_records",
+                "exit_code"):
+        assert two[key] == one[key], key
+    assert (two["processes"], one["processes"], two["records"], two["errors"]) == (2, 1, 60, 2)
+    assert len(SUMMARY.findall(result.stderr)) == 1  # the main process speaks for all
+    skipped = re.findall(r"skipped <stdin>:(\d+):", result.stderr)
+    assert skipped == [str(n) for n in sorted(BAD_LINES)]
+
+
+def test_fail_stops_both_ranks_at_the_first_bad_record_then_resume_finishes(chats, one_process, tiny_model_dir,
+                                                                             tmp_path):
+    out = tmp_path / "out.jsonl"
+    failed = torchrun([str(chats), "-m", str(tiny_model_dir), "-o", str(out), *COMMON])
+    assert job_exit_code(failed) == 1, failed.stderr[-3000:]
+    assert failed.stderr.count("chats.jsonl:11: invalid JSON") == 1
+    expected = one_process["out"].read_text().splitlines(keepends=True)
+    assert out.read_text() == "".join(expected[:10])  # every record before the bad line, nothing after
+    with open(out, "a", encoding="utf-8") as stream:
+        stream.write(expected[10][:25])  # a torn line, as a SIGKILL leaves
+    files, options = skip_options(tmp_path)
+    resumed = torchrun([str(chats), "-m", str(tiny_model_dir), "-o", str(out), "--resume", *options, *COMMON])
+    assert job_exit_code(resumed) == 3, resumed.stderr[-3000:]
+    assert out.read_bytes() == one_process["out"].read_bytes()
+    errors = [(e["line"], e["reason"]) for e in read_jsonl(files["errors"].read_text())]
+    assert errors == [(e["line"], e["reason"]) for e in read_jsonl(one_process["errors"].read_text())]
+    metrics = json.loads(files["metrics"].read_text())
+    assert (metrics["resumed"], metrics["records"], metrics["processes"]) == (10, 50, 2)
+
+
+def test_a_held_lock_stops_every_rank_with_75(chats, tiny_model_dir, tmp_path):
+    out = tmp_path / "out.jsonl"
+    with OutputLock(str(out) + ".lock"):
+        result = torchrun([str(chats), "-m", str(tiny_model_dir), "-o", str(out), *COMMON])
+    assert job_exit_code(result) == 75, result.stderr[-3000:]
+    assert result.stderr.count("another run is writing the same output") == 1
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------- fine-tuning on two processes
+
+
+def test_finetune_on_two_processes_trains_one_run_that_serves(tmp_path, capfd):
+    run_dir = tmp_path / "run"
+    finetune_task(Context(), preset="smoke", output_dir=str(run_dir), num_processes="2", max_steps="4",
+                  set_=["synthetic_train=128", "synthetic_validation=16", "eval_steps=2", "save_steps=2",
+                        "logging_steps=2"])
+    printed = capfd.readouterr()
+    assert printed.out.strip().splitlines()[-1] == str(run_dir)  # once, by the main process
+    assert printed.err.count("training done") == 1  # one run, not two runs side by side
+    assert "x 2 process(es) = 32" in (run_dir / "README.md").read_text()
+    assert json.loads((run_dir / "trainer_state.json").read_text())["global_step"] == 4
+    chats = write_jsonl(tmp_path / "chats.jsonl", list(generate(4, seed=5)))
+    served = CliRunner().invoke(cli_main, [str(chats), "--model", str(run_dir), "--quiet", "--threads", "1"])
+    assert served.exit_code == 0, served.output
+    assert [row["id"] for row in read_jsonl(served.stdout)] == ["syn-000000", "syn-000001", "syn-000002", "syn-000003"]
