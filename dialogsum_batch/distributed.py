@@ -189,8 +189,10 @@ def deal(window: Sequence[Item], size: int) -> list[list[Item]]:
 
 
 def where(item: Item) -> tuple[str, int | None]:
-    error = item.error if isinstance(item, BadRecord) else None
-    return (error.source, error.line) if error else (item.source, item.line)  # type: ignore[union-attr]
+    """The source and line an item came from."""
+    if isinstance(item, BadRecord):
+        return item.error.source, item.error.line
+    return item.source, item.line
 
 
 def place(items: Sequence[Item], results: Sequence[dict[str, Any] | InputError]) -> list[tuple[int, Any]]:
@@ -205,11 +207,15 @@ def place(items: Sequence[Item], results: Sequence[dict[str, Any] | InputError])
         if isinstance(item, Record):
             by_id[item.id].append(index)
         by_where[where(item)].append(index)
-    placed = []
+    placed: list[tuple[int, Any]] = []
+    claimed: set[int] = set()
     for result in results:
         queue = by_where[(result.source, result.line)] if isinstance(result, InputError) else by_id[result["id"]]
+        while queue and queue[0] in claimed:  # a record of a repeated id that ended as a bad record
+            queue.popleft()
         if not queue:
             raise RuntimeError(f"a result matches no record of the share: {result}")
+        claimed.add(queue[0])
         placed.append((queue.popleft(), result))
     return placed
 
@@ -297,7 +303,7 @@ def _job(link: Link, files: JobFiles, settings: RunSettings, log: Log, progress:
          backend: Backend | None) -> tuple[int, Stats]:
     """Lock and resume state from the main process, a model on every rank, then lead or follow."""
     with contextlib.ExitStack() as stack:
-        done = _from_main(link, lambda: _claim(files, stack, log))
+        done = _on_main(link, lambda: _claim(files, stack, log))  # only the main process selects records
         backend = _on_every_rank(link, lambda: backend or load_backend(settings.model, settings.decode))
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
@@ -317,19 +323,20 @@ def _claim(files: JobFiles, stack: contextlib.ExitStack, log: Log) -> set[str]:
     return done
 
 
-def _from_main(link: Link, action: Callable[[], Any]) -> Any:
-    """Run ``action`` on the main process and hand its result to all; its DialogsumError stops everyone."""
+def _on_main(link: Link, action: Callable[[], Any]) -> Any:
+    """Run ``action`` on the main process only (None elsewhere); its DialogsumError stops everyone."""
     if not link.world.is_main:
         reply = link.announce(None)
         if isinstance(reply, Stop):
             raise Stopped(reply.code)
-        return reply
+        return None
     try:
         value = action()
     except DialogsumError as exc:
         link.announce(Stop(exc.exit_code, finish=False))
         raise
-    return link.announce(value)
+    link.announce("go")
+    return value
 
 
 def _on_every_rank(link: Link, action: Callable[[], Any]) -> Any:

@@ -77,6 +77,8 @@ def test_results_find_their_records_in_any_order_and_gaps_stay_gaps():
     oom = InputError("in.jsonl", 4, "out of memory even alone")  # the Engine's verdict on record 3
     placed = place(items, [oom, {"id": "x", "n": 1}, bad.error, {"id": "x", "n": 2}])
     assert placed == [(3, oom), (0, {"id": "x", "n": 1}), (2, bad.error), (1, {"id": "x", "n": 2})]
+    twins = [record(0, "x"), record(1, "x")]  # the first of two records with one id ran out of memory
+    assert place(twins, [InputError("in.jsonl", 1, "out of memory"), {"id": "x"}])[1] == (1, {"id": "x"})
     interrupted = place(items, [{"id": "x", "n": 1}])  # an interrupted Engine returns only what it finished
     assert merge([Outcome(results=interrupted)], len(items)) == [{"id": "x", "n": 1}]
     with pytest.raises(RuntimeError, match="matches no record"):
