@@ -20,7 +20,6 @@ can be read once only, and a glob or a growing log file could look different to 
 from __future__ import annotations
 
 import contextlib
-import copyreg
 import os
 import shlex
 import signal
@@ -49,9 +48,6 @@ MESSAGE_TIMEOUT = timedelta(hours=12)
 FORWARDED_SIGNAL_GRACE = 5.0
 # Engine counters summed over the ranks for the summary; the main process counts what it writes itself.
 SUMMED_STATS = ("batches", "oom_splits", "real_tokens", "padded_tokens", "generated_tokens")
-
-# InputError keeps its fields as attributes, not in ``args``: teach pickle to rebuild it across processes.
-copyreg.pickle(InputError, lambda error: (InputError, (error.source, error.line, error.reason, error.raw)))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ class InputError(DialogsumError):
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):  # pickles whole, so ranks can send bad records to the main process
+        return InputError, (self.source, self.line, self.reason, self.raw)
+
 
 class DataError(DialogsumError):
     """A corpus or data file that is missing, malformed or of the wrong shape."""
