@@ -1,0 +1,83 @@
+"""``invoke bench`` (throughput against the usual ways, and flat memory), ``invoke gpu-check``.
+
+Thin wrappers: each runs a script under ``bench/`` so that a benchmark has one entry point whether
+started by hand or through invoke, and so that every measurement gets a fresh process.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from . import register
+
+THROUGHPUT_HELP = {
+    "models": "Comma list of benchmark models: tiny, mid, large",
+    "records": "Records per measurement (0: 512 for tiny, 128 for mid, 24 for large)",
+    "beams": "Comma list of beam sizes, e.g. 1,4",
+    "max_new_tokens": "Summary length (random weights run every summary to it)",
+    "anchors": "Comma list of notebook, fixed-8, ctranslate2, ours",
+    "repeats": "Rounds of all anchors; the best round of each counts",
+    "threads": "torch threads for every anchor (0: the backend's automatic choice)",
+    "output_dir": "Where the JSON and Markdown results go",
+    "work_dir": "Where the benchmark models are kept between runs",
+}
+MEMORY_HELP = {
+    "sizes": "Comma list of record counts; the last run's peak RSS is compared with the first's",
+    "max_new_tokens": "Summary length (memory does not depend on it)",
+    "limit": "Largest allowed ratio of peak RSS",
+    "output_dir": "Where the JSON and Markdown results go",
+    "work_dir": "Where the tiny model is kept",
+}
+
+
+def python(c, script: str, args: list[str]) -> None:
+    c.run(shlex.join([sys.executable, script, *args]), pty=False)
+
+
+@register(help=THROUGHPUT_HELP)
+def bench_throughput(c, models="tiny,mid", records=0, beams="1,4", max_new_tokens=32,
+                     anchors="notebook,fixed-8,ctranslate2,ours", repeats=1, threads=0, output_dir="bench/results",
+                     work_dir="bench/.work"):
+    """Dialogues/s of dialogsum-batch beside the notebook loop, fixed batches and CTranslate2, one process.
+
+    invoke bench-throughput --models mid --beams 1,4
+    """
+    python(c, "bench/bench_throughput.py", [
+        "--model", str(models), "--records", str(records), "--beams", str(beams),
+        "--max-new-tokens", str(max_new_tokens), "--anchors", str(anchors), "--repeats", str(repeats),
+        "--threads", str(threads), "--output-dir", str(output_dir), "--work-dir", str(work_dir)])
+
+
+@register(help=MEMORY_HELP)
+def bench_memory(c, sizes="2000,20000", max_new_tokens=8, limit=1.3, output_dir="bench/results",
+                 work_dir="bench/.work"):
+    """Peak RSS of the command on 20,000 vs 2,000 records (fresh processes): streaming keeps it flat.
+
+    invoke bench-memory
+    """
+    python(c, "bench/bench_memory.py", [
+        "--sizes", str(sizes), "--max-new-tokens", str(max_new_tokens), "--limit", str(limit),
+        "--output-dir", str(output_dir), "--work-dir", str(work_dir)])
+
+
+@register(help={"models": THROUGHPUT_HELP["models"], "beams": THROUGHPUT_HELP["beams"],
+                "repeats": THROUGHPUT_HELP["repeats"], "output_dir": THROUGHPUT_HELP["output_dir"],
+                "work_dir": THROUGHPUT_HELP["work_dir"]})
+def bench(c, models="tiny,mid", beams="1,4", repeats=1, output_dir="bench/results", work_dir="bench/.work"):
+    """Every CPU benchmark: flat memory, then throughput against the anchors (about half an hour on 2 cores).
+
+    invoke bench
+    """
+    bench_memory(c, output_dir=output_dir, work_dir=work_dir)
+    bench_throughput(c, models=models, beams=beams, repeats=repeats, output_dir=output_dir, work_dir=work_dir)
+
+
+@register(help={"only": "Comma list of allocator, oom, train, throughput",
+                "cpu_smoke": "Rehearse every section on the CPU with tiny sizes (no GPU needed)"})
+def gpu_check(c, only="allocator,oom,train,throughput", cpu_smoke=False):
+    """On a CUDA machine: bf16 training, expandable segments, real-OOM batch splits, full-size throughput.
+
+    invoke gpu-check          # writes $OUT/gpu_check.json, else bench/results/gpu_check.json
+    """
+    python(c, "bench/gpu_check.py", ["--only", str(only)] + (["--cpu-smoke"] if cpu_smoke else []))

@@ -1,0 +1,89 @@
+"""Smoke tests of the benchmark scripts on a handful of records, and of their invoke tasks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from invoke import MockContext, Result
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+import bench_memory  # noqa: E402
+import bench_throughput  # noqa: E402
+import common  # noqa: E402
+
+
+@pytest.fixture
+def work_dir(tmp_path, tiny_model_dir) -> Path:
+    """A benchmark work folder already holding the session's tiny model (it is the same build)."""
+    folder = tmp_path / "work"
+    shutil.copytree(tiny_model_dir, folder / "perf-tiny")
+    marker = {**asdict(common.MODELS["tiny"]), "seed": 0}
+    (folder / "perf-tiny" / "bench_spec.json").write_text(json.dumps(marker))
+    return folder
+
+
+def test_throughput_runs_every_anchor_and_reports_ratios(work_dir, tmp_path):
+    out = tmp_path / "results"
+    results = bench_throughput.main(["--model", "tiny", "--records", "12", "--beams", "1", "--max-new-tokens", "3",
+                                     "--repeats", "1", "--work-dir", str(work_dir), "--output-dir", str(out)])
+    anchors = results[0]["anchors"]
+    assert set(anchors) == {"notebook", "fixed-8", "ctranslate2", "ours"}
+    assert anchors["ours"]["ours_speedup"] == 1.0
+    assert anchors["notebook"]["padding_efficiency"] < anchors["ours"]["padding_efficiency"] <= 1.0
+    for figures in anchors.values():
+        assert figures["dialogues_per_second"] > 0 and figures["peak_rss_mb"] > 0
+        assert figures["generated_tokens"] > 0
+    assert anchors["ours"]["generated_tokens"] == anchors["fixed-8"]["generated_tokens"]  # same decoding, all rows
+    saved = json.loads((out / "throughput.json").read_text())
+    assert saved["results"][0]["case"]["model"] == "tiny"
+    assert "| tiny | 1 | ours |" in (out / "throughput.md").read_text()
+
+
+def test_memory_compares_fresh_processes_and_writes_the_verdict(work_dir, tmp_path):
+    out = tmp_path / "results"
+    result = bench_memory.main(["--sizes", "10,30", "--max-new-tokens", "2", "--limit", "5",
+                                "--work-dir", str(work_dir), "--output-dir", str(out)])
+    assert [run["records"] for run in result["runs"]] == [10, 30]
+    assert all(run["written"] == run["records"] for run in result["runs"])
+    assert all(run["peak_rss_mb"] > 50 for run in result["runs"])  # torch alone is more than that
+    assert result["flat"] and result["ratio"] == pytest.approx(result["runs"][1]["peak_rss_mb"]
+                                                               / result["runs"][0]["peak_rss_mb"], abs=1e-3)
+    assert "PASS" in (out / "memory.md").read_text()
+
+
+def test_padded_vocabulary_has_exactly_the_asked_size():
+    vocab = common.padded_vocab(3000)
+    assert len(vocab) == 3000 and len({piece for piece, _ in vocab}) == 3000
+    assert [piece for piece, _ in vocab[:2]] == ["<pad>", "</s>"]
+
+
+def test_gpu_check_refuses_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the refusal is for machines without one")
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py")], capture_output=True, text=True,
+                          env={"OUT": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=120)
+    assert done.returncode != 0 and "no CUDA device" in done.stderr
+    assert not (tmp_path / "gpu_check.json").exists()
+
+
+def test_bench_tasks_run_the_scripts():
+    from dialogsum_batch.tasks.bench import bench, gpu_check
+
+    c = MockContext(run=Result(exited=0), repeat=True)
+    bench(c, models="tiny", beams="1", work_dir="w", output_dir="o")
+    commands = [call.args[0] for call in c.run.call_args_list]
+    assert "bench/bench_memory.py" in commands[0] and "--sizes 2000,20000" in commands[0]
+    assert "bench/bench_throughput.py" in commands[1] and "--model tiny --records 0 --beams 1" in commands[1]
+    assert all("--work-dir w" in command and "--output-dir o" in command for command in commands)
+    gpu_check(c, only="allocator", cpu_smoke=True)
+    assert c.run.call_args_list[-1].args[0].endswith("bench/gpu_check.py --only allocator --cpu-smoke")
