@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import click
@@ -11,6 +12,7 @@ from . import __version__
 from .config import DEFAULT_MODEL, MODEL_ENV, BatchSettings, DecodeSettings, FieldNames, ModelSettings, RunSettings
 from .errors import DialogsumError
 from .logs import Log
+from .records import expand
 from .runner import JobFiles, run_job
 
 EPILOG = """\b
@@ -36,6 +38,12 @@ def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -
     return index, count
 
 
+def parse_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise click.BadParameter(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
 def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name.strip() for item in value for name in item.split(",") if name.strip())
 
@@ -55,11 +63,12 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
               help="Input fields copied to the output (comma list, repeatable; * for all).")
 @click.option("--backend", type=click.Choice(["auto", "transformers", "ctranslate2"]), default="auto",
               help="Inference backend; auto picks CTranslate2 for a folder holding model.bin.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", callback=parse_device, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
               help="Weights dtype; auto is bfloat16 on a GPU that has it, else float32.")
 @click.option("--force-dtype", is_flag=True, help="Allow float16, which makes Pegasus overflow.")
-@click.option("--threads", default=0, help="CPU threads for inference; 0 uses every core.")
+@click.option("--threads", default=0, type=click.IntRange(0),
+              help="CPU threads for inference; 0 picks: 1 for small models, else the idle cores.")
 @click.option("--num-beams", type=click.IntRange(1), help="Beam size  [default: the model's]")
 @click.option("--max-new-tokens", type=click.IntRange(1), help="Summary length cap  [default: the model's]")
 @click.option("--length-penalty", type=float, help="Beam length penalty  [default: the model's]")
@@ -110,6 +119,9 @@ def main(**options) -> None:
             raise
         log.error(str(exc))
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # a second signal: stop at once; --resume still finds every whole line
+        log.error("interrupted again: stopped at once; rerun with --resume to go on")
+        sys.exit(130)
     sys.exit(code)
 
 
@@ -122,9 +134,29 @@ def check_usage(options: dict) -> None:
     if options["dtype"] == "float16" and not options["force_dtype"]:
         raise click.UsageError("--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, "
                                "or add --force-dtype")
-    paths = [p for p in options["inputs"] if p != "-"]
-    if options["output"] != "-" and os.path.abspath(options["output"]) in map(os.path.abspath, paths):
-        raise click.UsageError("--output is also an input")
+    check_written_files(options)
+
+
+def check_written_files(options: dict) -> None:
+    """Every file the job writes is distinct and none is an input (it would be emptied before it is read)."""
+    written = [(name, options[key]) for name, key in WRITTEN if options[key] not in (None, "-")]
+    inputs = [path for path in expand(options["inputs"]) if path != "-"]
+    for position, (name, path) in enumerate(written):
+        clash = next((p for p in inputs if same_file(p, path)), None)
+        if clash:
+            raise click.UsageError(f"{name} {path} is also an input ({clash})")
+        other = next((n for n, p in written[:position] if same_file(p, path)), None)
+        if other:
+            raise click.UsageError(f"{name} and {other} are the same file ({path})")
+
+
+WRITTEN = (("--output", "output"), ("--errors-out", "errors_out"), ("--metrics-out", "metrics_out"),
+           ("--lock", "lock_file"))
+
+
+def same_file(first: str, second: str) -> bool:
+    """True when both paths name one file (symlinks resolved), whether or not it exists yet."""
+    return os.path.realpath(first) == os.path.realpath(second)
 
 
 def build_settings(options: dict) -> RunSettings:

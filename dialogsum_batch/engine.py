@@ -6,7 +6,8 @@ import ctypes
 import ctypes.util
 import hashlib
 import time
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from .errors import InputError
 from .records import BadRecord, Item, Record
 
 Emit = Callable[[dict[str, Any]], None]
+OUTPUT_FIELDS = frozenset({"id", "summary", "reference", "rouge", "truncated"})  # never taken from --keep-fields
 
 
 class Interrupted(Exception):
@@ -97,13 +99,19 @@ def item_key(item: Item) -> str:
     return f"{item.error.source}:{item.error.line}"
 
 
-def select(items: Iterable[Item], stats: Stats, done: Container[str] = (), shard: tuple[int, int] | None = None
-           ) -> Iterator[Item]:
-    """Drop records already in the output (resume) and those of other shards, counting both."""
+def select(items: Iterable[Item], stats: Stats, done: Mapping[str, int] | None = None,
+           shard: tuple[int, int] | None = None) -> Iterator[Item]:
+    """Drop records already in the output (resume) and those of other shards, counting both.
+
+    ``done`` counts each id written so far: a repeated id is skipped only as often as it was
+    written, so duplicates in the input are each summarized once.
+    """
+    pending = Counter(done or {})
     for item in items:
         if shard and shard_of(item_key(item), shard[1]) != shard[0]:
             stats.other_shards += 1
-        elif isinstance(item, Record) and item.id in done:
+        elif isinstance(item, Record) and pending[item.id] > 0:
+            pending[item.id] -= 1
             stats.resumed += 1
         else:
             yield item
@@ -177,10 +185,10 @@ class Engine:
         encoded = self.backend.encode([window[p].dialogue for p in positions])  # type: ignore[union-attr]
         lengths = [len(e.ids) for e in encoded]
         results: InOrder[Any] = InOrder(len(window))
-        for position, item in enumerate(window):
-            if isinstance(item, BadRecord):
-                results.put(position, item)
         batch = self.settings.batch
+        bad = [(position, item) for position, item in enumerate(window) if isinstance(item, BadRecord)]
+        if not batch.unordered:  # in order, a bad record waits for those before it anyway
+            self._put_all(results, bad)
         for rows in plan_batches(lengths, batch.batch_tokens, batch.max_batch_size):
             if self.should_stop():
                 self._release(results.rest(), interrupted=True)
@@ -190,7 +198,14 @@ class Engine:
             self.stats.real_tokens += sum(lengths[r] for r in rows)
             self.stats.padded_tokens += padded_size(lengths, rows)
             self._trim_heap()
-        self._release(results.ready())
+        if batch.unordered:  # after every good record of the window, so --on-error fail loses none
+            self._put_all(results, bad)
+        self._release(results.rest() if batch.unordered else results.ready())
+
+    @staticmethod
+    def _put_all(results: InOrder[Any], values: Sequence[tuple[int, Any]]) -> None:
+        for position, value in values:
+            results.put(position, value)
 
     def _batch(self, rows: list[int], records: list[Record], encoded: list[Encoded], results: InOrder,
                positions: list[int]) -> None:
@@ -229,8 +244,8 @@ class Engine:
             self.stats.truncated += 1
         self.stats.generated_tokens += generated.tokens
         keep = self.settings.keep_fields
-        out.update({k: v for k, v in record.extra.items() if "*" in keep or k in keep})
-        return out
+        kept = {k: v for k, v in record.extra.items() if ("*" in keep or k in keep) and k not in OUTPUT_FIELDS}
+        return {**out, **kept}
 
     def _release(self, values: Iterable[Any], interrupted: bool = False) -> None:
         try:

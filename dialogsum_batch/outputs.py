@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,8 +31,11 @@ def open_output(path: str, append: bool) -> IO[str]:
     """stdout for ``-``, else the file (appended to when resuming)."""
     if path == "-":
         return sys.stdout
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "a" if append else "w", encoding="utf-8")
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a" if append else "w", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def error_record(error: InputError) -> dict[str, Any]:
@@ -39,25 +44,40 @@ def error_record(error: InputError) -> dict[str, Any]:
             "raw": shorten(error.raw) if error.raw is not None else None}
 
 
-def done_ids(path: str) -> set[str]:
-    """Ids already written to ``path``, after cutting off a torn last line left by a crash."""
+def done_ids(path: str) -> Counter[str]:
+    """How often each id was already written to ``path``, after cutting off a torn last line."""
+    return Counter(str(row["id"]) for row in written_rows(path, "id"))
+
+
+def done_errors(path: str | None) -> set[tuple[str, int | None]]:
+    """(source, line) of the bad records already in an errors file, after cutting off a torn last line."""
+    return {(row["source"], row["line"]) for row in written_rows(path, "source", "line")} if path else set()
+
+
+def written_rows(path: str, *keys: str) -> Iterator[dict[str, Any]]:
+    """The JSON lines a previous run wrote, each checked for ``keys``; a torn last line is cut off first."""
     file = Path(path)
     if not file.exists():
-        return set()
-    cut_torn_tail(file)
-    ids: set[str] = set()
-    with open(file, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            if line.strip():
-                ids.add(read_id(line, path, number))
-    return ids
-
-
-def read_id(line: str, path: str, number: int) -> str:
+        return
     try:
-        return str(json.loads(line)["id"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}:{number}: cannot resume: not an output record ({exc})") from exc
+        cut_torn_tail(file)
+        with open(file, encoding="utf-8") as stream:
+            for number, line in enumerate(stream, start=1):
+                if line.strip():
+                    yield read_row(line, keys, path, number)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot resume ({exc})") from exc
+
+
+def read_row(line: str, keys: tuple[str, ...], path: str, number: int) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+        missing = [key for key in keys if key not in row]
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise DataError(f"{path}:{number}: cannot resume: not a JSON object ({exc})") from exc
+    if missing:
+        raise DataError(f"{path}:{number}: cannot resume: no field {missing[0]!r} (was this file written by us?)")
+    return row
 
 
 def cut_torn_tail(file: Path) -> None:
@@ -91,8 +111,11 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         import fcntl
 
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.stream = open(self.path, "a+", encoding="utf-8")
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.stream = open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot create the lock ({exc.strerror or exc})") from exc
         try:
             fcntl.flock(self.stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -10,6 +10,7 @@ import glob
 import gzip
 import json
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,7 +230,8 @@ def optional_id(fields: Mapping[str, Any], name: str) -> str | None:
         return None
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return str(value)
-    raise ValueError(f"field '{name}' must be a string or an integer, got {json_type(value)}")
+    kind = "a non-integer number" if isinstance(value, float) else json_type(value)
+    raise ValueError(f"field '{name}' must be a string or an integer, got {kind}")
 
 
 def json_type(value: Any) -> str:
@@ -252,33 +254,35 @@ def expand(paths: Iterable[str]) -> list[str]:
 
 
 def read_records(paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames()) -> Iterator[Item]:
-    """Stream records from every path in turn, indices counting across files."""
+    """Stream records from every path in turn, indices counting across files.
+
+    A file that cannot be opened or read to its end (a missing file, a corrupt or cut .gz) becomes a
+    BadRecord where it stops, so the records before it still flow and ``--on-error skip`` goes on with
+    the next file.
+    """
     index = 0
     for path in expand(paths):
-        source = display_name(path)
-        with _opened(path) as stream:
-            resolved, lines = sniffed_lines(path, stream, fmt)
-            try:
-                for parsed in FORMATS[resolved](lines, source):
-                    yield to_record(parsed, index, source, names, path == STDIN)
-                    index += 1
-            except (OSError, EOFError) as exc:  # e.g. a corrupt or cut .gz file
-                raise InputError(source, None, f"cannot read ({exc})") from exc
+        for item in file_records(path, index, fmt, names):
+            yield item
+            index += 1
 
 
-class _opened:
-    """Context manager that leaves stdin open."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __enter__(self) -> IO[bytes]:
-        try:
-            self.stream = open_binary(self.path)
-        except OSError as exc:
-            raise InputError(self.path, None, f"cannot open ({exc.strerror or exc})") from exc
-        return self.stream
-
-    def __exit__(self, *exc: object) -> None:
-        if self.path != STDIN:
-            self.stream.close()
+def file_records(path: str, start: int, fmt: str, names: FieldNames) -> Iterator[Item]:
+    """One file's records, indexed from ``start``; a read failure ends the file with a BadRecord."""
+    source = display_name(path)
+    try:
+        stream = open_binary(path)
+    except OSError as exc:
+        yield BadRecord(start, InputError(source, None, f"cannot open ({exc.strerror or exc})"))
+        return
+    index, line = start, 0
+    try:
+        resolved, lines = sniffed_lines(path, stream, fmt)
+        for parsed in FORMATS[resolved](lines, source):
+            yield to_record(parsed, index, source, names, path == STDIN)
+            index, line = index + 1, parsed.line
+    except (OSError, EOFError, zlib.error) as exc:  # a corrupt or cut .gz file, a read error
+        yield BadRecord(index, InputError(source, None, f"cannot read past line {line} ({exc})"))
+    finally:
+        if path != STDIN:
+            stream.close()

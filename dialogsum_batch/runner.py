@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +17,12 @@ from typing import Any
 from .backends import Backend, load_backend
 from .config import RunSettings
 from .engine import Engine, Interrupted, Stats, select
-from .errors import InputError
+from .errors import DataError, InputError
 from .logs import Log
-from .outputs import JsonlWriter, OutputLock, done_ids, error_record, open_output
+from .outputs import JsonlWriter, OutputLock, done_errors, done_ids, error_record, open_output
 from .records import read_records
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 75
+EXIT_OK, EXIT_PARTIAL = 0, 3  # failures take their error's exit_code (1, or 75 when locked); usage is Click's 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -73,7 +75,7 @@ class StopFlag:
 def lock_path(files: JobFiles) -> str | None:
     if files.lock:
         return files.lock
-    return None if files.output == "-" else files.output + ".lock"
+    return None if files.output == "-" else os.path.realpath(files.output) + ".lock"  # one lock per real file
 
 
 def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = False,
@@ -88,18 +90,18 @@ def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = F
     if detect_world().size > 1:
         return run_parallel(files, settings, log, progress, backend)
     path = lock_path(files)
-    with OutputLock(path) if path else contextlib.nullcontext():
-        done = done_ids(files.output) if files.resume else set()
+    stop = StopFlag()
+    with OutputLock(path) if path else contextlib.nullcontext(), stop.installed():
+        done = done_ids(files.output) if files.resume else Counter()
         if done:
-            log.info(f"resuming: {len(done)} records already in {files.output}")
+            log.info(f"resuming: {sum(done.values())} records already in {files.output}")
         backend = backend or load_backend(settings.model, settings.decode)
         log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
-        return _summarize(files, settings, backend, done, log, progress)
+        return _summarize(files, settings, backend, done, log, progress, stop)
 
 
-def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, done: set[str], log: Log,
-               progress: bool) -> tuple[int, Stats]:
-    stop = StopFlag()
+def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, done: Counter[str], log: Log,
+               progress: bool, stop: StopFlag) -> tuple[int, Stats]:
     with contextlib.ExitStack() as stack:
         writer = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
         errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume)
@@ -107,7 +109,6 @@ def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, done: s
         engine = Engine(backend, settings, writer.write, errors.report, writer.flush, stop, log.warning, bar)
         items = select(read_records(files.inputs, files.input_format, settings.fields), engine.stats, done,
                        settings.shard)
-        stack.enter_context(stop.installed())
         code = _execute(engine, items, stop, log)
     finish_job(engine.stats, files, backend, log, code)
     return code, engine.stats
@@ -129,6 +130,7 @@ class ErrorSink:
     def __init__(self, path: str | None, policy: str, log: Log, stack: contextlib.ExitStack, append: bool):
         self.policy = policy
         self.log = log
+        self.seen = done_errors(path) if append else set()  # a rerun with --resume does not repeat them
         self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path \
             else None
 
@@ -136,7 +138,7 @@ class ErrorSink:
         if self.policy == "fail":
             raise error
         self.log.warning(f"skipped {error}")
-        if self.writer:
+        if self.writer and (error.source, error.line) not in self.seen:
             self.writer.write(error_record(error))
             self.writer.flush()
 
@@ -148,10 +150,13 @@ def finish_job(stats: Stats, files: JobFiles, backend: Backend, log: Log, code: 
     report = stats.report()
     log.info(summary_line(report), **{"summary": report})
     if files.metrics_out:
-        Path(files.metrics_out).parent.mkdir(parents=True, exist_ok=True)
         payload = {**report, "exit_code": code, "processes": processes, "model": backend.describe(),
                    "inputs": list(files.inputs) or ["-"]}
-        Path(files.metrics_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(files.metrics_out).parent.mkdir(parents=True, exist_ok=True)
+            Path(files.metrics_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise DataError(f"{files.metrics_out}: cannot write the metrics ({exc.strerror or exc})") from exc
 
 
 def summary_line(report: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -214,3 +215,85 @@ def test_json_log_lines_carry_timestamps(fake_backend):
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert all("time" in line and "level" in line for line in lines)
     assert lines[-1]["summary"]["records"] == 1
+
+
+# ---------------------------------------------------------------------------- found in review
+
+
+def test_an_output_that_is_also_an_input_is_refused_before_anything_is_written(fake_backend, tmp_path):
+    (tmp_path / "g").mkdir()
+    for name in ("a.jsonl", "b.jsonl"):
+        write_jsonl(tmp_path / "g" / name, [{"id": name, "dialogue": "A: hi"}])
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "g" / "a.jsonl")
+    cases = [[str(tmp_path / "g" / "*.jsonl"), "-o", str(tmp_path / "g" / "b.jsonl")],
+             [str(tmp_path / "link.jsonl"), "-o", str(tmp_path / "g" / "a.jsonl")],
+             [str(tmp_path / "g" / "a.jsonl"), "--on-error", "skip", "--errors-out", str(tmp_path / "g" / "a.jsonl")],
+             [str(tmp_path / "g" / "a.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--metrics-out", str(tmp_path / "o.jsonl")]]
+    for args in cases:
+        result = run(["-m", "x", *args])
+        assert result.exit_code == 2, args
+    assert all(len(read_jsonl((tmp_path / "g" / n).read_text())) == 1 for n in ("a.jsonl", "b.jsonl"))
+
+
+def test_kept_fields_never_override_what_the_run_wrote(fake_backend):
+    row = {"uid": "u1", "id": "other", "dialogue": "A: hi", "summary": "INPUT", "ref": "hello", "rouge": "x", "k": 1}
+    out = read_jsonl(run(["-m", "x", "--id-field", "uid", "--reference-field", "ref", "--keep-fields", "*"],
+                         stdin=json.dumps(row)).stdout)[0]
+    assert out["id"] == "u1" and out["summary"] == "A: hi" and isinstance(out["rouge"], dict) and out["k"] == 1
+
+
+def test_unordered_fail_writes_every_record_before_the_bad_one(fake_backend, tmp_path):
+    rows = "".join(json.dumps({"id": f"u{i}", "dialogue": f"A: {i}"}) + "\n" for i in range(6)) + '{"id": "bad"}\n'
+    result = run(["-m", "x", "--unordered", "--max-batch-size", "1"], stdin=rows)
+    assert result.exit_code == 1
+    assert sorted(r["id"] for r in read_jsonl(result.stdout)) == [f"u{i}" for i in range(6)]
+
+
+def test_resume_with_duplicate_ids_summarizes_each_occurrence_once(fake_backend, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "dialogue": f"A: {n}"} for n, i in enumerate("aab")])
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a", "summary": "x"}\n{"id": "a", "su', encoding="utf-8")
+    assert run(["-m", "x", str(source), "-o", str(out), "--resume"]).exit_code == 0
+    assert sorted(r["id"] for r in read_jsonl(out.read_text())) == ["a", "a", "b"]
+
+
+def test_missing_and_corrupt_files_are_bad_records_that_skip_goes_past(fake_backend, tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", [{"id": "g", "dialogue": "A: hi"}])
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(b"".join(json.dumps({"id": f"c{i}", "dialogue": "A: hey"}).encode() + b"\n"
+                                           for i in range(50)))[:-30])
+    (tmp_path / "junk.jsonl.gz").write_bytes(b"not gzip at all\n")
+    inputs = [str(tmp_path / "missing.jsonl"), str(cut), str(tmp_path / "junk.jsonl.gz"), str(good)]
+    errors = tmp_path / "errors.jsonl"
+    result = run(["-m", "x", *inputs, "--on-error", "skip", "--errors-out", str(errors)])
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    ids = [r["id"] for r in read_jsonl(result.stdout)]
+    assert ids[-1] == "g" and len(ids) > 10 and ids[:3] == ["c0", "c1", "c2"]
+    reasons = [e["reason"] for e in read_jsonl(errors.read_text())]
+    assert reasons[0].startswith("cannot open") and "cannot read past line" in reasons[1] and len(reasons) == 3
+    failed = run(["-m", "x", str(cut)])
+    assert failed.exit_code == 1 and "cut.jsonl.gz: cannot read past line" in failed.stderr
+
+
+def test_resume_does_not_repeat_or_glue_error_lines(fake_backend, tmp_path):
+    source = mixed_file(tmp_path / "mixed.jsonl")
+    out, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    args = ["-m", "x", str(source), "-o", str(out), "--on-error", "skip", "--errors-out", str(errors)]
+    assert run(args).exit_code == 3
+    with open(errors, "a", encoding="utf-8") as stream:
+        stream.write('{"source": "torn')
+    assert run(args + ["--resume"]).exit_code == 3
+    assert [e["line"] for e in read_jsonl(errors.read_text())] == sorted(BAD)
+
+
+def test_bad_threads_and_devices_are_usage_errors(fake_backend):
+    assert run(["--threads", "-1"], stdin="").exit_code == 2
+    assert run(["--device", "foo"], stdin="").exit_code == 2
+    assert run(["--device", "cuda:x"], stdin="").exit_code == 2
+
+
+def test_unwritable_output_is_one_line(fake_backend, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run(["-m", "x", "-o", str(blocker / "out.jsonl")], stdin='{"dialogue": "A: hi"}\n')
+    assert result.exit_code == 1 and "cannot" in result.stderr and "Traceback" not in result.stderr
