@@ -37,7 +37,7 @@ from urllib.parse import urlparse
 
 import datasets
 
-from dialogsum_batch.errors import ConfigError, DataError
+from dialogsum_batch.errors import ConfigError, DataError, first_line
 
 __all__ = [
     "DEFAULT_CACHE_DIR",
@@ -263,7 +263,7 @@ def _read_archive(path: Path) -> _Source:
                 archive.extract(path=tmp, targets=wanted)
                 return _Source(_group_by_split(_data_files(Path(tmp)), Path(tmp), path.name))
     except (py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired, EOFError) as exc:
-        raise DataError(f"{path.name}: not a readable 7z archive ({_first_line(exc)})") from exc
+        raise DataError(f"{path.name}: not a readable 7z archive ({first_line(exc)})") from exc
 
 
 def _download(url: str, cache: Path, emit: Callable[[str], None]) -> Path:
@@ -281,7 +281,7 @@ def _download(url: str, cache: Path, emit: Callable[[str], None]) -> Path:
     except (urllib.error.URLError, OSError) as exc:
         partial.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
-        raise DataError(f"{url}: download failed ({_first_line(reason)})") from exc
+        raise DataError(f"{url}: download failed ({first_line(reason)})") from exc
     partial.replace(target)
     return target
 
@@ -291,7 +291,7 @@ def _read_saved(path: Path) -> _Source:
     try:
         loaded = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as exc:
-        raise DataError(f"{path}: cannot load the saved dataset ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: cannot load the saved dataset ({first_line(exc)})") from exc
     if isinstance(loaded, datasets.DatasetDict):
         grouped = {canonical_split(s): [_dataset_table(d, f"{path.name}[{s}]")] for s, d in loaded.items()}
         return _Source(grouped)
@@ -322,7 +322,7 @@ def _read_hub(name: str, emit: Callable[[str], None]) -> _Source:
         with _forced_offline(bool(offline_reason)):
             loaded = datasets.load_dataset(target)
     except (FileNotFoundError, ConnectionError, ValueError, OSError) as exc:
-        raise DataError(f"{target}: cannot load from the Hugging Face Hub ({_first_line(exc)})") from exc
+        raise DataError(f"{target}: cannot load from the Hugging Face Hub ({first_line(exc)})") from exc
     if not isinstance(loaded, datasets.DatasetDict):
         return _Source({"train": [_dataset_table(loaded, target)]}, single=True)
     return _Source({canonical_split(s): [_dataset_table(d, f"{target}[{s}]")] for s, d in loaded.items()})
@@ -340,7 +340,7 @@ def _hub_offline_reason() -> str | None:
     except urllib.error.HTTPError:
         return None  # the Hub answered, even if with an error status
     except (urllib.error.URLError, OSError) as exc:
-        return f"no answer from {endpoint}: {_first_line(getattr(exc, 'reason', exc))}"
+        return f"no answer from {endpoint}: {first_line(getattr(exc, 'reason', exc))}"
     return None
 
 
@@ -436,7 +436,7 @@ def _read_parquet(path: Path, label: str) -> _Table:
     try:
         table = pq.read_table(path)
     except (pyarrow.ArrowException, OSError) as exc:
-        raise DataError(f"{label}: not a readable Parquet file ({_first_line(exc)})") from exc
+        raise DataError(f"{label}: not a readable Parquet file ({first_line(exc)})") from exc
     return _Table(label, tuple(table.column_names), table.to_pylist())
 
 
@@ -612,9 +612,3 @@ def _describe(source: PathLike | Mapping[str, PathLike]) -> str:
 def _is_url(text: str) -> bool:
     """Whether ``text`` is an http(s) URL."""
     return text.startswith(("http://", "https://"))
-
-
-def _first_line(value: object) -> str:
-    """The first line of an exception or message, for one-line errors."""
-    text = str(value).strip()
-    return text.splitlines()[0] if text else type(value).__name__

@@ -40,3 +40,9 @@ class LockedError(DialogsumError):
     """Another run holds the lock on the same output."""
 
     exit_code = 75
+
+
+def first_line(value: object) -> str:
+    """The first line of an exception or message, for one-line errors."""
+    text = str(value).strip()
+    return text.splitlines()[0] if text else type(value).__name__

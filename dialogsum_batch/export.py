@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, first_line
 
 FORMATS = ("hf", "ctranslate2")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_bfloat16", "bfloat16", "float16", "float32")
@@ -358,8 +358,3 @@ def write_card(staging: Path, source: Path, settings: ExportSettings) -> None:
     if original:
         body.append(f"## Source model card\n\n{original}\n")
     (staging / "README.md").write_text(front + "\n" + "\n".join(body), encoding="utf-8")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

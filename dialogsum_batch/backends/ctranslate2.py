@@ -14,21 +14,18 @@ Torch is not needed to serve.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import DecodeSettings, ModelSettings
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from . import Encoded, Generated, OutOfMemory, is_ctranslate2_dir
+from .common import DEFAULT_SOURCE_LIMIT, clean, encode_texts, generation_summary, usable_cores
 
 INSTALL = "pip install 'dialogsum-batch[ct2]'"
 EXPORT_INFO = "dialogsum_export.json"  # written by dialogsum_batch.export
-DEFAULT_SOURCE_LIMIT = 1024
-CHARS_PER_TOKEN_CAP = 32  # cut absurdly long inputs before tokenizing them whole
-GENERATION_KEYS = ("num_beams", "max_new_tokens", "max_length", "min_length", "length_penalty", "no_repeat_ngram_size")
 
 
 @dataclass(frozen=True)
@@ -115,12 +112,7 @@ def pick_compute_type(ct2: Any, model: ModelSettings, device: str, index: int, q
 
 def cpu_threads(asked: int) -> int:
     """--threads, else every core this process may run on."""
-    if asked:
-        return asked
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return asked or usable_cores()
 
 
 def read_info(path: str) -> dict[str, Any]:
@@ -198,16 +190,7 @@ class CTranslate2Backend:
 
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
         """Token ids per text, cut to the model's limit (keeping the final </s>), as the transformers backend."""
-        limit = self.max_source_length
-        capped = [text[: limit * CHARS_PER_TOKEN_CAP] for text in texts]
-        rows = self.tokenizer(capped, truncation=True, max_length=limit + 1)["input_ids"]
-        return [self._cut(ids, limit) for ids in rows]
-
-    def _cut(self, ids: list[int], limit: int) -> Encoded:
-        if len(ids) <= limit:
-            return Encoded(ids, False)
-        tail = [self.eos_id] if self.eos_id is not None else []
-        return Encoded(ids[: limit - len(tail)] + tail, True)
+        return encode_texts(self.tokenizer, texts, self.max_source_length)
 
     def generate(self, batch: Sequence[Sequence[int]]) -> list[Generated]:
         """Summaries for a batch of id rows; OutOfMemory when the GPU runs out."""
@@ -229,17 +212,7 @@ class CTranslate2Backend:
         return Generated(clean(text), tokens)
 
     def describe(self) -> dict[str, object]:
-        settings = {k: getattr(self.generation, k, None) for k in GENERATION_KEYS}
+        settings = generation_summary(self.generation)
         return {"backend": self.name, "device": self.device, "dtype": self.translator.compute_type,
                 "threads": self.threads, "max_source_length": self.max_source_length, "generation": settings,
                 "translate_options": self.decoding.kwargs()}
-
-
-def clean(text: str) -> str:
-    """Pegasus-cnn_dailymail writes <n> between sentences: make it a line break (as the transformers backend)."""
-    return "\n".join(part.strip() for part in text.split("<n>")).strip()
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

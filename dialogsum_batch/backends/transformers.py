@@ -12,12 +12,10 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..config import DecodeSettings, ModelSettings
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from . import Encoded, Generated, OutOfMemory
+from .common import DEFAULT_SOURCE_LIMIT, clean, encode_texts, generation_summary, usable_cores
 
-DEFAULT_SOURCE_LIMIT = 1024
-CHARS_PER_TOKEN_CAP = 32  # cut absurdly long inputs before tokenizing them whole
-ENCODE_CHUNK = 256  # texts per tokenizer call
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -90,25 +88,8 @@ class TransformersBackend:
         return cls(network, tokenizer, generation, limit)
 
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
-        """Token ids per text, cut to the model's limit (keeping the final </s>).
-
-        The fast tokenizer runs over slices of ENCODE_CHUNK texts: as quick as one call for the
-        whole window, but its per-token bookkeeping (offsets, token strings) never exists for
-        more than a slice at once (a 2,048-record window: 13 MiB at peak instead of 60).
-        """
-        limit = self.max_source_length
-        encoded: list[Encoded] = []
-        for start in range(0, len(texts), ENCODE_CHUNK):
-            capped = [text[: limit * CHARS_PER_TOKEN_CAP] for text in texts[start:start + ENCODE_CHUNK]]
-            rows = self.tokenizer(capped, truncation=True, max_length=limit + 1, return_attention_mask=False)
-            encoded.extend(self._cut(ids, limit) for ids in rows["input_ids"])
-        return encoded
-
-    def _cut(self, ids: list[int], limit: int) -> Encoded:
-        if len(ids) <= limit:
-            return Encoded(ids, False)
-        tail = [self.eos_id] if self.eos_id is not None else []
-        return Encoded(ids[: limit - len(tail)] + tail, True)
+        """Token ids per text, cut to the model's limit (keeping the final </s>)."""
+        return encode_texts(self.tokenizer, texts, self.max_source_length)
 
     def generate(self, batch: Sequence[Sequence[int]]) -> list[Generated]:
         """Summaries for a batch of id rows; OutOfMemory when CUDA runs out."""
@@ -151,7 +132,7 @@ class TransformersBackend:
         return ids.to(device), mask.to(device), min(sizes) < longest
 
     def describe(self) -> dict[str, object]:
-        settings = {k: getattr(self.generation, k, None) for k in GENERATION_KEYS}
+        settings = generation_summary(self.generation)
         return {"backend": self.name, "device": self.device, "dtype": str(self.model.dtype).replace("torch.", ""),
                 "max_source_length": self.max_source_length, "generation": settings}
 
@@ -185,18 +166,10 @@ def cache_argument() -> str:
 
 
 CACHE_ARGUMENT = cache_argument()
-GENERATION_KEYS = ("num_beams", "max_new_tokens", "max_length", "min_length", "length_penalty", "no_repeat_ngram_size")
 
 
 SMALL_MODEL_PARAMETERS = 20_000_000  # below this, per-op overhead dominates and extra threads only contend
 
-
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def auto_threads(model) -> int:
@@ -228,13 +201,3 @@ def quiet_transformers() -> None:
 
 def source_limit(config) -> int:
     return int(getattr(config, "max_position_embeddings", DEFAULT_SOURCE_LIMIT) or DEFAULT_SOURCE_LIMIT)
-
-
-def clean(text: str) -> str:
-    """Pegasus-cnn_dailymail writes <n> between sentences: make it a line break."""
-    return "\n".join(part.strip() for part in text.split("<n>")).strip()
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
