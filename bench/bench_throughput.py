@@ -320,7 +320,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-tokens", type=int, default=0, help="Token budget for ours and CTranslate2")
     parser.add_argument("--repeats", type=int, default=Case.repeats, help="Rounds; the best of each anchor counts")
     parser.add_argument("--anchors", default=",".join(ANCHORS), help=f"Comma list of {', '.join(ANCHORS)}")
-    parser.add_argument("--name", default="throughput", help="Result file name (without suffix)")
+    parser.add_argument("--name", default="", help="Result file name without suffix [default: throughput-MODELS]")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="Where benchmark models are kept")
     return parser.parse_args(argv)
@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             results.append(run_case(case, anchors, args.work_dir, lambda line: print(line, file=sys.stderr)))
     command = "python bench/bench_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
     table = markdown(results, command.strip())
-    write_results(args.name, {"command": command.strip(), "results": results}, table, args.output_dir)
+    name = args.name or "throughput-" + args.model.replace(",", "-")
+    write_results(name, {"command": command.strip(), "results": results}, table, args.output_dir)
     print(table)
     return results
 

@@ -13,6 +13,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ if str(REPO) not in sys.path:  # run as `python bench/x.py` from a clean clone, 
     sys.path.insert(0, str(REPO))
 
 RESULTS_DIR = REPO / "bench" / "results"
-WORK_DIR = REPO / "bench" / ".work"
+WORK_DIR = Path(tempfile.gettempdir()) / "dialogsum-bench"  # built models, kept between runs (outside the repo)
 SHARED_DIALOGSUM = REPO.parent / "shared" / "data" / "dialogsum" / "dialogsum.dev.jsonl"
 
 

@@ -20,24 +20,43 @@ def windows(items: Iterable[T], size: int, closes: Callable[[T], bool] = lambda 
         yield window
 
 
-def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int,
+                 batch_cost: int | None = None) -> list[list[int]]:
     """Positions sorted longest first, cut so that rows x longest row stays within the token budget.
 
     Sorting first keeps padding low; longest first makes an out-of-memory show up in the first batch.
-    A row longer than the whole budget still gets a batch of its own.
+    A row longer than the whole budget still gets a batch of its own. Where the cuts fall is chosen
+    to minimise padded tokens plus ``batch_cost`` (default: an eighth of the budget) per batch, the
+    price of a batch's fixed per-step work: filling each batch greedily from the longest row puts a
+    long row at the head of many short ones at every length gap, which on a few hundred records
+    left a quarter of the tokens as padding.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for position in order:
-        longest = lengths[current[0]] if current else lengths[position]
-        if current and (len(current) >= max_batch_size or longest * (len(current) + 1) > batch_tokens):
-            batches.append(current)
-            current = []
-        current.append(position)
-    if current:
-        batches.append(current)
-    return batches
+    ends = cheapest_cuts([lengths[i] for i in order], batch_tokens, max_batch_size,
+                         batch_tokens // 8 if batch_cost is None else batch_cost)
+    return [order[start:end] for start, end in zip([0, *ends], ends)]
+
+
+def cheapest_cuts(longest_first: Sequence[int], batch_tokens: int, max_batch_size: int, batch_cost: int
+                  ) -> list[int]:
+    """End positions of the batches over lengths sorted longest first (dynamic programming, O(n x rows))."""
+    n = len(longest_first)
+    best = [0] + [0] * n  # best[j]: least cost of batching the first j rows
+    start = [0] * (n + 1)  # start[j]: where the last batch of that best plan begins
+    for end in range(1, n + 1):
+        best[end] = -1
+        for first in range(end - 1, max(-1, end - 1 - max_batch_size), -1):
+            area = longest_first[first] * (end - first)  # the batch's first row is its longest
+            if area > batch_tokens and end - first > 1:
+                break
+            cost = best[first] + area + batch_cost
+            if best[end] < 0 or cost < best[end]:
+                best[end], start[end] = cost, first
+    ends, end = [], n
+    while end > 0:
+        ends.append(end)
+        end = start[end]
+    return ends[::-1]
 
 
 def padded_size(lengths: Sequence[int], batch: Sequence[int]) -> int:

@@ -42,9 +42,9 @@ def test_throughput_runs_every_anchor_and_reports_ratios(work_dir, tmp_path):
         assert figures["dialogues_per_second"] > 0 and figures["peak_rss_mb"] > 0
         assert figures["generated_tokens"] > 0
     assert anchors["ours"]["generated_tokens"] == anchors["fixed-8"]["generated_tokens"]  # same decoding, all rows
-    saved = json.loads((out / "throughput.json").read_text())
+    saved = json.loads((out / "throughput-tiny.json").read_text())
     assert saved["results"][0]["case"]["model"] == "tiny"
-    assert "| tiny | 1 | ours |" in (out / "throughput.md").read_text()
+    assert "| tiny | 1 | ours |" in (out / "throughput-tiny.md").read_text()
 
 
 def test_memory_compares_fresh_processes_and_writes_the_verdict(work_dir, tmp_path):

@@ -20,25 +20,27 @@ THROUGHPUT_HELP = {
     "repeats": "Rounds of all anchors; the best round of each counts",
     "threads": "torch threads for every anchor (0: the backend's automatic choice)",
     "output_dir": "Where the JSON and Markdown results go",
-    "work_dir": "Where the benchmark models are kept between runs",
+    "work_dir": "Where the benchmark models are kept between runs [default: $TMPDIR/dialogsum-bench]",
 }
 MEMORY_HELP = {
     "sizes": "Comma list of record counts; the last run's peak RSS is compared with the first's",
     "max_new_tokens": "Summary length (memory does not depend on it)",
     "limit": "Largest allowed ratio of peak RSS",
     "output_dir": "Where the JSON and Markdown results go",
-    "work_dir": "Where the tiny model is kept",
+    "work_dir": "Where the tiny model is kept [default: $TMPDIR/dialogsum-bench]",
 }
 
 
-def python(c, script: str, args: list[str]) -> None:
-    c.run(shlex.join([sys.executable, script, *args]), pty=False)
+def python(c, script: str, args: list[str], work_dir: str = "") -> None:
+    """Run a bench script with this Python; ``--work-dir`` only when one was given."""
+    extra = ["--work-dir", str(work_dir)] if work_dir else []
+    c.run(shlex.join([sys.executable, script, *args, *extra]), pty=False)
 
 
 @register(help=THROUGHPUT_HELP)
 def bench_throughput(c, models="tiny,mid", records=0, beams="1,4", max_new_tokens=32,
                      anchors="notebook,fixed-8,ctranslate2,ours", repeats=1, threads=0, output_dir="bench/results",
-                     work_dir="bench/.work"):
+                     work_dir=""):
     """Dialogues/s of dialogsum-batch beside the notebook loop, fixed batches and CTranslate2, one process.
 
     invoke bench-throughput --models mid --beams 1,4
@@ -46,25 +48,25 @@ def bench_throughput(c, models="tiny,mid", records=0, beams="1,4", max_new_token
     python(c, "bench/bench_throughput.py", [
         "--model", str(models), "--records", str(records), "--beams", str(beams),
         "--max-new-tokens", str(max_new_tokens), "--anchors", str(anchors), "--repeats", str(repeats),
-        "--threads", str(threads), "--output-dir", str(output_dir), "--work-dir", str(work_dir)])
+        "--threads", str(threads), "--output-dir", str(output_dir)], work_dir)
 
 
 @register(help=MEMORY_HELP)
 def bench_memory(c, sizes="2000,20000", max_new_tokens=8, limit=1.3, output_dir="bench/results",
-                 work_dir="bench/.work"):
+                 work_dir=""):
     """Peak RSS of the command on 20,000 vs 2,000 records (fresh processes): streaming keeps it flat.
 
     invoke bench-memory
     """
     python(c, "bench/bench_memory.py", [
         "--sizes", str(sizes), "--max-new-tokens", str(max_new_tokens), "--limit", str(limit),
-        "--output-dir", str(output_dir), "--work-dir", str(work_dir)])
+        "--output-dir", str(output_dir)], work_dir)
 
 
 @register(help={"models": THROUGHPUT_HELP["models"], "beams": THROUGHPUT_HELP["beams"],
                 "repeats": THROUGHPUT_HELP["repeats"], "output_dir": THROUGHPUT_HELP["output_dir"],
                 "work_dir": THROUGHPUT_HELP["work_dir"]})
-def bench(c, models="tiny,mid", beams="1,4", repeats=1, output_dir="bench/results", work_dir="bench/.work"):
+def bench(c, models="tiny,mid", beams="1,4", repeats=1, output_dir="bench/results", work_dir=""):
     """Every CPU benchmark: flat memory, then throughput against the anchors (about half an hour on 2 cores).
 
     invoke bench
