@@ -209,3 +209,12 @@ def test_long_dialogues_are_cut_keeping_the_final_eos(exports):
     long, short = backend.encode(["Anna: " + "hello there " * 50, "Ben: ok"])
     assert long.truncated and len(long.ids) == 16 and long.ids[-1] == backend.eos_id
     assert not short.truncated
+
+
+def test_forcing_transformers_on_a_ctranslate2_folder_says_what_it_is(tmp_path):
+    folder = tmp_path / "ct2"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"x")
+    (folder / "config.json").write_text("{}")
+    result = CliRunner().invoke(main, ["-m", str(folder), "--backend", "transformers"], input='{"dialogue": "A: hi"}\n')
+    assert result.exit_code == 1 and "is a CTranslate2 folder" in result.stderr

@@ -44,6 +44,8 @@ def check_weights(path: str, allow_pickle: bool) -> None:
     folder = Path(path)
     if any(folder.glob("*.safetensors")) or allow_pickle:
         return
+    if (folder / "model.bin").is_file():
+        raise ModelError(f"{path} is a CTranslate2 folder; use --backend auto or --backend ctranslate2")
     if any(folder.glob("*.bin")):
         raise ModelError(f"{path} has only pickle weights (*.bin); pass --allow-pickle to load them anyway")
     raise ModelError(f"{path} holds no model weights (*.safetensors)")
