@@ -34,7 +34,7 @@ from common import (RESULTS_DIR, WORK_DIR, chunks, dialogues, environment, markd
                     peak_rss_mb, reset_peak_rss)
 
 ANCHORS = ("notebook", "fixed-8", "ctranslate2", "ours")
-DEFAULT_RECORDS = {"tiny": 512, "mid": 128, "large": 24}  # a few minutes per anchor and case on two cores
+DEFAULT_RECORDS = {"tiny": 512, "mid": 192, "large": 24}  # a few minutes per anchor and case on two cores
 NOTEBOOK_RECORDS = 32  # every notebook batch is padded to 1024 tokens and costs the same: a subset gives its rate
 NOTEBOOK_LENGTH = 1024  # the tutorial pads every batch to the model's full source length
 FIXED_BATCH = 8  # the tutorial's batch size for SAMSum, and a common idiomatic choice

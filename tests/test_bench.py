@@ -87,3 +87,29 @@ def test_bench_tasks_run_the_scripts():
     assert all("--work-dir w" in command and "--output-dir o" in command for command in commands)
     gpu_check(c, only="allocator", cpu_smoke=True)
     assert c.run.call_args_list[-1].args[0].endswith("bench/gpu_check.py --only allocator --cpu-smoke")
+
+
+def test_batch_plan_is_within_budget_longest_first_and_loses_no_row():
+    """The engine's batch plan (what the throughput figures rest on), over random length mixes."""
+    import random
+
+    from dialogsum_batch.batching import padded_size, plan_batches
+
+    rng = random.Random(1)
+    for _ in range(200):
+        lengths = [rng.randint(1, 300) for _ in range(rng.randint(0, 150))]
+        budget, rows = rng.choice([50, 400, 4096]), rng.randint(1, 70)
+        plan = plan_batches(lengths, budget, rows)
+        assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
+        assert all(len(b) <= rows and (len(b) == 1 or padded_size(lengths, b) <= budget) for b in plan)
+        heads = [lengths[b[0]] for b in plan]
+        assert heads == sorted(heads, reverse=True) and all(lengths[b[0]] == max(lengths[i] for i in b) for b in plan)
+
+
+def test_batch_plan_pads_less_than_greedy_filling_at_a_length_gap():
+    from dialogsum_batch.batching import padded_size, plan_batches
+
+    lengths = [900] + [100] * 80  # one long chat, many short ones
+    plan = plan_batches(lengths, 8192, 64)
+    assert plan[0] == [0]  # the long one alone, not at the head of eight short ones
+    assert sum(padded_size(lengths, b) for b in plan) == sum(lengths)

@@ -13,7 +13,7 @@ from . import register
 
 THROUGHPUT_HELP = {
     "models": "Comma list of benchmark models: tiny, mid, large",
-    "records": "Records per measurement (0: 512 for tiny, 128 for mid, 24 for large)",
+    "records": "Records per measurement (0: 512 for tiny, 192 for mid, 24 for large)",
     "beams": "Comma list of beam sizes, e.g. 1,4",
     "max_new_tokens": "Summary length (random weights run every summary to it)",
     "anchors": "Comma list of notebook, fixed-8, ctranslate2, ours",
