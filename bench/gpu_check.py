@@ -68,6 +68,7 @@ class Check:
                 result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
             result["seconds"] = round(time.perf_counter() - began, 1)
             self.figures["sections"][name] = result
+            release_gpu_memory()
             print(f"[gpu_check] {name}: {'ok' if result['ok'] else result['error']} ({result['seconds']} s)",
                   file=sys.stderr, flush=True)
         self.save()
@@ -84,15 +85,13 @@ class Check:
 def build_random_pegasus(spec: ModelSpec, device: str, dtype: Any, seed: int = 0) -> tuple[Any, Any]:
     """A random Pegasus of ``spec``'s sizes built straight on ``device`` (no files), and its tokenizer."""
     import torch
-    from transformers import PegasusTokenizer
+    from transformers import PegasusForConditionalGeneration, PegasusTokenizer
 
     from dialogsum_batch.tiny import TinySpec, tiny_config, tiny_generation_config
 
     tokenizer = PegasusTokenizer(vocab=padded_vocab(spec.vocab_size), offset=0, model_max_length=1024)
     config = tiny_config(TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024),
                          len(tokenizer))
-    from transformers import PegasusForConditionalGeneration
-
     torch.manual_seed(seed)
     with torch.device(device):
         model = PegasusForConditionalGeneration(config)
@@ -126,6 +125,18 @@ def run_engine(backend: Any, texts: list[str], batch_tokens: int, max_batch_size
                     log=lambda line: print(f"[engine] {line}", file=sys.stderr))
     stats = engine.run(Record(i, str(i), text) for i, text in enumerate(texts))
     return stats, outputs, errors
+
+
+def release_gpu_memory() -> None:
+    """Drop what a finished section left in the caching allocator, so the next one starts clean."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def synchronize() -> None:

@@ -168,10 +168,7 @@ def cache_argument() -> str:
 
 
 CACHE_ARGUMENT = cache_argument()
-
-
 SMALL_MODEL_PARAMETERS = 20_000_000  # below this, per-op overhead dominates and extra threads only contend
-
 
 
 def auto_threads(model) -> int:
