@@ -59,7 +59,7 @@ class ModelSettings:
     max_source_length: int | None = None  # None: 1024 or the model's limit, whichever is lower
     trust_remote_code: bool = False  # run code shipped with a Hub model
     allow_pickle: bool = False  # load *.bin (pickle) weights when no safetensors exist
-    threads: int = 0  # CPU threads for inference; 0 = all cores
+    threads: int = 0  # CPU threads for inference; 0 = automatic: 1 for small models, else the idle cores
 
 
 @dataclass(frozen=True)
