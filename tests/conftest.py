@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +42,26 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from dialogsum_batch.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> tuple[Path, float]:
+    """``invoke finetune --preset smoke --output-dir DIR``, once per session, timed (about a minute)."""
+    from invoke import Context
+
+    from dialogsum_batch.tasks.training import finetune as finetune_task
+
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    started = time.perf_counter()
+    finetune_task(Context(), preset="smoke", output_dir=str(run_dir))
+    return run_dir, time.perf_counter() - started
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(smoke_run) -> Path:
+    """The tiny Pegasus fine-tuned on synthetic chats: confident logits, so agreement checks measure the
+    code under test (an export, batching) rather than the near-ties of random weights."""
+    return smoke_run[0]
 
 
 class FakeBackend:

@@ -1,4 +1,9 @@
-"""The CTranslate2 backend against the transformers one, on the tiny Pegasus exported both ways."""
+"""The CTranslate2 backend against the transformers one, on the fine-tuned tiny Pegasus exported both ways.
+
+Agreement is checked on the trained model (conftest's ``trained_model_dir``): its logits are confident,
+so a summary that differs means the export differs. On random weights the logits are near ties and
+any quantization flips tokens, so agreement there measured noise (ROUGE-1 57-80 between runs).
+"""
 
 from __future__ import annotations
 
@@ -31,24 +36,26 @@ from dialogsum_batch.synthetic import generate
 pytest.importorskip("ctranslate2")
 
 RECORDS = 200
+HELD_OUT_SEED = 4242  # chats that neither the vocabulary nor the fine-tuning saw
+GREEDY = DecodeSettings(num_beams=1, max_new_tokens=32)
 THREADS = 1  # two threads on two shared cores oversubscribe badly (OpenMP spin-waits)
 
 
 @pytest.fixture(scope="module")
-def exports(tiny_model_dir, tmp_path_factory):
-    """The tiny model as CTranslate2 float32 and int8 folders."""
+def exports(trained_model_dir, tmp_path_factory):
+    """The fine-tuned tiny model as CTranslate2 float32 and int8 folders."""
     root = tmp_path_factory.mktemp("ct2")
-    return {q: export_model(ExportSettings(str(tiny_model_dir), str(root / q), "ctranslate2", q))
+    return {q: export_model(ExportSettings(str(trained_model_dir), str(root / q), "ctranslate2", q))
             for q in ("float32", "int8")}
 
 
 @pytest.fixture(scope="module")
 def records():
-    rows = generate(RECORDS, seed=0)
+    rows = generate(RECORDS, seed=HELD_OUT_SEED)
     return [Record(i, row["id"], row["dialogue"], (row["summary"],)) for i, row in enumerate(rows)]
 
 
-def summarize(path, backend, records, decode=DecodeSettings()):
+def summarize(path, backend, records, decode=GREEDY):
     """Summaries in record order through the real engine (token-budget batches, longest first)."""
     model = ModelSettings(name=str(path), backend=backend, threads=THREADS)
     loaded = load_backend(model, decode)
@@ -59,8 +66,8 @@ def summarize(path, backend, records, decode=DecodeSettings()):
 
 
 @pytest.fixture(scope="module")
-def transformers_summaries(tiny_model_dir, records):
-    return summarize(tiny_model_dir, "transformers", records)
+def transformers_summaries(trained_model_dir, records):
+    return summarize(trained_model_dir, "transformers", records)
 
 
 def mean_rouge1(summaries, records):
@@ -74,25 +81,33 @@ def mean_rouge1(summaries, records):
 def test_greedy_float32_matches_transformers(exports, records, transformers_summaries):
     ct2 = summarize(exports["float32"], "ctranslate2", records)
     same = sum(a == b for a, b in zip(ct2, transformers_summaries))
-    assert same / RECORDS >= 0.98, f"only {same}/{RECORDS} greedy summaries match"
+    assert same / RECORDS >= 0.99, f"only {same}/{RECORDS} greedy summaries match"
 
 
-def test_int8_within_one_rouge1_point(exports, records, transformers_summaries):
+def test_int8_scores_within_one_rouge1_point_and_mostly_agrees(exports, records, transformers_summaries):
+    assert mean_rouge1(transformers_summaries, records) >= 30.0  # the model has learnt: the check can see
     int8 = summarize(exports["int8"], "ctranslate2", records)
     gap = abs(mean_rouge1(int8, records) - mean_rouge1(transformers_summaries, records))
     assert gap <= 1.0, f"int8 ROUGE-1 is {gap:.2f} points away from transformers"
-    # Random weights score near zero against any reference, so also check int8 stays close to float32 itself.
     agreement = [rouge.score(a, [b])["rouge1"] for a, b in zip(int8, transformers_summaries)]
-    assert sum(agreement) / len(agreement) >= 80.0
+    assert sum(agreement) / len(agreement) >= 90.0
 
 
-def test_token_counts_and_overrides_match_transformers(exports, tiny_model_dir, records):
+def test_the_agreement_checks_catch_a_broken_export(tiny_model_dir, tmp_path, records, transformers_summaries):
+    """An export of other weights (here: the untrained base) must fail both checks above."""
+    wrong = export_model(ExportSettings(str(tiny_model_dir), str(tmp_path / "wrong"), "ctranslate2", "float32"))
+    summaries = summarize(wrong, "ctranslate2", records[:50])
+    assert sum(a == b for a, b in zip(summaries, transformers_summaries)) <= 5
+    assert mean_rouge1(transformers_summaries[:50], records[:50]) - mean_rouge1(summaries, records[:50]) > 10.0
+
+
+def test_token_counts_and_overrides_match_transformers(exports, trained_model_dir, records):
     decode = DecodeSettings(max_new_tokens=12, num_beams=2)
     rows = [r.dialogue for r in records[:6]]
     ct2 = CTranslate2Backend.load(str(exports["float32"]), ModelSettings(threads=THREADS), decode)
     from dialogsum_batch.backends.transformers import TransformersBackend
 
-    torch_backend = TransformersBackend.load(str(tiny_model_dir), ModelSettings(threads=THREADS), decode)
+    torch_backend = TransformersBackend.load(str(trained_model_dir), ModelSettings(threads=THREADS), decode)
     ids = [e.ids for e in ct2.encode(rows)]
     assert ids == [e.ids for e in torch_backend.encode(rows)]
     assert [(g.text, g.tokens) for g in ct2.generate(ids)] == [(g.text, g.tokens) for g in torch_backend.generate(ids)]

@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+import torch
 from click.testing import CliRunner
 from conftest import read_jsonl, write_jsonl
 
+from dialogsum_batch.backends.transformers import TransformersBackend
 from dialogsum_batch.cli import main
 from dialogsum_batch.synthetic import generate
 
@@ -20,15 +23,39 @@ def summarize(model, args, stdin=None):
     return result
 
 
-def test_batched_greedy_equals_one_by_one_and_keeps_order(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def one_by_one(trained_model_dir, tmp_path_factory):
+    """200 held-out chats and the fine-tuned model's greedy summaries of them, one record per batch."""
     records = list(generate(200, seed=11))
-    source = write_jsonl(tmp_path / "in.jsonl", records)
-    batched = read_jsonl(summarize(tiny_model_dir, [str(source), "--batch-tokens", "4096"]).stdout)
-    single = read_jsonl(summarize(tiny_model_dir, [str(source), "--max-batch-size", "1"]).stdout)
+    source = write_jsonl(tmp_path_factory.mktemp("e2e") / "in.jsonl", records)
+    return records, source, read_jsonl(summarize(trained_model_dir, [str(source), "--max-batch-size", "1"]).stdout)
+
+
+def test_batched_greedy_equals_one_by_one_and_keeps_order(trained_model_dir, one_by_one):
+    """On the fine-tuned model (confident logits) padding and batching must change no summary."""
+    records, source, single = one_by_one
+    batched = read_jsonl(summarize(trained_model_dir, [str(source), "--batch-tokens", "4096"]).stdout)
     assert [r["id"] for r in batched] == [r["id"] for r in records] == [r["id"] for r in single]
     same = sum(a["summary"] == b["summary"] for a, b in zip(batched, single))
-    assert same >= 198, f"only {same}/200 batched summaries equal the one-by-one ones"
+    assert same >= 199, f"only {same}/200 batched summaries equal the one-by-one ones"
     assert all(set(r["rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"} for r in batched)
+
+
+def test_the_batching_check_catches_an_unmasked_pad(trained_model_dir, one_by_one, monkeypatch):
+    """Padding the encoder sees (no key mask) must fail the check above: it has teeth."""
+    records, source, single = one_by_one
+    monkeypatch.setattr(TransformersBackend, "_pad", _pad_without_mask)
+    batched = read_jsonl(summarize(trained_model_dir, [str(source), "--batch-tokens", "4096"]).stdout)
+    same = sum(a["summary"] == b["summary"] for a, b in zip(batched, single))
+    assert same < 190, f"{same}/200 summaries survived an unmasked pad"
+
+
+_real_pad = TransformersBackend._pad
+
+
+def _pad_without_mask(self, batch):
+    ids, mask, _ = _real_pad(self, batch)
+    return ids, torch.ones_like(mask), False
 
 
 def test_text_input_from_stdin_and_metrics(tiny_model_dir, tmp_path):

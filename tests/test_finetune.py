@@ -1,7 +1,7 @@
 """invoke finetune end to end on the tiny Pegasus: it learns, its folder serves, it resumes.
 
-One smoke run (the preset as shipped, through the Invoke task) is shared by the module; the
-resume test trains a few steps of the session's tiny model. About two minutes on 2 CPU cores.
+One smoke run (the preset as shipped, through the Invoke task: conftest's ``smoke_run``) is shared
+by the session; the resume test trains a few steps of the session's tiny model. About two minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -35,15 +35,6 @@ from dialogsum_batch.training.runtime import ALLOCATOR_SETTING, prepare_cuda_all
 HELD_OUT_SEED = 12345  # neither the vocabulary (0), the training (1) nor the validation (2) chats
 SMOKE_LIMIT_S = 180
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> tuple[Path, float]:
-    """``invoke finetune --preset smoke --output-dir DIR``, once, timed."""
-    run_dir = tmp_path_factory.mktemp("smoke") / "run"
-    started = time.perf_counter()
-    finetune_task(Context(), preset="smoke", output_dir=str(run_dir))
-    return run_dir, time.perf_counter() - started
 
 
 @pytest.fixture(scope="module")
