@@ -16,20 +16,24 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["dialogsum_batch", "dialogsum_batch.*"]),
+    # Exactly what the package imports (plus protobuf, which transformers needs to read the
+    # spiece.model of transformers-4-era checkpoints). Ranges for users; CI installs the exact
+    # versions in constraints.txt. Not here on purpose (README, "Dependencies"): evaluate (its
+    # ROUGE fetches a script from the Hub; rouge_score is what it wraps) and jsonlines (the
+    # readers need raw bytes per line for FILE:LINE errors and line-size limits).
     install_requires=[
         "torch>=2.2",  # CI and these machines install torch==2.13.0 (CPU build) first
         "transformers>=5.0,<6",
+        "huggingface_hub>=1.0",  # snapshots, cache lookups, the safetensors pull request
         "datasets>=4.0",
+        "pyarrow>=15",  # Parquet corpora, read directly
         "accelerate>=1.0",
         "sentencepiece>=0.2",
-        "tokenizers>=0.21",
-        "safetensors>=0.4",
+        "protobuf>=4",  # spiece.model -> fast tokenizer for legacy Pegasus checkpoints
         "rouge_score>=0.1.2",
-        "evaluate>=0.4",
         "py7zr>=0.20",
         "click>=8.1",
         "invoke>=2.2",
-        "jsonlines>=4.0",
         "tqdm>=4.66",
         "numpy>=1.24",
         "matplotlib>=3.7",  # loss / ROUGE plots in run and evaluation folders
