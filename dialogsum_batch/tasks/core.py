@@ -35,3 +35,29 @@ def quickstart(c, output_dir="runs/quickstart"):
     c.run(f"{sys.executable} -m dialogsum_batch -m {out / 'model'} {sample} -o {out / 'summaries.jsonl'} "
           f"--metrics-out {out / 'metrics.json'} --threads 1", pty=False)
     print(f"summaries: {out / 'summaries.jsonl'}\nmetrics:   {out / 'metrics.json'}")
+
+
+CONSTRAINTS_HEADER = """\
+# Exact versions CI installs with: pip install -c constraints.txt -e ".[test]" (README, "Dependencies").
+# Refreshed {day} from a fresh venv: invoke constraints. torch's local build tag (+cpu) is left off
+# so that the CPU build here and a CUDA build elsewhere both satisfy it.
+"""
+
+
+@register(help={"venv": "Where to build the fresh environment", "test": "Also run the test suite in it"})
+def constraints(c, venv="/tmp/dialogsum-newest", test=False):
+    """Resolve the newest versions in a fresh venv and write them to constraints.txt (then review the diff)."""
+    import datetime
+    import re
+    from pathlib import Path
+
+    python = f"{venv}/bin/python"
+    c.run(f"{sys.executable} -m venv --clear {venv}", pty=False)
+    c.run(f"{python} -m pip install --quiet --upgrade pip && {python} -m pip install --quiet torch==2.13.0 "
+          f"&& {python} -m pip install --quiet -e '.[test]'", pty=False)
+    frozen = c.run(f"{python} -m pip freeze --exclude-editable", hide=True).stdout
+    pins = re.sub(r"^(torch==[^+\n]+)\+\S+$", r"\1", frozen, flags=re.M)  # any torch build satisfies it
+    Path("constraints.txt").write_text(CONSTRAINTS_HEADER.format(day=datetime.date.today()) + pins, encoding="utf-8")
+    print("constraints.txt rewritten; `git diff constraints.txt` shows what moved")
+    if test:
+        c.run(f"cd {Path.cwd()} && {venv}/bin/invoke test", pty=False)
