@@ -40,7 +40,7 @@ setup(
         "pyyaml>=6.0",  # --config FILE for invoke finetune
     ],
     extras_require={
-        "test": ["pytest>=8", "ctranslate2>=4.5"],
+        "test": ["pytest>=8", "hypothesis>=6", "ctranslate2>=4.5"],
         "ct2": ["ctranslate2>=4.5"],
         "nltk": ["nltk>=3.8"],
     },

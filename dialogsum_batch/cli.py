@@ -12,7 +12,7 @@ from . import __version__
 from .config import DEFAULT_MODEL, MODEL_ENV, BatchSettings, DecodeSettings, FieldNames, ModelSettings, RunSettings
 from .errors import DialogsumError
 from .logs import Log
-from .records import expand
+from .records import MAX_LINE_BYTES, expand
 from .runner import JobFiles, run_job
 
 EPILOG = """\b
@@ -56,6 +56,8 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
               help="Where the JSONL summaries go; - is stdout.")
 @click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "text"]), default="auto",
               help="Input format; auto goes by file suffix, then by the first line.")
+@click.option("--max-line-bytes", default=MAX_LINE_BYTES, type=click.IntRange(1), show_default=True,
+              help="Longer input lines become bad records, read past without holding them in memory.")
 @click.option("--text-field", default="dialogue", help="JSONL field holding the dialogue.")
 @click.option("--id-field", default="id", help="JSONL field holding the record id (else FILE:LINE).")
 @click.option("--reference-field", default="summary", help="JSONL field holding reference summaries, for ROUGE.")
@@ -109,8 +111,9 @@ def main(**options) -> None:
     """
     check_usage(options)
     log = Log(options["log_format"], options["quiet"])
-    files = JobFiles(tuple(options["inputs"]), options["input_format"], options["output"], options["errors_out"],
-                     options["metrics_out"], options["lock_file"], options["resume"])
+    files = JobFiles(inputs=tuple(options["inputs"]), input_format=options["input_format"], output=options["output"],
+                     errors_out=options["errors_out"], metrics_out=options["metrics_out"], lock=options["lock_file"],
+                     resume=options["resume"], max_line_bytes=options["max_line_bytes"])
     progress = not options["quiet"] and sys.stderr.isatty()
     try:
         code, _ = run_job(files, build_settings(options), log, progress)

@@ -395,8 +395,8 @@ def _write_all(link: Link, files: JobFiles, settings: RunSettings, backend: Back
         writer = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
         sink = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume)
         bar = stack.enter_context(progress_bar(progress))
-        items = select(read_records(files.inputs, files.input_format, settings.fields), written, done,
-                       settings.shard)
+        items = select(read_records(files.inputs, files.input_format, settings.fields, files.max_line_bytes),
+                       written, done, settings.shard)
         stack.enter_context(stop.installed())
         code = _rounds(link, engine, _global_windows(items, settings, link.world.size),
                        Writer(writer, sink, written, bar), stop, log)

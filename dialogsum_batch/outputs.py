@@ -14,6 +14,16 @@ from .errors import DataError, InputError, LockedError
 from .records import shorten
 
 
+# Valid inside JSON strings, but line breaks to str.splitlines() and many JSONL readers: escape them so
+# every output line is one line to every reader. json.dumps already escapes the ASCII controls.
+LINE_BREAK_ESCAPES = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def jsonl_line(value: dict[str, Any]) -> str:
+    """One strict RFC 8259 line: UTF-8 text kept readable, no NaN, no bare Unicode line breaks."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False).translate(LINE_BREAK_ESCAPES) + "\n"
+
+
 class JsonlWriter:
     """Writes one JSON object per line; ``flush`` after each batch keeps a killed job resumable."""
 
@@ -21,7 +31,7 @@ class JsonlWriter:
         self.stream = stream
 
     def write(self, value: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(value, ensure_ascii=False) + "\n")
+        self.stream.write(jsonl_line(value))
 
     def flush(self) -> None:
         self.stream.flush()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import json
 import sys
 import zlib
@@ -21,6 +22,10 @@ from .errors import InputError
 
 RAW_LIMIT = 500  # characters of a bad line kept in error reports
 STDIN = "-"
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is an error, read past without holding it
+SKIP_CHUNK = 1024 * 1024  # bytes read at a time while skipping an over-long line
+GZIP_MAGIC = b"\x1f\x8b"
+JSON_WHITESPACE = " \t\r\n"  # RFC 8259's blanks; a line of others (U+3000, \x1c, \x85) is not empty
 
 
 @dataclass(frozen=True)
@@ -65,17 +70,39 @@ class Parsed:
 
 
 def open_binary(path: str) -> IO[bytes]:
-    """Open a path (or ``-`` for stdin) for binary reading, gunzipping ``.gz``."""
+    """Open a path (or ``-`` for stdin) for binary reading, gunzipping what starts with gzip's magic."""
+    stream = sys.stdin.buffer if path == STDIN else open(path, "rb")
+    if not hasattr(stream, "peek"):  # a BytesIO standing in for stdin (tests, embedding programs)
+        stream = io.BufferedReader(stream)
+    if stream.peek(2)[:2] != GZIP_MAGIC:  # by content, not name: gzip on stdin and misnamed files work
+        return stream
     if path == STDIN:
-        return sys.stdin.buffer
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    stream.close()
+    return gzip.open(path, "rb")
 
 
-def decoded_lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, str | InputError]]:
-    """Yield (line number, text) with BOM, CRLF and bad UTF-8 handled per line."""
-    for number, raw in enumerate(stream, start=1):
+def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | int]:
+    """Each line's bytes, or for a line over ``limit`` bytes its length: it is read past, never held."""
+    while raw := stream.readline(limit + 1):
+        content = len(raw) - raw.endswith(b"\n")
+        if content <= limit:
+            yield raw
+            continue
+        size = len(raw)
+        while not raw.endswith(b"\n") and (raw := stream.readline(SKIP_CHUNK)):
+            size += len(raw)
+        yield size - raw.endswith(b"\n")
+
+
+def decoded_lines(stream: IO[bytes], source: str,
+                  limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str | InputError]]:
+    """Yield (line number, text) with BOM, CRLF, bad UTF-8 and over-long lines handled per line."""
+    for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+        if isinstance(raw, int):
+            reason = f"line is {raw:,} bytes, over the {limit:,}-byte limit (--max-line-bytes)"
+            yield number, InputError(source, number, reason)
+            continue
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         raw = raw.rstrip(b"\r\n")
@@ -99,40 +126,76 @@ def shorten(raw: bytes | str) -> str:
 
 
 def parse_jsonl(lines: Iterable[tuple[int, str | InputError]], source: str) -> Iterator[Parsed]:
-    """One JSON object per line; blank lines are allowed and ignored."""
+    """One JSON object per line; lines of JSON whitespace only are allowed and ignored."""
     for number, text in lines:
         if isinstance(text, InputError):
             yield Parsed(number, error=text)
-        elif text.strip():
+        elif text.strip(JSON_WHITESPACE):
             yield parse_json_line(number, text, source)
 
 
 def parse_json_line(number: int, text: str, source: str) -> Parsed:
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
+        reason = object_problem(value)
     except json.JSONDecodeError as exc:
-        return Parsed(number, error=InputError(source, number, f"invalid JSON ({exc.msg})", shorten(text)))
-    if not isinstance(value, dict):
-        kind = type(value).__name__
-        return Parsed(number, error=InputError(source, number, f"expected a JSON object, got {kind}", shorten(text)))
+        reason = f"invalid JSON ({exc.msg})"
+    except RecursionError:  # valid JSON nested thousands deep: Python's parser (or writer) gives up
+        reason = "JSON nested too deeply to read"
+    except ValueError as exc:  # NaN / Infinity, or an integer past Python's digit limit
+        reason = str(exc) if "RFC 8259" in str(exc) else "a number too long to read (over 4,300 digits)"
+    if reason:
+        return Parsed(number, error=InputError(source, number, reason, shorten(text)))
     return Parsed(number, fields=value)
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON (RFC 8259)")
+
+
+def object_problem(value: Any) -> str | None:
+    """Why a parsed line cannot be a record (not an object, a lone surrogate anywhere), or None."""
+    if not isinstance(value, dict):
+        return f"expected a JSON object, got {json_type(value)}"
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # "\ud800" escapes decode to a str that no UTF-8 writer can write
+        bad = next((key for key, item in value.items() if not _encodable(key, item)), "?")
+        return f"field '{_printable(bad)}' holds a lone surrogate (\\ud800-\\udfff), which is not text"
+    return None
+
+
+def _encodable(key: str, item: Any) -> bool:
+    try:
+        json.dumps({key: item}, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def parse_text(lines: Iterable[tuple[int, str | InputError]], source: str) -> Iterator[Parsed]:
-    """Dialogues separated by one or more blank lines, one turn per line."""
+    """Dialogues separated by one or more blank lines, one turn per line.
+
+    Only ASCII blanks separate: a line of other blanks (U+3000, \x1c) belongs to its dialogue, so a
+    dialogue made of nothing else becomes a bad record instead of vanishing.
+    """
     turns: list[str] = []
     start = 0
     for number, text in lines:
         if isinstance(text, InputError):
             yield Parsed(number, error=text)
-        elif text.strip():
+        elif text.strip(JSON_WHITESPACE):
             start = start or number
             turns.append(text.strip())
-        elif turns:
-            yield Parsed(start, text="\n".join(turns))
+        elif start:
+            yield Parsed(start, text="\n".join(turn for turn in turns if turn))
             turns, start = [], 0
-    if turns:
-        yield Parsed(start, text="\n".join(turns))
+    if start:
+        yield Parsed(start, text="\n".join(turn for turn in turns if turn))
 
 
 FORMATS: dict[str, Callable[[Iterable[tuple[int, str | InputError]], str], Iterator[Parsed]]] = {
@@ -154,20 +217,21 @@ def detect_format(path: str, first_line: str | None) -> str:
 
 def first_text(lines: list[tuple[int, str | InputError]]) -> str | None:
     for _, text in lines:
-        if isinstance(text, str) and text.strip():
+        if isinstance(text, str) and text.strip(JSON_WHITESPACE):
             return text
     return None
 
 
-def sniffed_lines(path: str, stream: IO[bytes], fmt: str) -> tuple[str, Iterator[tuple[int, str | InputError]]]:
+def sniffed_lines(path: str, stream: IO[bytes], fmt: str,
+                  limit: int = MAX_LINE_BYTES) -> tuple[str, Iterator[tuple[int, str | InputError]]]:
     """Resolve ``auto`` by peeking at the first lines, then give all lines back."""
-    lines = decoded_lines(stream, display_name(path))
+    lines = decoded_lines(stream, display_name(path), limit)
     if fmt != "auto":
         return fmt, lines
     head: list[tuple[int, str | InputError]] = []
     for item in lines:
         head.append(item)
-        if isinstance(item[1], str) and item[1].strip():
+        if isinstance(item[1], str) and item[1].strip(JSON_WHITESPACE):
             break
     return detect_format(path, first_text(head)), _chain(head, lines)
 
@@ -190,7 +254,11 @@ def to_record(parsed: Parsed, index: int, source: str, names: FieldNames, stdin:
         return BadRecord(index, parsed.error)
     default_id = str(index) if stdin else f"{source}:{parsed.line}"
     if parsed.text is not None:
-        return Record(index, default_id, normalise(parsed.text), source=source, line=parsed.line)
+        dialogue = normalise(parsed.text)
+        if not dialogue:  # turns of exotic blanks only (U+3000, \x1c, \x85): accounted for, not dropped
+            return BadRecord(index, InputError(source, parsed.line, "dialogue holds no visible text",
+                                               shorten(parsed.text)))
+        return Record(index, default_id, dialogue, source=source, line=parsed.line)
     fields = dict(parsed.fields or {})
     try:
         dialogue = required_text(fields, names.text)
@@ -253,7 +321,8 @@ def expand(paths: Iterable[str]) -> list[str]:
     return result or [STDIN]
 
 
-def read_records(paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames()) -> Iterator[Item]:
+def read_records(paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames(),
+                 max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
     """Stream records from every path in turn, indices counting across files.
 
     A file that cannot be opened or read to its end (a missing file, a corrupt or cut .gz) becomes a
@@ -262,12 +331,13 @@ def read_records(paths: Iterable[str], fmt: str = "auto", names: FieldNames = Fi
     """
     index = 0
     for path in expand(paths):
-        for item in file_records(path, index, fmt, names):
+        for item in file_records(path, index, fmt, names, max_line_bytes):
             yield item
             index += 1
 
 
-def file_records(path: str, start: int, fmt: str, names: FieldNames) -> Iterator[Item]:
+def file_records(path: str, start: int, fmt: str, names: FieldNames,
+                 max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
     """One file's records, indexed from ``start``; a read failure ends the file with a BadRecord."""
     source = display_name(path)
     try:
@@ -277,7 +347,7 @@ def file_records(path: str, start: int, fmt: str, names: FieldNames) -> Iterator
         return
     index, line = start, 0
     try:
-        resolved, lines = sniffed_lines(path, stream, fmt)
+        resolved, lines = sniffed_lines(path, stream, fmt, max_line_bytes)
         for parsed in FORMATS[resolved](lines, source):
             yield to_record(parsed, index, source, names, path == STDIN)
             index, line = index + 1, parsed.line

@@ -20,7 +20,7 @@ from .engine import Engine, Interrupted, Stats, select
 from .errors import DataError, InputError
 from .logs import Log
 from .outputs import JsonlWriter, OutputLock, done_errors, done_ids, error_record, open_output
-from .records import read_records
+from .records import MAX_LINE_BYTES, read_records
 
 EXIT_OK, EXIT_PARTIAL = 0, 3  # failures take their error's exit_code (1, or 75 when locked); usage is Click's 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -37,6 +37,7 @@ class JobFiles:
     metrics_out: str | None = None  # the final summary as JSON
     lock: str | None = None  # default: OUTPUT.lock beside a file output
     resume: bool = False  # skip ids already in OUTPUT, append the rest
+    max_line_bytes: int = MAX_LINE_BYTES  # longer input lines are bad records, read past without holding them
 
 
 class StopFlag:
@@ -107,8 +108,8 @@ def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, done: C
         errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume)
         bar = stack.enter_context(progress_bar(progress))
         engine = Engine(backend, settings, writer.write, errors.report, writer.flush, stop, log.warning, bar)
-        items = select(read_records(files.inputs, files.input_format, settings.fields), engine.stats, done,
-                       settings.shard)
+        items = select(read_records(files.inputs, files.input_format, settings.fields, files.max_line_bytes),
+                       engine.stats, done, settings.shard)
         code = _execute(engine, items, stop, log)
     finish_job(engine.stats, files, backend, log, code)
     return code, engine.stats
