@@ -300,7 +300,7 @@ def _job(link: Link, files: JobFiles, settings: RunSettings, log: Log, progress:
     """Lock and resume state from the main process, a model on every rank, then lead or follow."""
     with contextlib.ExitStack() as stack:
         done = _on_main(link, lambda: _claim(files, stack, log))  # only the main process selects records
-        backend = _on_every_rank(link, lambda: backend or load_backend(settings.model, settings.decode))
+        backend = _on_every_rank(link, lambda: backend or load_backend(settings.model, settings.decode, log=log.info))
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
         log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here "

@@ -284,7 +284,7 @@ def evaluate(model: str | None, data: str | Path, split: str = "test", output_di
     if model:
         run = settings or make_settings(model)
         run = replace(run, model=replace(run.model, name=model))
-        backend = backend or load_backend(run.model, run.decode)
+        backend = backend or load_backend(run.model, run.decode, log=say)
         generation = backend.describe()
         outputs[MODEL_SYSTEM] = model_predictions(records, backend, run, say)
     if baseline:

@@ -251,10 +251,12 @@ def base_model_path(config: TrainConfig, run_dir: Path, log: Log) -> str:
 
         log(f"building the tiny random Pegasus in {target}")
         return str(build_tiny_model(target, seed=config.seed))
-    from .backends.resolve import resolve_model
+    from .backends.resolve import PickleOnlyError, resolve_model
 
     try:
-        return resolve_model(config.base_model, allow_pickle=config.allow_pickle)  # fails in seconds offline
+        return resolve_model(config.base_model, allow_pickle=config.allow_pickle, log=log)  # fails in seconds offline
+    except PickleOnlyError as exc:
+        raise ModelError(f"base {exc.reason}; set allow_pickle=true to load them anyway") from None
     except ModelError as exc:  # its advice names dialogsum-batch's options; give this command's
         reason = str(exc).split("; pass --model")[0]
         raise ModelError(f"base {reason}; pass --base-model DIR (a local copy), or run where the Hub is "

@@ -96,7 +96,7 @@ def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = F
         done = done_ids(files.output) if files.resume else Counter()
         if done:
             log.info(f"resuming: {sum(done.values())} records already in {files.output}")
-        backend = backend or load_backend(settings.model, settings.decode)
+        backend = backend or load_backend(settings.model, settings.decode, log=log.info)
         log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
         return _summarize(files, settings, backend, done, log, progress, stop)
 

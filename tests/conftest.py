@@ -104,7 +104,7 @@ class FakeBackend:
 def fake_backend(monkeypatch) -> FakeBackend:
     """A FakeBackend that the CLI loads in place of a real model."""
     backend = FakeBackend()
-    monkeypatch.setattr("dialogsum_batch.runner.load_backend", lambda model, decode: backend)
+    monkeypatch.setattr("dialogsum_batch.runner.load_backend", lambda model, decode, log=None: backend)
     return backend
 
 

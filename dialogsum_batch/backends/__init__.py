@@ -85,11 +85,14 @@ def detect_backend(path: str) -> str:
     return "ctranslate2" if is_ctranslate2_dir(path) else "transformers"
 
 
-def load_backend(model: ModelSettings, decode: DecodeSettings) -> Backend:
-    """Resolve the model (local folder or Hub id) and load it with the asked-for backend."""
+def load_backend(model: ModelSettings, decode: DecodeSettings, log: Callable[[str], None] | None = None) -> Backend:
+    """Resolve the model (local folder or Hub id) and load it with the asked-for backend.
+
+    ``log`` hears which Hub revision was used, when the model came from the Hub.
+    """
     from .resolve import resolve_model
 
-    path = resolve_model(model.name, model.allow_pickle)
+    path = resolve_model(model.name, model.allow_pickle, log)
     name = detect_backend(path) if model.backend == "auto" else model.backend
     loaders = registry()
     if name not in loaders:
