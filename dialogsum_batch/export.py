@@ -234,12 +234,14 @@ def fill_converter_fields(config: Any) -> dict[str, bool]:
 
 def save_generation_config(source: Path, staging: Path) -> None:
     """generation_config.json from the source, or derived from its config.json as transformers does."""
-    from transformers import AutoConfig, GenerationConfig
+    from transformers import GenerationConfig
 
     if (source / "generation_config.json").is_file():
         generation = GenerationConfig.from_pretrained(source)
     else:
-        generation = GenerationConfig.from_model_config(AutoConfig.from_pretrained(source))
+        # From the raw config.json, as transformers' own loading does: a loaded PretrainedConfig has already
+        # dropped a transformers-4 config's decoding keys (num_beams, max_length, min_length, length_penalty).
+        generation = GenerationConfig.from_model_config(read_json(source / "config.json") or {})
     generation.save_pretrained(staging)
 
 

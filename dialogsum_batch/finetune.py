@@ -123,6 +123,7 @@ def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Log,
     run_dir = Path(args.output_dir)
     with args.main_process_first(desc="base model and corpus"):
         model_path = base_model_path(config, run_dir, log)
+        check_weights(model_path, config)  # a refusal comes before the corpus is downloaded and built
         corpus = data.build_corpus(config, log)
     tokenizer, model = load_model(model_path, config)
     tuned = decoding(config, model.generation_config)
@@ -263,12 +264,19 @@ def base_model_path(config: TrainConfig, run_dir: Path, log: Log) -> str:
                          "reachable once to fill the cache") from None
 
 
+def check_weights(path: str, config: TrainConfig) -> None:
+    """ModelError unless the folder has safetensors weights, or pickle ones and allow_pickle is set."""
+    folder = Path(path)
+    if any(folder.glob("*.safetensors")) or config.allow_pickle:
+        return
+    name = config.base_model if Path(config.base_model).expanduser() == folder else f"{config.base_model} ({path})"
+    reason = "only pickle weights (*.bin)" if any(folder.glob("*.bin")) else "no model weights"
+    raise ModelError(f"{name} has {reason}; set allow_pickle=true to load *.bin files")
+
+
 def load_model(path: str, config: TrainConfig) -> tuple[PreTrainedTokenizerBase, Any]:
     """Tokenizer and fp32 weights (mixed precision is the Trainer's job); safetensors unless allowed."""
-    folder = Path(path)
-    if not any(folder.glob("*.safetensors")) and not config.allow_pickle:
-        reason = "only pickle weights (*.bin)" if any(folder.glob("*.bin")) else "no model weights"
-        raise ModelError(f"{config.base_model} ({path}) has {reason}; set allow_pickle=true to load *.bin files")
+    check_weights(path, config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
         model = AutoModelForSeq2SeqLM.from_pretrained(

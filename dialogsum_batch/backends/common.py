@@ -20,11 +20,14 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], limit: int) -> list[Encod
     The fast tokenizer runs over slices of ENCODE_CHUNK texts: as quick as one call for the
     whole window, but its per-token bookkeeping (offsets, token strings) never exists for
     more than a slice at once (a 2,048-record window: 13 MiB at peak instead of 60).
+
+    Texts are stripped first: SentencePiece drops leading and trailing whitespace, but the fast
+    Pegasus tokenizer turns a trailing space or line break into an extra ``▁`` token.
     """
     eos = tokenizer.eos_token_id
     encoded: list[Encoded] = []
     for start in range(0, len(texts), ENCODE_CHUNK):
-        capped = [text[: limit * CHARS_PER_TOKEN_CAP] for text in texts[start:start + ENCODE_CHUNK]]
+        capped = [text.strip()[: limit * CHARS_PER_TOKEN_CAP] for text in texts[start:start + ENCODE_CHUNK]]
         rows = tokenizer(capped, truncation=True, max_length=limit + 1, return_attention_mask=False)
         encoded.extend(cut(ids, limit, eos) for ids in rows["input_ids"])
     return encoded

@@ -21,6 +21,7 @@ HELP = {
     "limit": "Evaluate only the first N records of the split",
     "bootstrap": "Bootstrap resamples for the 95% intervals",
     "seed": "Seed of the bootstrap resampling",
+    "allow_pickle": "Load pickle (*.bin) weights when the model has no safetensors",
 }
 
 
@@ -32,7 +33,7 @@ def _number(value, kind):
 @register(help=HELP)
 def evaluate(c, data="", model=None, split="test", output_dir="runs/eval", baseline=None, num_beams=None,
              max_new_tokens=None, length_penalty=None, batch_tokens=8192, device="auto", backend="auto",
-             limit=None, bootstrap=1000, seed=0):
+             limit=None, bootstrap=1000, seed=0, allow_pickle=False):
     """Score a model and/or a baseline with ROUGE (mean, 95% bootstrap interval) and write a report.
 
     invoke evaluate --model runs/pegasus-samsum --data corpus.7z --output-dir runs/eval --baseline longest3
@@ -46,7 +47,8 @@ def evaluate(c, data="", model=None, split="test", output_dir="runs/eval", basel
         raise Exit("evaluate: --data is required (a corpus file, folder or archive)", code=2)
     settings = make_settings(model, backend=backend, device=device, num_beams=_number(num_beams, int),
                              max_new_tokens=_number(max_new_tokens, int),
-                             length_penalty=_number(length_penalty, float), batch_tokens=int(batch_tokens))
+                             length_penalty=_number(length_penalty, float), batch_tokens=int(batch_tokens),
+                             allow_pickle=bool(allow_pickle))
     try:
         metrics = run_evaluation(model or None, data, split, output_dir, baseline or None, settings,
                                  limit=_number(limit, int), bootstrap=int(bootstrap), seed=int(seed), log=Log().info)

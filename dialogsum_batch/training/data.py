@@ -96,8 +96,11 @@ def tokenize(dataset: datasets.Dataset, tokenizer, config: TrainConfig, name: st
     """Token ids of dialogues (input) and summaries (labels), cut to the configured lengths."""
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        features = tokenizer(batch["dialogue"], max_length=config.max_source_length, truncation=True)
-        targets = tokenizer(text_target=batch["summary"], max_length=config.max_target_length, truncation=True)
+        # Stripped as backends.common.encode_texts does: a trailing space or line break would add a "▁" token.
+        dialogues = [text.strip() for text in batch["dialogue"]]
+        summaries = [text.strip() for text in batch["summary"]]
+        features = tokenizer(dialogues, max_length=config.max_source_length, truncation=True)
+        targets = tokenizer(text_target=summaries, max_length=config.max_target_length, truncation=True)
         features["labels"] = targets["input_ids"]
         return features
 
