@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from dialogsum_batch.backends import Encoded, Generated, OutOfMemory
+
+# Property tests: a few seconds' worth in CI, thousands of examples under `invoke fuzz`.
+settings.register_profile("ci", max_examples=40, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("fuzz", parent=settings.get_profile("ci"),
+                          max_examples=int(os.environ.get("DIALOGSUM_FUZZ_EXAMPLES", "2000")))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,6 +43,8 @@ def isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.delenv("DIALOGSUM_MODEL", raising=False)
+    monkeypatch.delenv("DIALOGSUM_CACHE", raising=False)  # CTranslate2 conversions go under the isolated HOME
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -61,3 +61,10 @@ def constraints(c, venv="/tmp/dialogsum-newest", test=False):
     print("constraints.txt rewritten; `git diff constraints.txt` shows what moved")
     if test:
         c.run(f"cd {Path.cwd()} && {venv}/bin/invoke test", pty=False)
+
+
+@register(help={"examples": "Hypothesis examples per property test", "args": "Extra arguments for pytest"})
+def fuzz(c, examples=2000, args=""):
+    """The property-based tests (hypothesis) with a long example budget; CI runs a few seconds' worth."""
+    env = {"HYPOTHESIS_PROFILE": "fuzz", "DIALOGSUM_FUZZ_EXAMPLES": str(int(examples))}
+    c.run(f"{sys.executable} -m pytest -m property {args}".strip(), env=env, pty=False)
