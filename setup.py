@@ -29,6 +29,7 @@ setup(
         "pyarrow>=15",  # Parquet corpora, read directly
         "accelerate>=1.0",
         "sentencepiece>=0.2",
+        "safetensors>=0.4",  # legacy-layout fixtures read and write weights directly
         "protobuf>=4",  # spiece.model -> fast tokenizer for legacy Pegasus checkpoints
         "rouge_score>=0.1.2",
         "py7zr>=0.20",
@@ -37,7 +38,7 @@ setup(
         "tqdm>=4.66",
         "numpy>=1.24",
         "matplotlib>=3.7",  # loss / ROUGE plots in run and evaluation folders
-        "pyyaml>=6.0",  # --config FILE for invoke finetune
+        "pyyaml>=6.0",  # --config FILE for invoke finetune, model card front matter
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6", "ctranslate2>=4.5"],

@@ -102,10 +102,12 @@ def load_context(case: Case, work_dir: Path) -> Context:
 
     from dialogsum_batch.backends.transformers import auto_threads, quiet_transformers
     from dialogsum_batch.config import BatchSettings
+    from dialogsum_batch.logs import library_bars
 
     quiet_transformers()
     path = model_dir(case.model, work_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+    with library_bars(show=False):
+        model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
     threads = case.threads or auto_threads(model)
     torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(path)

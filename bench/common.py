@@ -65,13 +65,14 @@ def build_model(spec: ModelSpec, output_dir: Path, seed: int = 0) -> Path:
     """Write a random Pegasus of ``spec``'s sizes with a tokenizer of exactly ``spec.vocab_size`` pieces."""
     from transformers import PegasusTokenizer
 
-    from dialogsum_batch.tiny import TinySpec, quiet_progress, random_model, tiny_config
+    from dialogsum_batch.logs import library_bars
+    from dialogsum_batch.tiny import TinySpec, random_model, tiny_config
 
     tokenizer = PegasusTokenizer(vocab=padded_vocab(spec.vocab_size), offset=0, model_max_length=1024)
     sizes = TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024)
     model = random_model(tiny_config(sizes, len(tokenizer)), seed)
     output_dir.mkdir(parents=True, exist_ok=True)
-    with quiet_progress():
+    with library_bars(show=False):
         model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     (output_dir / "bench_spec.json").write_text(json.dumps({**asdict(spec), "seed": seed}) + "\n")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, cards
 from .errors import ConfigError, ModelError, first_line
+from .logs import library_bars
 
 FORMATS = ("hf", "ctranslate2")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_bfloat16", "bfloat16", "float16", "float32")
@@ -41,6 +43,7 @@ CONVERTER_DEFAULTS: dict[str, dict[str, bool]] = {
     "pegasus": {"normalize_before": True, "normalize_embedding": False},
 }
 INSTALL_CT2 = "pip install 'dialogsum-batch[ct2]'"
+HUB_LINK = re.compile(r"\[([^\]]+)\]\(https://huggingface\.co/+\1\)")  # [x](https://huggingface.co/x)
 
 Log = Callable[[str], None]
 
@@ -81,7 +84,9 @@ def export_model(settings: ExportSettings, log: Log | None = None) -> Path:
     out = Path(settings.output_dir).expanduser()
     check_source(source, settings.allow_pickle)
     check_output(out, source, settings.force)
-    with staging_dir(out) as staging:
+    if log:
+        log(f"exporting {source} as {describe_format(settings)}")
+    with staging_dir(out) as staging, library_bars():  # no tqdm bars under cron or CI
         if settings.format == "hf":
             write_hf(source, staging, settings.dtype, settings.allow_pickle)
         else:
@@ -163,8 +168,6 @@ def write_hf(source: Path, staging: Path, dtype: str | None, allow_pickle: bool)
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from .tiny import quiet_progress
-
     torch_dtype = getattr(torch, dtype) if dtype else "auto"
     try:
         model = AutoModelForSeq2SeqLM.from_pretrained(
@@ -172,7 +175,7 @@ def write_hf(source: Path, staging: Path, dtype: str | None, allow_pickle: bool)
         )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load model from {source}: {first_line(exc)}") from exc
-    with quiet_progress():
+    with library_bars(show=False):  # a bar for writing one file says nothing
         model.save_pretrained(staging)  # safetensors; writes generation_config.json as well
     save_tokenizer(source, staging)
 
@@ -334,7 +337,11 @@ def usage_section(settings: ExportSettings) -> str:
 
 
 def source_card_body(source: Path) -> str:
-    """The source's README.md without its YAML front matter (kept: it says what the model is)."""
+    """The source's README.md without its YAML front matter (kept: it says what the model is).
+
+    Links to ``huggingface.co/<local path>`` that older run cards built from a local base model are
+    turned back into the plain path: that page does not exist.
+    """
     try:
         text = (source / "README.md").read_text(encoding="utf-8")
     except OSError:
@@ -342,21 +349,79 @@ def source_card_body(source: Path) -> str:
     if text.startswith("---"):
         end = text.find("\n---", 3)
         text = text[end + 4:] if end >= 0 else text
-    return text.strip()
+    return HUB_LINK.sub(lambda m: m.group(0) if cards.HUB_ID.match(m.group(1)) else f"`{m.group(1)}`", text).strip()
+
+
+def card_metadata(source: Path, settings: ExportSettings, metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Front matter: the source's lineage, license and training data (Hub ids only) and the evaluation results."""
+    origin = cards.read_front_matter(source)
+    run = run_config(source)
+    trained_on = origin.get("datasets") or [cards.hub_dataset_id(run.get("data"))]
+    return {
+        "library_name": "transformers" if settings.format == "hf" else "ctranslate2",
+        "pipeline_tag": "summarization",
+        "license": origin.get("license"),
+        "base_model": base_model_of(source, origin),
+        "tags": ["pegasus", "summarization", "dialogue", "dialogsum-batch"],
+        "datasets": cards.unique([trained_on] if isinstance(trained_on, str) else trained_on),
+        "metrics": ["rouge"],
+        "model-index": cards.model_index(Path(settings.output_dir).name, evaluation_results(metrics, origin, run)),
+    }
+
+
+def base_model_of(source: Path, origin: Mapping[str, Any]) -> str | None:
+    """The Hub model this export derives from: the source itself when it is a Hub snapshot, else the
+    base model its card names (a local run folder has no Hub page of its own)."""
+    named = origin.get("base_model")
+    named = named if isinstance(named, str) and cards.HUB_ID.match(named) else None
+    return cards.hub_model_id(source) or named
+
+
+def run_config(source: Path) -> dict[str, Any]:
+    """train_config.json of the run the source comes from (the folder, or the run above a checkpoint)."""
+    for folder in [source] + ([source.parent] if source.name.startswith("checkpoint-") else []):
+        found = read_json(folder / "train_config.json")
+        if isinstance(found, dict):
+            return found
+    return {}
+
+
+def evaluation_results(metrics: Mapping[str, Mapping[str, Any]], origin: Mapping[str, Any],
+                       run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """model-index results: ``invoke evaluate``'s metrics.json; else the run's validation scores, as its
+    card states them or, from an older card without them, as eval_results.json and train_config.json do."""
+    scored = metrics.get("metrics.json")
+    system = scored.get("systems", {}).get("model") if scored and "systems" in scored else scored
+    where = scored.get("data") if scored else None
+    if system and isinstance(where, Mapping) and isinstance(system.get("rouge"), Mapping):
+        dataset = cards.dataset_entry(where.get("source"), where.get("split") or "test", limit=where.get("limit"))
+        result = cards.rouge_result(system["rouge"], dataset) if dataset else None
+        if result:
+            return [result]
+    stated = [result for entry in origin.get("model-index") or [] if isinstance(entry, Mapping)
+              for result in entry.get("results") or [] if isinstance(result, Mapping)]
+    if stated:
+        return stated
+    trainer = metrics.get("eval_results.json")
+    dataset = cards.dataset_entry(run.get("data"), run.get("eval_split", "validation"),
+                                  run.get("synthetic_validation") or 0)
+    result = cards.rouge_result(cards.trainer_scores(trainer), dataset) if trainer and dataset else None
+    return [result] if result else []
 
 
 def write_card(staging: Path, source: Path, settings: ExportSettings) -> None:
-    """README.md: what was exported from what, how to use it, and the run's evaluation figures."""
-    library = "transformers" if settings.format == "hf" else "ctranslate2"
-    front = (f"---\nlibrary_name: {library}\npipeline_tag: summarization\n"
-             "tags: [pegasus, summarization, dialogue]\n---\n")
+    """README.md: Hub metadata, what was exported from what, how to use it, and the evaluation figures."""
+    metrics = find_metrics(source)
+    metadata = card_metadata(source, settings, metrics)
+    hub_id = cards.hub_model_id(source)
+    origin = f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"the local folder `{source}`"
     body = [
         f"# {Path(settings.output_dir).name}\n",
-        f"Exported by dialogsum-batch {__version__} from `{source.name}` as {describe_format(settings)}.\n",
+        f"Exported by dialogsum-batch {__version__} from {origin} as {describe_format(settings)}.\n",
         usage_section(settings),
-        metrics_section(find_metrics(source)),
+        metrics_section(metrics),
     ]
     original = source_card_body(source)
     if original:
         body.append(f"## Source model card\n\n{original}\n")
-    (staging / "README.md").write_text(front + "\n" + "\n".join(body), encoding="utf-8")
+    (staging / "README.md").write_text(cards.front_matter(metadata) + "\n" + "\n".join(body), encoding="utf-8")

@@ -41,6 +41,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from . import rouge
 from .errors import ConfigError, ModelError
+from .logs import library_bars, stderr_is_terminal
 from .training import data, report
 from .training.config import TINY_MODEL, TrainConfig, load_train_config
 from .training.runtime import prepare_cuda_allocator
@@ -83,7 +84,7 @@ def finetune(config: TrainConfig, log: Log = log_to_stderr, *, callbacks: Sequen
     if checkpoint and is_complete(Path(checkpoint), config) and (run_dir / "model.safetensors").is_file():
         log(f"{run_dir} already finished at {Path(checkpoint).name}: nothing to resume")
         return run_dir
-    with torch_threads(config.torch_threads):
+    with torch_threads(config.torch_threads), library_bars():  # no tqdm bars under cron or CI: lines instead
         prepared = prepare(config, args, log, callbacks)
         if prepared.trainer.is_world_process_zero():
             report.write_config(run_dir, config)
@@ -125,9 +126,12 @@ def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Log,
         model_path = base_model_path(config, run_dir, log)
         check_weights(model_path, config)  # a refusal comes before the corpus is downloaded and built
         corpus = data.build_corpus(config, log)
+    log(f"loading the base model from {model_path}")
     tokenizer, model = load_model(model_path, config)
     tuned = decoding(config, model.generation_config)
     model.generation_config = copy.deepcopy(tuned)
+    for name, split in corpus.items():
+        log(f"tokenizing {name}: {len(split):,} records")
     with args.main_process_first(desc="tokenizing"):
         splits = {name: data.tokenize(split, tokenizer, config, name) for name, split in corpus.items()}
     for name, split in splits.items():
@@ -318,7 +322,7 @@ def training_arguments(config: TrainConfig, run_dir: Path, has_eval: bool) -> Se
     bf16 = config.bf16 if config.bf16 is not None else cuda and torch.cuda.is_bf16_supported()
     try:
         return Seq2SeqTrainingArguments(
-            output_dir=str(run_dir), seed=config.seed, report_to="none", disable_tqdm=not sys.stderr.isatty(),
+            output_dir=str(run_dir), seed=config.seed, report_to="none", disable_tqdm=not stderr_is_terminal(),
             num_train_epochs=config.num_train_epochs, max_steps=config.max_steps,
             learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
             warmup_steps=int(config.warmup_steps) if config.warmup_steps >= 1 else config.warmup_steps,
@@ -390,7 +394,7 @@ def rouge_metrics(tokenizer: PreTrainedTokenizerBase) -> Callable[[EvalPredictio
 
 
 class LossLines(TrainerCallback):
-    """One readable stderr line per Trainer log: training loss, validation scores, the end."""
+    """One readable stderr line per Trainer log (training loss, validation scores, the end) and checkpoint."""
 
     def __init__(self, log: Log):
         self.log = log
@@ -398,6 +402,10 @@ class LossLines(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             self.log(describe_log(state.global_step, state.max_steps, logs))
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.log(f"step {state.global_step}/{state.max_steps} saved checkpoint-{state.global_step}")
 
 
 def describe_log(step: int, max_steps: int, logs: Mapping[str, Any]) -> str:

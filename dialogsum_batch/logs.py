@@ -1,9 +1,16 @@
-"""Messages for people on stderr: timestamped lines, as text or JSON for log collectors."""
+"""Messages for people on stderr: timestamped lines, as text or JSON for log collectors.
+
+Progress bars are for a person watching a terminal. Under cron, CI or a pipe a tqdm bar is a
+stream of carriage returns; there ``library_bars`` hides the bars of transformers, datasets and
+huggingface_hub, and the callers log one line per step instead.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -35,3 +42,44 @@ class Log:
             line = f"{stamp} {level}: {message}"
         stream = self.stream or sys.stderr
         print(line, file=stream, flush=True)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal someone watches (not a file, pipe, cron mail or CI log)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
+@contextmanager
+def library_bars(show: bool | None = None) -> Iterator[bool]:
+    """The tqdm bars of transformers, huggingface_hub and datasets, on or off for the block.
+
+    ``show=None`` leaves them on only where stderr is a terminal; ``False`` hides them anyway.
+    ``datasets`` is quieted once imported (every module that maps or loads with it imports it
+    first), so a run that never reads a corpus does not pay for importing it. Settings found on
+    entry come back on exit. Yields whether bars are shown.
+    """
+    if stderr_is_terminal() if show is None else show:
+        yield True
+        return
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as hf_logging
+
+    datasets = sys.modules.get("datasets")
+    transformers_on, hub_off = hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled()
+    datasets_on = datasets is not None and datasets.is_progress_bar_enabled()
+    if transformers_on or not hub_off:
+        hf_logging.disable_progress_bar()  # huggingface_hub's bars go with it
+    if datasets_on:
+        datasets.disable_progress_bars()
+    try:
+        yield False
+    finally:
+        if transformers_on:
+            hf_logging.enable_progress_bar()  # turns huggingface_hub's on too; set below as it was
+        if hub.are_progress_bars_disabled() != hub_off:
+            (hub.disable_progress_bars if hub_off else hub.enable_progress_bars)()
+        if datasets_on:
+            datasets.enable_progress_bars()

@@ -15,13 +15,13 @@ import string
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, DialogsumError, InputError
+from .logs import library_bars
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `import dialogsum_batch.tiny` is cheap
     import sentencepiece as spm
@@ -223,20 +223,6 @@ def random_model(config: PegasusConfig, seed: int) -> PegasusForConditionalGener
     return model.eval()
 
 
-@contextmanager
-def quiet_progress() -> Iterator[None]:
-    """Hide transformers' progress bars for a moment (a tiny save needs none on stderr)."""
-    from transformers.utils import logging
-
-    was_enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            logging.enable_progress_bar()
-
-
 def model_card(spec: TinySpec, seed: int, vocab_size: int, parameters: int, corpus: str) -> str:
     """A short README.md stating that the weights are random (no timestamps: builds stay identical)."""
     return f"""---
@@ -282,7 +268,7 @@ def build_tiny_model(
     model = random_model(tiny_config(spec, len(tokenizer)), seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with quiet_progress():
+    with library_bars(show=False):  # a tiny save needs no bar on stderr
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     corpus = "the project's dialogues and synthetic chats" if texts is None else "texts given by the caller"

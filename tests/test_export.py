@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from invoke import MockContext
 from invoke.exceptions import Exit
 from safetensors import safe_open
 
 from dialogsum_batch.errors import ConfigError, ModelError
-from dialogsum_batch.export import EXPORT_INFO, ExportSettings, export_model, fill_converter_fields
+from dialogsum_batch.corpora import SAMSUM_CORPUS_URL
+from dialogsum_batch.export import EXPORT_INFO, ExportSettings, card_metadata, export_model, fill_converter_fields
 from dialogsum_batch.tasks.export import bench_backends, export
 
 EVALUATION_METRICS = {
@@ -23,6 +27,20 @@ EVALUATION_METRICS = {
     "data": {"source": "corpus.7z", "split": "test"},
 }
 TRAINER_METRICS = {"eval_loss": 1.4821, "eval_rouge1": 46.9, "epoch": 3.0}
+REPO = Path(__file__).resolve().parent.parent
+BAR_FRAGMENTS = ("\r", "%|", "it/s]", "Loading weights", "Writing model shards")
+OLDER_RUN_CARD = """---
+library_name: transformers
+license: apache-2.0
+base_model: google/pegasus-cnn_dailymail
+datasets: [knkarthick/samsum]
+---
+
+# run
+
+Fine-tuned from [google/pegasus-cnn_dailymail](https://huggingface.co/google/pegasus-cnn_dailymail), its
+tokenizer from [/data/base](https://huggingface.co//data/base).
+"""
 
 
 def linked_copy(source: Path, target: Path, skip: tuple[str, ...] = ()) -> Path:
@@ -32,6 +50,12 @@ def linked_copy(source: Path, target: Path, skip: tuple[str, ...] = ()) -> Path:
         if item.name not in skip:
             (target / item.name).symlink_to(item.resolve())
     return target
+
+
+def front_matter(card: str) -> dict:
+    """The YAML between the card's opening ``---`` lines, parsed as the Hub parses it."""
+    assert card.startswith("---\n")
+    return yaml.safe_load(card[4:card.index("\n---\n", 4)])
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -64,7 +88,41 @@ def test_hf_export_is_a_clean_loadable_folder_with_metrics_in_the_card(run_folde
     assert "| rouge1 | 47.31 [46.50, 48.10] |" in card and "corpus.7z, split test" in card
     assert "| eval_rouge1 | 46.9 |" in card
     assert "Random weights" in card  # the source card is kept
-    assert "library_name: transformers" in card
+    meta = front_matter(card)
+    assert (meta["library_name"], meta["pipeline_tag"]) == ("transformers", "summarization")
+    assert "base_model" not in meta and "datasets" not in meta  # a local random model, trained on no Hub data
+    result = meta["model-index"][0]["results"][0]
+    assert result["task"] == {"type": "summarization", "name": "Summarization"}
+    assert result["dataset"] == {"name": "SAMSum", "type": "knkarthick/samsum", "split": "test"}  # corpus.7z
+    assert result["metrics"][0] == {"type": "rouge1", "value": 47.31, "name": "ROUGE-1"}
+    assert [m["type"] for m in result["metrics"]] == ["rouge1", "rouge2"]
+    assert f"from the local folder `{run_folder}`" in card and "huggingface.co" not in card
+
+
+def test_card_keeps_the_lineage_and_scores_the_run_validation_without_an_evaluation(tiny_model_dir, tmp_path):
+    source = linked_copy(tiny_model_dir, tmp_path / "run", skip=("README.md",))
+    (source / "README.md").write_text(OLDER_RUN_CARD)
+    (source / "eval_results.json").write_text(json.dumps({**TRAINER_METRICS, "eval_rougeL": 38.123}))
+    (source / "train_config.json").write_text(json.dumps({"data": SAMSUM_CORPUS_URL, "eval_split": "validation"}))
+    card = (export_model(ExportSettings(str(source), str(tmp_path / "serve"), "hf")) / "README.md").read_text()
+    meta = front_matter(card)
+    assert (meta["base_model"], meta["license"], meta["datasets"]) == \
+        ("google/pegasus-cnn_dailymail", "apache-2.0", ["knkarthick/samsum"])
+    result = meta["model-index"][0]["results"][0]
+    assert result["dataset"] == {"name": "SAMSum", "type": "knkarthick/samsum", "split": "validation"}
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {"rouge1": 46.9, "rougeL": 38.12}
+    assert "huggingface.co//" not in card and "tokenizer from `/data/base`" in card  # an old broken link, mended
+    assert "[google/pegasus-cnn_dailymail](https://huggingface.co/google/pegasus-cnn_dailymail)" in card
+
+
+def test_card_of_a_hub_snapshot_names_its_repo_and_skips_a_baseline_only_evaluation(tmp_path):
+    snapshot = tmp_path / "hub" / "models--transformersbook--pegasus-samsum" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    baseline_only = {**EVALUATION_METRICS, "system": "lead3", "systems": {"lead3": EVALUATION_METRICS}}
+    meta = card_metadata(snapshot, ExportSettings(str(snapshot), str(tmp_path / "ct2"), "ctranslate2"),
+                         {"metrics.json": baseline_only})
+    assert (meta["base_model"], meta["library_name"]) == ("transformersbook/pegasus-samsum", "ctranslate2")
+    assert meta["model-index"] is None  # lead-3's figures are not the model's
 
 
 def test_hf_export_casts_to_bfloat16(tiny_model_dir, tmp_path):
@@ -93,7 +151,7 @@ def test_ctranslate2_export_supplies_missing_config_fields_without_touching_the_
     assert json.loads((out / "generation_config.json").read_text())["max_new_tokens"] == 64
     info = json.loads((out / EXPORT_INFO).read_text())
     assert (info["format"], info["quantization"], info["max_source_length"]) == ("ctranslate2", "float32", 1024)
-    assert "library_name: ctranslate2" in (out / "README.md").read_text()
+    assert front_matter((out / "README.md").read_text())["library_name"] == "ctranslate2"
 
 
 def test_int8_is_the_default_and_much_smaller(tiny_model_dir, tmp_path):
@@ -193,3 +251,16 @@ def test_bench_task_runs_the_script():
     bench_backends(context, records=16, beams="1")
     command = context.run.call_args[0][0]
     assert "--records 16" in command and "--beams 1" in command
+
+
+@pytest.mark.parametrize("fmt", ["hf", "ctranslate2"])
+def test_export_in_a_pipe_logs_lines_and_draws_no_bars(run_folder, tmp_path, fmt):
+    if fmt == "ctranslate2":
+        pytest.importorskip("ctranslate2")
+    out = tmp_path / fmt
+    result = subprocess.run([sys.executable, "-m", "invoke", "export", "--model", str(run_folder), "--format", fmt,
+                             "--output-dir", str(out)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not [fragment for fragment in BAR_FRAGMENTS if fragment in result.stderr], result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and "exporting" in lines[0] and f"exported {run_folder} as {fmt}" in lines[1]

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from invoke import Context
 from invoke.exceptions import Exit
@@ -23,24 +24,34 @@ from transformers import GenerationConfig, TrainerCallback
 from conftest import write_jsonl
 from dialogsum_batch import finetune as finetune_module
 from dialogsum_batch.cli import main as cli_main
+from dialogsum_batch.corpora import SAMSUM_CORPUS_URL
 from dialogsum_batch.errors import ConfigError, ModelError
 from dialogsum_batch.finetune import decoding, describe_log, finetune, resume_point, rouge_metrics
 from dialogsum_batch.plots import Panel, Series, plot_bars, plot_lines
 from dialogsum_batch.presets import SMOKE
 from dialogsum_batch.synthetic import generate
 from dialogsum_batch.tasks.training import finetune as finetune_task
+from dialogsum_batch.training import report
 from dialogsum_batch.training.data import build_corpus
 from dialogsum_batch.training.runtime import ALLOCATOR_SETTING, prepare_cuda_allocator
 
 HELD_OUT_SEED = 12345  # neither the vocabulary (0), the training (1) nor the validation (2) chats
 SMOKE_LIMIT_S = 180
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parent.parent
+BAR_FRAGMENTS = ("\r", "%|", "it/s]", "examples/s]", "Loading weights", "Writing model shards")
 
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory) -> Path:
     """Synthetic chats no part of the smoke run has seen, with reference summaries."""
     return write_jsonl(tmp_path_factory.mktemp("held") / "held.jsonl", list(generate(48, seed=HELD_OUT_SEED)))
+
+
+def front_matter(card: str) -> dict:
+    """The YAML between the card's opening ``---`` lines, parsed as the Hub parses it."""
+    assert card.startswith("---\n")
+    return yaml.safe_load(card[4:card.index("\n---\n", 4)])
 
 
 def rouge_l(model_dir: Path, inputs: Path, tmp_path: Path) -> float:
@@ -100,6 +111,56 @@ def test_model_card_states_data_recipe_and_scores(smoke_run):
     assert "synthetic chats" in card and "data/*.jsonl" in card
     assert "lr 0.005" in card and "greedy search" in card
     assert "validation ROUGE-1/2/L/Lsum" in card and "training_curves.png" in card
+    meta = front_matter(card)
+    assert "base_model" not in meta and "datasets" not in meta  # the tiny model, synthetic and project chats
+    result = meta["model-index"][0]["results"][0]
+    assert result["dataset"] == {"name": f"{SMOKE.synthetic_validation} synthetic chats", "type": "synthetic",
+                                 "split": "validation"}
+    scores = json.loads((smoke_run[0] / "eval_results.json").read_text())
+    assert {m["type"]: m["value"] for m in result["metrics"]} == \
+        {key: round(scores[f"eval_{key}"], 2) for key in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
+
+
+RUN = report.RunSummary(100, 10, 5, {"train_loss": 1.0, "train_runtime": 3.0},
+                        {"eval_rouge1": 40.126, "eval_loss": 2.0}, "checkpoint-5", "cpu", 1)
+
+
+def test_card_names_a_hub_base_and_hub_data_by_id():
+    config = replace(SMOKE, base_model="google/pegasus-cnn_dailymail", data=SAMSUM_CORPUS_URL, synthetic_validation=0,
+                     output_dir="runs/pegasus-samsum")
+    card = report.model_card(config, RUN)
+    meta = front_matter(card)
+    assert (meta["base_model"], meta["datasets"]) == ("google/pegasus-cnn_dailymail", ["knkarthick/samsum"])
+    assert meta["model-index"] == [{"name": "pegasus-samsum", "results": [{
+        "task": {"type": "summarization", "name": "Summarization"},
+        "dataset": {"name": "SAMSum", "type": "knkarthick/samsum", "split": "validation"},
+        "metrics": [{"type": "rouge1", "value": 40.13, "name": "ROUGE-1"}]}]}]
+    assert "[google/pegasus-cnn_dailymail](https://huggingface.co/google/pegasus-cnn_dailymail)" in card
+
+
+def test_card_names_a_local_base_by_path_only(tmp_path):
+    base = tmp_path / "my base: v2"  # a path YAML would misread if it were written by hand
+    base.mkdir()
+    (base / "README.md").write_text("---\nlicense: mit\n---\n# base\n")
+    card = report.model_card(replace(SMOKE, base_model=str(base), data="Samsung/samsum"), RUN)
+    meta = front_matter(card)
+    assert "base_model" not in meta and meta["license"] == "mit"
+    assert meta["datasets"] == ["knkarthick/samsum"]  # the dead id's mirror
+    assert f"the local model folder `{base}`" in card and "huggingface.co" not in card
+
+
+def test_training_in_a_pipe_logs_one_line_per_step_and_draws_no_bars(tmp_path):
+    settings = ["max_steps=2", "synthetic_train=64", "synthetic_validation=8", "project_data=false", "eval_steps=2",
+                "save_steps=2", "logging_steps=1", "max_new_tokens=8"]
+    command = [sys.executable, "-m", "dialogsum_batch.training", "--preset", "smoke", "--output-dir",
+               str(tmp_path / "run")] + [part for item in settings for part in ("--set", item)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not [fragment for fragment in BAR_FRAGMENTS if fragment in result.stderr], result.stderr
+    for line in ("loading the base model from", "tokenizing train: 64 records", "tokenizing validation: 8 records",
+                 "step 2/2 saved checkpoint-2", "model, tokenizer, metrics and card written to"):
+        assert line in result.stderr, line
+    assert result.stdout.strip() == str(tmp_path / "run")
 
 
 def test_rerunning_into_a_finished_run_asks_for_resume(smoke_run):

@@ -108,9 +108,9 @@ def tokenize(dataset: datasets.Dataset, tokenizer, config: TrainConfig, name: st
 
 
 def describe_lengths(dataset: datasets.Dataset, config: TrainConfig) -> str:
-    """One line: records, and how many sources and targets were cut at their limits."""
+    """One line: how many sources and targets were cut at their limits."""
     sources = sum(len(ids) >= config.max_source_length for ids in dataset["input_ids"])
     targets = sum(len(ids) >= config.max_target_length for ids in dataset["labels"])
     n = max(len(dataset), 1)
-    return (f"{len(dataset)} records, {100 * sources / n:.1f}% of dialogues cut at {config.max_source_length} "
+    return (f"{100 * sources / n:.1f}% of dialogues cut at {config.max_source_length} "
             f"tokens, {100 * targets / n:.1f}% of summaries at {config.max_target_length}")

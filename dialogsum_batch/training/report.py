@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, cards
 from ..plots import Panel, Series, plot_lines
 from .config import TINY_MODEL, TrainConfig
 
@@ -121,21 +121,45 @@ def _decoding_text(config: TrainConfig) -> str:
             "`dialogsum-batch` uses these unless its decoding options override them.")
 
 
-def model_card(config: TrainConfig, summary: RunSummary) -> str:
-    """README.md for the run folder: data, recipe, decoding, results, usage."""
-    base = "a tiny random-weight Pegasus (dialogsum_batch.tiny)" if config.base_model == TINY_MODEL \
-        else f"[{config.base_model}](https://huggingface.co/{config.base_model})"
-    recipe = "\n".join(f"| {name} | {value} |" for name, value in _recipe_rows(config, summary))
-    return f"""---
-library_name: transformers
-pipeline_tag: summarization
-tags: [pegasus, summarization, dialogue, dialogsum-batch]
-metrics: [rouge]
----
+def base_model_id(config: TrainConfig) -> str | None:
+    """The base model's Hub id; None for the tiny model and for local folders (no Hub page to point at)."""
+    return None if config.base_model == TINY_MODEL else cards.hub_model_id(config.base_model)
 
+
+def _base_text(config: TrainConfig) -> str:
+    if config.base_model == TINY_MODEL:
+        return "a tiny random-weight Pegasus (dialogsum_batch.tiny)"
+    hub_id = base_model_id(config)
+    return f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"the local model folder `{config.base_model}`"
+
+
+def card_metadata(config: TrainConfig, summary: RunSummary) -> dict[str, Any]:
+    """The card's front matter: lineage (Hub ids only), training data and validation ROUGE as model-index."""
+    local_base = Path(config.base_model).expanduser()
+    base_card = cards.read_front_matter(local_base) if config.base_model != TINY_MODEL and local_base.is_dir() else {}
+    # The corpus lacks the eval split when the synthetic chats account for every validation record.
+    corpus = config.data if summary.eval_records > config.synthetic_validation else ""
+    dataset = cards.dataset_entry(corpus, config.eval_split, config.synthetic_validation)
+    result = cards.rouge_result(cards.trainer_scores(summary.eval_metrics), dataset) if dataset else None
+    return {
+        "library_name": "transformers",
+        "pipeline_tag": "summarization",
+        "license": base_card.get("license"),
+        "base_model": base_model_id(config),
+        "tags": ["pegasus", "summarization", "dialogue", "dialogsum-batch"],
+        "datasets": cards.unique([cards.hub_dataset_id(config.data)]),
+        "metrics": ["rouge"],
+        "model-index": cards.model_index(Path(config.output_dir).name, [result]),
+    }
+
+
+def model_card(config: TrainConfig, summary: RunSummary) -> str:
+    """README.md for the run folder: Hub metadata, then data, recipe, decoding, results, usage."""
+    recipe = "\n".join(f"| {name} | {value} |" for name, value in _recipe_rows(config, summary))
+    return cards.front_matter(card_metadata(config, summary)) + f"""
 # {Path(config.output_dir).name}
 
-Fine-tuned from {base} for chat-dialogue summarization by `invoke finetune`
+Fine-tuned from {_base_text(config)} for chat-dialogue summarization by `invoke finetune`
 (dialogsum-batch {__version__}). The resolved settings are in
 `{CONFIG_FILE}`; the full metric history is in `{HISTORY_FILE}` and `trainer_state.json`.
 

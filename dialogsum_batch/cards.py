@@ -1,0 +1,126 @@
+"""Model-card metadata as the Hugging Face Hub reads it: YAML front matter with lineage and results.
+
+See https://huggingface.co/docs/hub/model-cards: ``base_model`` names a Hub model id, ``datasets``
+Hub dataset ids, and ``model-index`` the evaluation results the Hub shows beside the card. The
+YAML is written by ``yaml.safe_dump``, so any path or name stays valid; what cannot be stated as a
+Hub id (a local folder, a private file) is left out of the metadata and named in the text instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # "org/name" (or a legacy bare name)
+DATA_SUFFIXES = (".7z", ".csv", ".json", ".jsonl", ".parquet", ".gz", ".txt")  # files, never dataset ids
+DATASET_NAMES = {"knkarthick/samsum": "SAMSum"}  # pretty names for the results table
+ROUGE_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+SUMMARIZATION = {"type": "summarization", "name": "Summarization"}
+SYNTHETIC = "synthetic chats"
+
+
+def front_matter(metadata: Mapping[str, Any]) -> str:
+    """``---`` YAML ``---`` for a README.md; keys with no value (None, empty list) are left out."""
+    kept = {key: value for key, value in metadata.items() if value not in (None, [], {}, "")}
+    return "---\n" + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
+
+
+def read_front_matter(folder: Path) -> dict[str, Any]:
+    """The YAML front matter of ``folder``/README.md as a dict; {} when there is none or it is not YAML."""
+    try:
+        text = (folder / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    if not text.startswith("---"):
+        return {}
+    end = text.find("\n---", 3)
+    try:
+        data = yaml.safe_load(text[3:end]) if end >= 0 else None
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cached_repo_id(path: Path, kind: str) -> str | None:
+    """The repo id of a Hugging Face cache folder (``.../models--org--name/snapshots/REV``), else None."""
+    for part in reversed(path.absolute().parts):
+        if part.startswith(f"{kind}--"):
+            return "/".join(part.split("--")[1:]) or None
+    return None
+
+
+def hub_model_id(name: str | Path) -> str | None:
+    """The Hub model id ``name`` stands for: the id itself, or the repo of a cached snapshot; None when local."""
+    text = str(name).strip()
+    path = Path(text).expanduser()
+    if path.exists():
+        return cached_repo_id(path, "models")
+    return text if HUB_ID.match(text) else None
+
+
+def hub_dataset_id(source: Any) -> str | None:
+    """The Hub dataset id of a corpus source (a dead id as its mirror; SAMSum's corpus.7z as SAMSum's), or None."""
+    if not isinstance(source, str) or not source.strip():
+        return None
+    from .corpora import resolve_hub_id
+
+    text = source.strip()
+    name = Path(urlparse(text).path if "://" in text else text).name.lower()
+    if name == "corpus.7z":  # the SAMSum authors' archive (corpora.SAMSUM_CORPUS_URL), or a copy of it
+        return resolve_hub_id("samsum")
+    path = Path(text).expanduser()
+    if path.exists():
+        return cached_repo_id(path, "datasets")
+    if "://" in text or not HUB_ID.match(text) or path.suffix.lower() in DATA_SUFFIXES:
+        return None
+    return resolve_hub_id(text)
+
+
+def dataset_entry(source: Any, split: str, synthetic: int = 0, limit: int | None = None) -> dict[str, str] | None:
+    """model-index's ``dataset`` for ``split`` of ``source`` (plus ``synthetic`` generated chats); None if unknown."""
+    parts = []
+    if isinstance(source, str) and source.strip():
+        found = hub_dataset_id(source)
+        label = Path(urlparse(source).path).name or source
+        parts.append((DATASET_NAMES.get(found, found) if found else label, found or label))
+    if synthetic:
+        parts.append((f"{synthetic} {SYNTHETIC}", "synthetic"))
+    if not parts:
+        return None
+    name = " + ".join(name for name, _ in parts) + (f" (first {limit} records)" if limit else "")
+    return {"name": name, "type": "+".join(kind for _, kind in parts), "split": split}
+
+
+def rouge_result(scores: Mapping[str, Any], dataset: Mapping[str, str]) -> dict[str, Any] | None:
+    """One model-index result: ROUGE F x100 on ``dataset``; None without any ROUGE score.
+
+    ``scores`` maps rouge1 ... rougeLsum to a number, or to ``{"mean": ...}`` as ``invoke evaluate`` writes.
+    """
+    metrics = []
+    for key, label in ROUGE_NAMES.items():
+        value = scores.get(key)
+        value = value.get("mean") if isinstance(value, Mapping) else value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.append({"type": key, "value": round(float(value), 2), "name": label})
+    return {"task": dict(SUMMARIZATION), "dataset": dict(dataset), "metrics": metrics} if metrics else None
+
+
+def model_index(name: str, results: Iterable[dict[str, Any] | None]) -> list[dict[str, Any]] | None:
+    """The ``model-index`` list for a model called ``name``; None when there are no results."""
+    kept = [result for result in results if result]
+    return [{"name": name, "results": kept}] if kept else None
+
+
+def trainer_scores(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``eval_rouge1`` ... as the Trainer names them (eval_results.json), without the prefix."""
+    return {key[len("eval_"):]: value for key, value in metrics.items() if key.startswith("eval_")}
+
+
+def unique(items: Iterable[str | None]) -> list[str]:
+    """The non-empty items, first occurrence kept."""
+    return list(dict.fromkeys(item for item in items if item))
