@@ -17,32 +17,38 @@ layouts. Split names ``val`` / ``valid`` / ``dev`` become ``validation``.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import glob
 import hashlib
+import http.client
 import json
 import logging
 import os
 import re
-import shutil
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import IO, Any, Union
 from urllib.parse import urlparse
 
 import datasets
 
 from dialogsum_batch.errors import ConfigError, DataError, first_line
+from dialogsum_batch.logs import library_bars
 
 __all__ = [
     "DEFAULT_CACHE_DIR",
+    "DEFAULT_MAX_EXTRACT_BYTES",
+    "DEFAULT_MAX_MEMBER_BYTES",
     "HUB_REDIRECTS",
     "SAMSUM_CORPUS_URL",
+    "ExtractLimits",
     "canonical_split",
     "load_corpus",
     "resolve_hub_id",
@@ -81,6 +87,26 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 HUB_PROBE_TIMEOUT_S = 3.0
 DOWNLOAD_TIMEOUT_S = 60.0
 
+# Size and sha256 of downloads whose bytes are known, checked before a file is cached (and on reuse).
+# SAMSum's corpus.7z: the download_checksums that huggingface/datasets recorded for this URL in
+# datasets/samsum/dataset_infos.json (commit 5afdbe0f).
+KNOWN_DOWNLOADS: dict[str, tuple[int, str]] = {
+    SAMSUM_CORPUS_URL: (2_944_100, "a97674c66726f66b98a08ca5e8868fb8af9d4843f2b05c4f839bc5cfe91e8899"),
+}
+
+# How far one archive may expand. SAMSum's corpus.7z expands to about 12 MB: the defaults leave room for
+# corpora forty times larger, and stop a small hostile archive before it fills the disk or memory.
+DEFAULT_MAX_EXTRACT_BYTES = 1 << 30  # all members together
+DEFAULT_MAX_MEMBER_BYTES = 512 << 20  # any one member
+MAX_EXTRACT_ENV = "DIALOGSUM_MAX_EXTRACT_BYTES"
+MAX_MEMBER_ENV = "DIALOGSUM_MAX_MEMBER_BYTES"
+EXTRACT_STEP_BYTES = 8 << 20  # py7zr decompresses up to 128 MB per step unless told otherwise
+# One JSON Lines / CSV line or one item of a JSON list may hold this much (as records.MAX_LINE_BYTES):
+# a dialogue is a few KB, and a file of one endless line must not be read into memory whole.
+MAX_RECORD_BYTES = 16 << 20
+JSON_WINDOW_CHARS = 1 << 20  # a JSON list is decoded item by item from a window about this large
+JSON_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's own whitespace; U+3000, \x1c and the like are not
+
 
 @dataclass(frozen=True)
 class _Table:
@@ -89,6 +115,15 @@ class _Table:
     label: str  # how messages name it: "train.csv", "corpus.7z/val.json"
     columns: tuple[str, ...]
     rows: list[dict[str, Any]]
+    blank: int = 0  # blank JSON Lines lines skipped, reported so every line is accounted for
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """How many bytes one archive may expand to: checked from its listing, then while extracting."""
+
+    total_bytes: int = DEFAULT_MAX_EXTRACT_BYTES  # every member together; 1 MB .. tens of GB
+    member_bytes: int = DEFAULT_MAX_MEMBER_BYTES  # any one member; above total_bytes it never binds
 
 
 @dataclass(frozen=True)
@@ -137,6 +172,8 @@ def load_corpus(
     columns: Mapping[str, str] | None = None,
     cache_dir: PathLike | None = None,
     log: Log = None,
+    max_extract_bytes: int | None = None,
+    max_member_bytes: int | None = None,
 ) -> datasets.DatasetDict:
     """Load a corpus as a DatasetDict with ``id``, ``dialogue``, ``summary`` (and ``references``).
 
@@ -146,11 +183,15 @@ def load_corpus(
     takes that name instead. ``columns`` maps output fields to source columns, e.g.
     ``{"dialogue": "chat", "summary": "abstract", "id": "uid"}``. ``log`` is a callable taking
     one line, or a logging.Logger; dropped empty records are reported there, one line a split.
+    ``max_extract_bytes`` / ``max_member_bytes`` cap how far a 7z archive may expand, in all and per
+    member (default: $DIALOGSUM_MAX_EXTRACT_BYTES / $DIALOGSUM_MAX_MEMBER_BYTES, else 1 GiB / 512 MiB);
+    an archive past a cap is a DataError naming the file and the cap, before it fills disk or memory.
     """
     mapping = _check_columns(columns)
+    limits = _extract_limits(max_extract_bytes, max_member_bytes)
     emit = _emitter(log)
     cache = Path(os.path.expanduser(str(cache_dir or DEFAULT_CACHE_DIR)))
-    source_tables = _read_source(source, cache, emit)
+    source_tables = _read_source(source, cache, emit, limits)
     chosen = _choose_splits(source_tables, _wanted_splits(splits), _describe(source))
     built = {name: _build_split(name, tables, mapping, emit) for name, tables in chosen.items()}
     return datasets.DatasetDict({name: built[name] for name in _ordered(built)})
@@ -159,28 +200,30 @@ def load_corpus(
 # ---------------------------------------------------------------- dispatch
 
 
-def _read_source(source: PathLike | Mapping[str, PathLike], cache: Path, emit: Callable[[str], None]) -> _Source:
+def _read_source(
+    source: PathLike | Mapping[str, PathLike], cache: Path, emit: Callable[[str], None], limits: ExtractLimits
+) -> _Source:
     """Read any supported source into tables grouped by split."""
     if isinstance(source, Mapping):
         return _read_mapping(source, cache, emit)
     text = os.fspath(source)
     if _is_url(text):
-        return _read_path(_download(text, cache, emit))
+        return _read_path(_download(text, cache, emit), limits)
     path = Path(text).expanduser()
     if path.exists():
-        return _read_path(path)
+        return _read_path(path, limits)
     if HUB_ID.match(text) and path.suffix.lower() not in _READERS and path.suffix.lower() != ".7z":
         return _read_hub(text, emit)
     raise DataError(f"{text}: no such file or folder")
 
 
-def _read_path(path: Path) -> _Source:
+def _read_path(path: Path, limits: ExtractLimits) -> _Source:
     """Read a local archive, folder or data file."""
     if path.is_dir():
         return _read_folder(path)
     suffix = path.suffix.lower()
     if suffix == ".7z":
-        return _read_archive(path)
+        return _read_archive(path, limits)
     if suffix in _READERS:
         split = split_from_filename(path.name)
         return _Source({split or "train": [_read_file(path, path.name)]}, single=True)
@@ -248,42 +291,298 @@ def _data_files(root: Path) -> list[Path]:
 # ---------------------------------------------------------------- archives, downloads, disk
 
 
-def _read_archive(path: Path) -> _Source:
-    """Extract the data files of a 7z archive (SAMSum's corpus.7z) and read them by split."""
+def _read_archive(path: Path, limits: ExtractLimits) -> _Source:
+    """Extract the data files of a 7z archive (SAMSum's corpus.7z) within the caps, and read them by split."""
+    with tempfile.TemporaryDirectory(prefix="dialogsum-7z-") as tmp:
+        folder = Path(tmp)
+        _extract_capped(path, folder, limits)
+        return _Source(_group_by_split(_data_files(folder), folder, path.name))
+
+
+def _extract_capped(path: Path, folder: Path, limits: ExtractLimits) -> None:
+    """Extract the archive's data files into ``folder``; every failure is one DataError naming the file."""
     import py7zr  # imported here: only archives need it
 
+    factory = _CappedFactory(folder, path.name, limits)
     try:
-        with py7zr.SevenZipFile(path, mode="r") as archive:
-            names = [n for n in archive.getnames() if not n.endswith("/")]
-            wanted = [n for n in names if Path(n).suffix.lower() in _READERS]
-            if not any(split_from_filename(n) for n in wanted):
-                shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "") or "nothing"
-                raise DataError(f"{path.name}: expected train.json, val.json, test.json; the archive has {shown}")
-            with tempfile.TemporaryDirectory(prefix="dialogsum-7z-") as tmp:
-                archive.extract(path=tmp, targets=wanted)
-                return _Source(_group_by_split(_data_files(Path(tmp)), Path(tmp), path.name))
-    except (py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired, EOFError) as exc:
-        raise DataError(f"{path.name}: not a readable 7z archive ({first_line(exc)})") from exc
+        # max_extract_size: py7zr's own running total, which also counts members it only decompresses
+        # to check a CRC; the factory counts what is written, per member and in all
+        with py7zr.SevenZipFile(path, mode="r", max_extract_size=limits.total_bytes) as archive:
+            targets = _archive_targets(archive, path.name, limits)
+            with _small_decompression_steps():
+                archive.extract(path=folder, targets=targets, factory=factory)
+    except DataError:
+        raise
+    except py7zr.exceptions.PasswordRequired as exc:
+        raise _password_error(path.name) from exc
+    except py7zr.exceptions.DecompressionBombError as exc:
+        raise _cap_error(path.name, "the archive expands past its listing while extracting", limits, "total") from exc
+    except Exception as exc:
+        # py7zr lets hostile bytes surface as whatever its parsers raise: LZMAError, zlib and bz2 errors,
+        # struct.error, KeyError, IndexError, ValueError, EOFError ... each means "not a readable archive"
+        raise DataError(f"{path.name}: not a readable 7z archive ({type(exc).__name__}: {first_line(exc)})") from exc
+    finally:
+        factory.close_all()
+
+
+def _archive_targets(archive: Any, label: str, limits: ExtractLimits) -> list[str]:
+    """The data members to extract, once the listing passed the caps and no password is needed."""
+    if archive.needs_password():
+        raise _password_error(label)
+    infos = archive.list()
+    names = [info.filename for info in infos if not info.is_directory]
+    wanted = [n for n in names if Path(n).suffix.lower() in _READERS]
+    if not any(split_from_filename(n) for n in wanted):
+        shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "") or "nothing"
+        raise DataError(f"{label}: expected train.json, val.json, test.json; the archive has {shown}")
+    _check_listing(infos, label, limits)
+    return wanted
+
+
+def _check_listing(infos: Sequence[Any], label: str, limits: ExtractLimits) -> None:
+    """Refuse before extracting anything when the archive's own listing passes a cap."""
+    # every member counts, wanted or not: py7zr decompresses the others of a solid block to check CRCs
+    sizes = [(info.filename, info.uncompressed or 0) for info in infos]
+    for name, size in sizes:
+        if size > limits.member_bytes:
+            raise _cap_error(label, f"{name} expands to {size:,} bytes", limits, "per-member")
+    total = sum(size for _, size in sizes)
+    if total > limits.total_bytes:
+        raise _cap_error(label, f"the archive expands to {total:,} bytes", limits, "total")
+
+
+def _cap_error(label: str, what: str, limits: ExtractLimits, kind: str) -> DataError:
+    """One line naming the archive, what passed which cap, and how to raise it."""
+    if kind == "per-member":
+        cap, setting = limits.member_bytes, f"max_member_bytes= or {MAX_MEMBER_ENV}"
+    else:
+        cap, setting = limits.total_bytes, f"max_extract_bytes= or {MAX_EXTRACT_ENV}"
+    return DataError(f"{label}: {what}, over the {cap:,}-byte {kind} extraction cap (raise it with {setting})")
+
+
+def _password_error(label: str) -> DataError:
+    return DataError(f"{label}: the archive is password-protected; extract it yourself and pass the folder")
+
+
+class _CappedWriter:
+    """One archive member streamed to a file; passing its cap or the archive's stops the extraction.
+
+    Duck-types py7zr's ``Py7zIO`` (write / read / seek / flush / size / close), so py7zr need not be
+    imported with this module.
+    """
+
+    def __init__(self, path: Path, member: str, factory: _CappedFactory):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = path.open("wb")
+        self.member, self.factory, self.written = member, factory, 0
+
+    def write(self, data: bytes | bytearray) -> int:
+        # the listing was checked already; count what really comes out, in case a header lied
+        self.written += len(data)
+        self.factory.spend(self.member, self.written, len(data))
+        return self.handle.write(data)
+
+    def read(self, size: int | None = None) -> bytes:
+        return b""  # py7zr reads back only what its in-memory writers hold
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def size(self) -> int:
+        return self.written
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class _CappedFactory:
+    """py7zr writer factory: members become files under ``folder``, within the per-member and total caps."""
+
+    def __init__(self, folder: Path, label: str, limits: ExtractLimits):
+        self.folder, self.label, self.limits = folder.resolve(), label, limits
+        self.total = 0
+        self.lock = threading.Lock()  # py7zr extracts the solid blocks of one archive in threads
+        self.writers: list[_CappedWriter] = []
+
+    def create(self, filename: str) -> _CappedWriter:
+        path = Path(filename).resolve()
+        if not path.is_relative_to(self.folder):  # py7zr sanitises member names too; never rely on one layer
+            raise DataError(f"{self.label}: member {filename!r} would be written outside the extraction folder")
+        writer = _CappedWriter(path, path.relative_to(self.folder).as_posix(), self)
+        self.writers.append(writer)
+        return writer
+
+    def spend(self, member: str, member_total: int, count: int) -> None:
+        with self.lock:
+            self.total += count
+            total = self.total
+        if member_total > self.limits.member_bytes:
+            raise _cap_error(self.label, f"{member} expands past its listing while extracting", self.limits,
+                             "per-member")
+        if total > self.limits.total_bytes:
+            raise _cap_error(self.label, "the archive expands past its listing while extracting", self.limits,
+                             "total")
+
+    def close_all(self) -> None:
+        # py7zr closes a member only when it was written without error; close the rest here
+        for writer in self.writers:
+            writer.close()
+
+
+_PY7ZR_STEP_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _small_decompression_steps() -> Iterator[None]:
+    """Make py7zr decompress in steps of at most EXTRACT_STEP_BYTES rather than up to 128 MB.
+
+    py7zr 1.1 sizes each step with its module-level ``get_memory_limit()`` and takes no argument for it:
+    without this, a member of a few hundred MB costs a few hundred MB of memory, whatever the caps.
+    """
+    import py7zr.py7zr as core
+
+    original = getattr(core, "get_memory_limit", None)
+    if original is None:  # another py7zr: the caps still hold, only the steps may be larger
+        yield
+        return
+    with _PY7ZR_STEP_LOCK:  # the patch is process-wide: one extraction at a time changes it
+        core.get_memory_limit = lambda: min(original(), EXTRACT_STEP_BYTES)
+        try:
+            yield
+        finally:
+            core.get_memory_limit = original
+
+
+def _extract_limits(total: int | None, member: int | None) -> ExtractLimits:
+    """Extraction caps from the arguments, else the environment, else the defaults."""
+    return ExtractLimits(
+        total_bytes=_byte_cap("max_extract_bytes", total, MAX_EXTRACT_ENV, DEFAULT_MAX_EXTRACT_BYTES),
+        member_bytes=_byte_cap("max_member_bytes", member, MAX_MEMBER_ENV, DEFAULT_MAX_MEMBER_BYTES),
+    )
+
+
+def _byte_cap(name: str, given: int | None, variable: str, default: int) -> int:
+    """A positive byte count from an argument or an env var; anything else is a ConfigError."""
+    if given is None:
+        text = os.environ.get(variable, "").strip()
+        if not text:
+            return default
+        try:
+            given, name = int(text), variable
+        except ValueError:
+            raise ConfigError(f"{variable}={text!r}: expected a number of bytes") from None
+    if isinstance(given, bool) or not isinstance(given, int) or given <= 0:
+        raise ConfigError(f"{name}: expected a positive number of bytes, got {given!r}")
+    return given
 
 
 def _download(url: str, cache: Path, emit: Callable[[str], None]) -> Path:
-    """Fetch ``url`` into the cache once; later calls reuse the file."""
+    """Fetch ``url`` into the cache once, complete and verified; later calls reuse the file."""
     name = Path(urlparse(url).path).name or "download"
     target = cache / hashlib.sha256(url.encode()).hexdigest()[:16] / name
-    if target.is_file():
+    if _cached(url, target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    emit(f"downloading {url} to {target}")
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, partial.open("wb") as out:
-            shutil.copyfileobj(response, out)
-    except (urllib.error.URLError, OSError) as exc:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{target.parent}: cannot create the download cache ({first_line(exc)})") from exc
+    with _exclusive(target.with_name(target.name + ".lock")):
+        if not _cached(url, target):  # another process may have published it while this one waited
+            emit(f"downloading {url} to {target}")
+            _fetch(url, target)
+    return target
+
+
+def _cached(url: str, target: Path) -> bool:
+    """Whether ``target`` holds a complete copy of ``url``: checked against its digest when known."""
+    if not target.is_file():
+        return False
+    known = KNOWN_DOWNLOADS.get(url)
+    # a copy cached before downloads were verified may be short: a known file is re-checked on each use
+    return known is None or _file_digest(target) == known
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``lock_path``: one process fetches a URL, the others wait, then reuse it."""
+    import fcntl  # POSIX, like the output lock
+
+    try:
+        handle = lock_path.open("a")
+    except OSError as exc:
+        raise DataError(f"{lock_path.parent}: cannot write to the download cache ({first_line(exc)})") from exc
+    with handle:  # closing releases the flock, even when the process dies; the file stays, harmless
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _fetch(url: str, target: Path) -> None:
+    """Download into a temporary file beside ``target``; publish it by atomic rename once verified."""
+    try:  # a name of this process's own: two processes never write one .part
+        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        raise DataError(f"{target.parent}: cannot write to the download cache ({first_line(exc)})") from exc
+    partial = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            size, digest, declared = _copy_body(url, handle)
+            handle.flush()
+            os.fsync(handle.fileno())  # the published file must survive a crash whole, or not at all
+        _verify_download(url, size, digest, declared)
+        os.replace(partial, target)
+    except BaseException:
         partial.unlink(missing_ok=True)
+        raise
+
+
+def _copy_body(url: str, out: IO[bytes]) -> tuple[int, str, int | None]:
+    """Copy the body of ``url`` to ``out``: bytes received, their sha256, the announced Content-Length."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            declared = _content_length(response.headers.get("Content-Length"))
+            # read(n) returns short when the server closes early, without IncompleteRead: count the bytes
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise DataError(f"{url}: download failed ({first_line(reason)})") from exc
-    partial.replace(target)
-    return target
+    return size, digest.hexdigest(), declared
+
+
+def _content_length(text: str | None) -> int | None:
+    """The Content-Length header as a number, or None when absent or malformed."""
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _verify_download(url: str, size: int, digest: str, declared: int | None) -> None:
+    """A body shorter than announced, or unlike the known file, is never cached."""
+    if declared is not None and size != declared:
+        raise DataError(f"{url}: download incomplete ({size:,} of {declared:,} bytes); nothing cached, try again")
+    known = KNOWN_DOWNLOADS.get(url)
+    if known is not None and (size, digest) != known:
+        raise DataError(
+            f"{url}: download does not match the known file ({size:,} bytes, sha256 {digest[:16]}...; expected "
+            f"{known[0]:,} bytes, sha256 {known[1][:16]}...); nothing cached"
+        )
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a file, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def _read_saved(path: Path) -> _Source:
@@ -318,8 +617,9 @@ def _read_hub(name: str, emit: Callable[[str], None]) -> _Source:
             f"{target}: not a local path, and the Hugging Face Hub is out of reach ({offline_reason}) with no cached "
             f"copy; pass a local corpus instead (corpus.7z from {SAMSUM_CORPUS_URL}, or a CSV/JSON/Parquet file)"
         )
+    emit(f"loading {target} from the Hugging Face Hub" + (" cache" if offline_reason else ""))
     try:
-        with _forced_offline(bool(offline_reason)):
+        with _forced_offline(bool(offline_reason)), library_bars():  # no download bars under cron or CI
             loaded = datasets.load_dataset(target)
     except (FileNotFoundError, ConnectionError, ValueError, OSError) as exc:
         raise DataError(f"{target}: cannot load from the Hugging Face Hub ({first_line(exc)})") from exc
@@ -384,7 +684,7 @@ def _read_file(path: Path, label: str) -> _Table:
 def _read_csv(path: Path, label: str) -> _Table:
     """A CSV file with a header row; quoted fields may span lines."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(_bounded_lines(handle, label))
         try:
             rows = [dict(row) for row in reader]
         except csv.Error as exc:
@@ -392,40 +692,181 @@ def _read_csv(path: Path, label: str) -> _Table:
         return _Table(label, tuple(reader.fieldnames or ()), rows)
 
 
+def _bounded_lines(handle: IO[str], label: str) -> Iterator[str]:
+    """The lines of a text file, refusing one longer than MAX_RECORD_BYTES characters before holding it."""
+    for number, line in enumerate(iter(lambda: handle.readline(MAX_RECORD_BYTES + 1), ""), start=1):
+        if len(line) - line.endswith("\n") > MAX_RECORD_BYTES:
+            raise DataError(f"{label}:{number}: line longer than {MAX_RECORD_BYTES:,} characters")
+        yield line
+
+
 def _read_json(path: Path, label: str) -> _Table:
-    """A JSON list of objects; a file not starting with '[' is read as JSON Lines."""
-    text = path.read_text(encoding="utf-8-sig")
-    if not text.lstrip().startswith("["):
-        return _table_from_objects(label, _parse_json_lines(text, label))
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{label}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from exc
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise DataError(f"{label}: record {index + 1} is a {type(record).__name__}, not a JSON object")
+    """A JSON list of objects, decoded item by item; a file not starting with '[' is read as JSON Lines."""
+    if _first_byte(path) != b"[":
+        return _read_jsonl(path, label)
+    records = []
+    with path.open("rb") as handle:
+        for number, record in enumerate(_JsonListReader(handle, label).items(), start=1):
+            if not isinstance(record, dict):
+                raise DataError(f"{label}: record {number} is a {type(record).__name__}, not a JSON object")
+            records.append(record)
     return _table_from_objects(label, records)
 
 
+def _first_byte(path: Path) -> bytes:
+    """The first byte after a UTF-8 BOM and JSON whitespace (b'' for a blank file)."""
+    with path.open("rb") as handle:
+        if handle.read(3) != codecs.BOM_UTF8:
+            handle.seek(0)
+        while chunk := handle.read(1 << 16):
+            rest = chunk.lstrip(b" \t\r\n")
+            if rest:
+                return rest[:1]
+    return b""
+
+
 def _read_jsonl(path: Path, label: str) -> _Table:
-    """A JSON Lines file: one object a line, blank lines skipped."""
-    return _table_from_objects(label, _parse_json_lines(path.read_text(encoding="utf-8-sig"), label))
+    """A JSON Lines file: one object a line; blank lines are counted, not kept."""
+    records: list[dict[str, Any]] = []
+    blank = 0
+    with path.open("rb") as handle:
+        # binary lines end only at b"\n": str.splitlines would also cut strings at U+2028, U+0085, \x1c ...
+        lines = iter(lambda: handle.readline(MAX_RECORD_BYTES + 1), b"")  # never more than one record's worth
+        for number, raw in enumerate(lines, start=1):
+            record = _parse_json_line(raw, number, label)
+            if record is None:
+                blank += 1
+            else:
+                records.append(record)
+    return _table_from_objects(label, records, blank)
 
 
-def _parse_json_lines(text: str, label: str) -> list[dict[str, Any]]:
-    """Parse JSON Lines, naming the line of the first bad one."""
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+def _parse_json_line(raw: bytes, number: int, label: str) -> dict[str, Any] | None:
+    """One JSON Lines line as an object, None when blank; anything else is a DataError naming the line."""
+    if len(raw) - raw.endswith(b"\n") > MAX_RECORD_BYTES:
+        raise DataError(f"{label}:{number}: line longer than {MAX_RECORD_BYTES:,} bytes (a corpus record is a few KB)")
+    if number == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{label}:{number}: not UTF-8 text (byte {exc.start + 1} of the line: {exc.reason})") from exc
+    if not text.strip(" \t\r\n"):  # JSON's whitespace only: a line of U+3000 or \x1c is bad JSON, not blank
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{label}:{number}: invalid JSON ({exc.msg}, column {exc.colno})") from exc
+    except (ValueError, RecursionError) as exc:  # valid JSON Python refuses: deep nesting, 4,300+ digits
+        raise DataError(f"{label}:{number}: JSON that Python cannot read ({first_line(exc)})") from exc
+    if not isinstance(record, dict):
+        raise DataError(f"{label}:{number}: a {type(record).__name__}, not a JSON object")
+    return record
+
+
+class _JsonListReader:
+    """The items of a top-level JSON list, decoded one at a time from a window over the file.
+
+    ``json.load`` reads the whole text and then builds the list, holding both at once; this holds the
+    items decoded so far plus a window of about JSON_WINDOW_CHARS (more only while one item is larger).
+    """
+
+    def __init__(self, handle: IO[bytes], label: str):
+        self.handle, self.label = handle, label
+        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self.raw_decode = json.JSONDecoder().raw_decode
+        self.text, self.pos, self.eof, self.bytes_read = "", 0, False, 0
+        self.lines_before, self.column_before = 0, 0  # where text[0] sits in the file, for messages
+
+    def items(self) -> Iterator[Any]:
+        """Each item of the list; anything after the closing bracket is an error."""
+        self._peek()
+        self.pos += 1  # the "[" that _first_byte saw
+        if self._peek() == "]":
+            self.pos += 1
+        else:
+            while True:
+                yield self._value()
+                separator = self._peek()
+                if separator not in (",", "]"):
+                    raise self._error(self.pos, "invalid JSON (Expecting ',' delimiter)")
+                self.pos += 1
+                if separator == "]":
+                    break
+        if self._peek():
+            raise self._error(self.pos, "invalid JSON (Extra data)")
+
+    def _value(self) -> Any:
+        """Decode the next value, widening the window until the value fits in it."""
+        self._peek()
+        while True:
+            try:
+                value, end = self.raw_decode(self.text, self.pos)
+            except json.JSONDecodeError as exc:
+                if _cut_short(exc, len(self.text)) and self._widen():
+                    continue  # the value only runs past the window
+                raise self._error(exc.pos, f"invalid JSON ({exc.msg})") from exc
+            except (ValueError, RecursionError) as exc:  # valid JSON Python refuses: deep nesting, 4,300+ digits
+                raise self._error(self.pos, f"JSON that Python cannot read ({first_line(exc)})") from exc
+            if end < len(self.text) or not self._widen():  # a number at the window's edge may go on
+                self.pos = end
+                return value
+
+    def _widen(self) -> bool:
+        """Read on for the value at ``pos``; one past MAX_RECORD_BYTES is an error rather than held."""
+        if len(self.text) - self.pos > MAX_RECORD_BYTES:
+            raise self._error(self.pos, f"a record longer than {MAX_RECORD_BYTES:,} characters, or one that never ends")
+        return self._fill()
+
+    def _peek(self) -> str:
+        """The next character that is not JSON whitespace ('' at the end), reading on as needed."""
+        while True:
+            self.pos = JSON_SPACE.match(self.text, self.pos).end()
+            if self.pos < len(self.text) or not self._fill():
+                return self.text[self.pos : self.pos + 1]
+
+    def _fill(self) -> bool:
+        """Append the next chunk, dropping what was consumed; False once the file is exhausted."""
+        if self.eof:
+            return False
+        # the read size grows with the window, so an item larger than a chunk is read in linear time
+        chunk = self.handle.read(max(JSON_WINDOW_CHARS, len(self.text) - self.pos))
+        self.eof = not chunk
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{label}:{number}: invalid JSON ({exc.msg}, column {exc.colno})") from exc
-        if not isinstance(record, dict):
-            raise DataError(f"{label}:{number}: a {type(record).__name__}, not a JSON object")
-        records.append(record)
-    return records
+            new = self.decoder.decode(chunk, final=self.eof)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.label}: not UTF-8 text (near byte {self.bytes_read + exc.start}: "
+                            f"{exc.reason})") from exc
+        self.bytes_read += len(chunk)
+        if new:
+            self._drop_consumed()
+            self.text += new
+        return bool(chunk)
+
+    def _drop_consumed(self) -> None:
+        """Forget the text before ``pos``, keeping the line and column it ended at."""
+        done = self.text[: self.pos]
+        newlines = done.count("\n")
+        if newlines:
+            self.lines_before += newlines
+            self.column_before = len(done) - done.rfind("\n") - 1
+        else:
+            self.column_before += len(done)
+        self.text, self.pos = self.text[self.pos :], 0
+
+    def _error(self, pos: int, reason: str) -> DataError:
+        """A DataError naming the file, line and column of window position ``pos``."""
+        before = self.text[:pos]
+        newlines = before.count("\n")
+        column = pos - before.rfind("\n") if newlines else self.column_before + pos + 1
+        return DataError(f"{self.label}:{self.lines_before + newlines + 1}:{column}: {reason}")
+
+
+def _cut_short(error: json.JSONDecodeError, window: int) -> bool:
+    """Whether a decode error may come from the window ending mid-value rather than from bad JSON."""
+    # a cut value fails at the window's end, inside a literal cut short (-Infinity: 9 characters) or an
+    # escape (\uXXXX), or as a string still open; any other error is bad JSON wherever the window ends
+    return error.pos >= window - 16 or error.msg.startswith("Unterminated string")
 
 
 def _read_parquet(path: Path, label: str) -> _Table:
@@ -440,10 +881,10 @@ def _read_parquet(path: Path, label: str) -> _Table:
     return _Table(label, tuple(table.column_names), table.to_pylist())
 
 
-def _table_from_objects(label: str, records: list[dict[str, Any]]) -> _Table:
+def _table_from_objects(label: str, records: list[dict[str, Any]], blank: int = 0) -> _Table:
     """A table whose columns are every key seen, in first-seen order."""
     columns = dict.fromkeys(key for record in records for key in record)
-    return _Table(label, tuple(columns), records)
+    return _Table(label, tuple(columns), records, blank)
 
 
 _READERS: dict[str, Callable[[Path, str], _Table]] = {
@@ -466,16 +907,19 @@ def _build_split(
     for table in tables:
         if not table.rows:
             raise DataError(f"{table.label}: no records (split '{split}' would be empty)")
+        if table.blank:
+            emit(f"skipped {table.blank} blank lines in {table.label}")
         fields = _resolve_fields(table, columns)
-        for row in table.rows:
-            record = _normalise_row(row, fields, f"{split}-{seen}")
+        for number, row in enumerate(table.rows, start=1):
+            record = _normalise_checked(row, fields, f"{split}-{seen}", f"{table.label}: record {number}")
             seen += 1
             if record["dialogue"] and record["summary"]:
                 kept.append(record)
     if seen - len(kept):
         emit(f"dropped {seen - len(kept)} empty records from {split}")
     if not kept:
-        raise DataError(f"split '{split}' is empty: all {seen} records lack a dialogue or a summary")
+        where = ", ".join(table.label for table in tables)  # name the files, as every other error does
+        raise DataError(f"{where}: split '{split}' is empty: all {seen} records lack a dialogue or a summary")
     return _to_dataset(kept)
 
 
@@ -494,7 +938,8 @@ def _resolve_fields(table: _Table, columns: Mapping[str, str]) -> _Fields:
     if dialogue is None:
         raise _missing(table, "dialogue")
     summary = pick("summary", "summary")
-    numbered = sorted((c for c in present if re.fullmatch(r"summary\d+", c)), key=lambda c: int(c[7:]))
+    # ASCII digits, at most nine: int() of a hostile 5,000-digit column name would raise ValueError
+    numbered = sorted((c for c in present if re.fullmatch(r"summary[0-9]{1,9}", c)), key=lambda c: int(c[7:]))
     references = tuple(numbered) or (("references",) if "references" in present else ())
     if summary is None and not references:
         raise _missing(table, "summary")
@@ -508,6 +953,20 @@ def _missing(table: _Table, column: str, field_name: str | None = None) -> DataE
     return DataError(
         f"{table.label}: column '{column}'{role} is missing (has: {has}); map columns with columns={{...}}"
     )
+
+
+def _normalise_checked(row: Mapping[str, Any], fields: _Fields, fallback_id: str, where: str) -> dict[str, Any]:
+    """``_normalise_row``, with values that cannot become UTF-8 strings as a DataError naming the record."""
+    try:
+        record = _normalise_row(row, fields, fallback_id)
+        for text in (record["id"], record["dialogue"], record["summary"], *record["references"]):
+            text.encode("utf-8")  # a lone surrogate ("\ud800" in JSON) would fail later inside pyarrow
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise DataError(f"{where}: text holds a lone surrogate ({bad}), which is not valid Unicode") from exc
+    except (ValueError, RecursionError) as exc:  # str() of a huge int or a deeply nested value
+        raise DataError(f"{where}: value cannot be read as text ({first_line(exc)})") from exc
+    return record
 
 
 def _normalise_row(row: Mapping[str, Any], fields: _Fields, fallback_id: str) -> dict[str, Any]:

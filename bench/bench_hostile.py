@@ -1,0 +1,177 @@
+"""Hostile inputs keep memory bounded: peak RSS of an archive bomb vs a normal corpus load.
+
+Each load runs in a fresh ``python -c`` process (``load_corpus`` on one 7z archive) and its own peak
+resident set size comes from the kernel's accounting of that child alone (``os.wait4``):
+
+- **normal**: a SAMSum-sized corpus.7z (synthetic chats, 14,732 / 818 / 819 records, about 12 MB
+  expanded), default caps;
+- **bomb over the cap**: 600 MB of zeros in one member, past the 512 MiB default per-member cap:
+  refused from the archive's listing;
+- **bomb under the cap**: 300 MB of zeros, within the defaults: extracted in bounded steps to a
+  temporary folder, then refused as a JSON Lines line over the record limit;
+- **bomb under the cap, py7zr's own steps** (for information, not judged): the same with the
+  decompression step left at py7zr's default (up to 128 MB).
+
+Each bomb's peak must stay within ``--limit`` (1.5x) of the normal load's. Archives are built once
+into the work folder (bombs from sparse files, so building them costs no memory) by a child process
+of their own: Linux counts the RSS a child inherited before ``exec`` in its peak, so the measuring
+process stays small.
+
+    python bench/bench_hostile.py                 # writes bench/results/hostile-archive.{json,md}
+    python bench/bench_hostile.py --limit 1.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS_DIR, WORK_DIR, markdown_table, write_results
+
+LIMIT = 1.5  # a bomb's peak RSS may be at most this multiple of a normal corpus load's
+SAMSUM_SPLITS = {"train": 14_732, "val": 818, "test": 819}
+
+# The child loads one archive and prints what happened as one JSON line. argv[2] == "py7zr-steps"
+# puts back py7zr's own decompression step size, to show what the step bound saves.
+CHILD = """
+import json, sys
+from dialogsum_batch import corpora
+from dialogsum_batch.errors import DataError
+if sys.argv[2] == "py7zr-steps":
+    corpora.EXTRACT_STEP_BYTES = 1 << 40
+try:
+    corpus = corpora.load_corpus(sys.argv[1], log=lambda line: None)
+    print(json.dumps({"outcome": "loaded", "rows": sum(split.num_rows for split in corpus.values())}))
+except DataError as error:
+    print(json.dumps({"outcome": "DataError", "message": str(error)}))
+"""
+
+
+def normal_archive(folder: Path) -> Path:
+    """A SAMSum-shaped corpus.7z of synthetic chats (JSON lists named train / val / test)."""
+    import py7zr
+
+    from dialogsum_batch.synthetic import generate
+
+    path = folder / "normal-corpus.7z"
+    if not path.exists():
+        with py7zr.SevenZipFile(path, mode="w") as archive:
+            for seed, (split, n) in enumerate(SAMSUM_SPLITS.items()):
+                archive.writestr(json.dumps(list(generate(n, seed=seed))).encode(), f"{split}.json")
+    return path
+
+
+def bomb_archive(folder: Path, megabytes: int) -> Path:
+    """A corpus.7z whose train.json is ``megabytes`` MB of zeros, compressed from a sparse file."""
+    import py7zr
+
+    path = folder / f"bomb-{megabytes}mb.7z"
+    if not path.exists():
+        zeros = folder / "zeros.tmp"
+        with zeros.open("wb") as handle:
+            handle.truncate(megabytes * 1_000_000)  # a hole on disk: nothing is written or held
+        with py7zr.SevenZipFile(path, mode="w") as archive:
+            archive.write(zeros, "train.json")
+        zeros.unlink()
+    return path
+
+
+def load_in_child(archive: Path, mode: str = "bounded") -> dict[str, Any]:
+    """One fresh process loading ``archive``: its own peak RSS, wall time and outcome."""
+    env = child_env()
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen([sys.executable, "-c", CHILD, str(archive), mode], env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, peak RSS included
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if process.returncode != 0:
+        raise SystemExit(f"{archive.name}: exit {process.returncode}: {stderr[-2000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {"archive": archive.name, "archive_kb": round(archive.stat().st_size / 1024, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(time.perf_counter() - started, 2),
+            **result}
+
+
+def build_archives(folder: Path) -> dict[str, Path]:
+    """The normal corpus and the two bombs, built once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"normal": normal_archive(folder), "over": bomb_archive(folder, 600), "under": bomb_archive(folder, 300)}
+
+
+def child_env() -> dict[str, str]:
+    """Offline, the default caps, and the repository importable before ``pip install -e .``."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.pop("DIALOGSUM_MAX_EXTRACT_BYTES", None)  # the defaults are what is measured
+    env.pop("DIALOGSUM_MAX_MEMBER_BYTES", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def archive_bomb_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[str, Any]:
+    """Peak RSS of a normal corpus load vs archive bombs over and under the default caps."""
+    folder = work_dir / "hostile"
+    # built in a child: datasets and py7zr imported here would count in every measured child's peak
+    subprocess.run([sys.executable, __file__, "--build", str(folder)], check=True, env=child_env())
+    archives = {"normal": folder / "normal-corpus.7z", "over": folder / "bomb-600mb.7z", "under": folder / "bomb-300mb.7z"}
+    normal = load_in_child(archives["normal"])
+    runs = {
+        "normal": normal,
+        "bomb over the cap": load_in_child(archives["over"]),
+        "bomb under the cap": load_in_child(archives["under"]),
+        "bomb under the cap, py7zr's own steps": load_in_child(archives["under"], "py7zr-steps"),
+    }
+    for name, run in runs.items():
+        run["ratio"] = round(run["peak_rss_mb"] / normal["peak_rss_mb"], 2)
+        run["judged"] = name.startswith("bomb") and "py7zr's own" not in name
+    judged = [run["ratio"] for run in runs.values() if run["judged"]]
+    return {"limit": limit, "bounded": all(ratio <= limit for ratio in judged), "runs": runs,
+            "environment": {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "python": platform.python_version(), "py7zr": _version("py7zr"),
+                            "cpu_cores": os.cpu_count(), "load_average": list(os.getloadavg())}}
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [[name, run["archive_kb"], run["outcome"], run["peak_rss_mb"], run["ratio"], run["seconds"],
+             "yes" if run["judged"] else "no"] for name, run in result["runs"].items()]
+    table = markdown_table(["load", "archive KB", "outcome", "peak RSS MiB", "x normal", "s", "judged"], rows)
+    verdict = "PASS" if result["bounded"] else "FAIL"
+    return (f"# Archive bombs vs a normal corpus load\n\n{verdict}: every judged bomb within "
+            f"{result['limit']}x of the normal load's peak RSS.\n\n{table}\n")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=float, default=LIMIT, help="largest allowed bomb / normal peak RSS")
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="where the archives are built and kept")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where results are written")
+    parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # internal: build archives in FOLDER, exit
+    args = parser.parse_args(argv)
+    if args.build:
+        build_archives(args.build)
+        return {"bounded": True}
+    result = archive_bomb_rss(args.work_dir, args.limit)
+    text = markdown(result)
+    print(text)
+    write_results("hostile-archive", result, text, args.output_dir)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main()["bounded"] else 1)
