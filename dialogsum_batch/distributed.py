@@ -36,10 +36,10 @@ from .config import ModelSettings, RunSettings
 from .engine import Engine, Interrupted, Stats, select
 from .errors import DialogsumError, InputError
 from .logs import Log
-from .outputs import JsonlWriter, OutputLock, done_ids, open_output
-from .records import BadRecord, Item, Record, read_records
-from .runner import (EXIT_OK, EXIT_PARTIAL, EXIT_SIGNAL, ErrorSink, JobFiles, StopFlag, closing_output,
-                     finish_job, lock_path, progress_bar)
+from .outputs import JsonlWriter, OutputLock, closing_output, open_output
+from .records import BadRecord, Item, Record
+from .runner import (EXIT_OK, EXIT_PARTIAL, ErrorSink, JobFiles, Resumed, StopFlag, finish_job, input_feed,
+                     interrupted, lock_path, progress_bar, read_resumed)
 
 # Messages may wait on the main process reading slow input (stdin from a producer): no early timeout.
 # A peer that dies closes its connections, which ends a wait at once; the launcher then stops the rest.
@@ -95,6 +95,7 @@ class Work:
     """Main -> rank: the rank's share of a global window."""
 
     items: list[Item]
+    final: bool = False  # the input ended at a stop: finish this share despite the signal, nothing follows
 
 
 @dataclass(frozen=True)
@@ -246,12 +247,15 @@ class RankEngine:
     def __init__(self, backend: Backend, settings: RunSettings, stop: StopFlag, log: Log):
         self.results: list[dict[str, Any] | InputError] = []
         self.stop = stop
-        self.engine = Engine(backend, settings, self.results.append, self.results.append, should_stop=stop,
-                             log=log.warning)
+        self.final = False
+        self.engine = Engine(backend, settings, self.results.append, self.results.append,
+                             should_stop=lambda: stop() and not self.final, log=log.warning)
 
-    def work(self, items: list[Item]) -> Outcome:
-        """Summarize a share; a signal or a DialogsumError is reported, not raised."""
+    def work(self, items: list[Item], final: bool = False) -> Outcome:
+        """Summarize a share; a signal or a DialogsumError is reported, not raised. A ``final`` share (the
+        input ended at a stop) is finished whatever the signal: its records were read and cannot be again."""
         self.results.clear()
+        self.final = final
         outcome = Outcome()
         try:
             self.engine.run(items)
@@ -308,15 +312,12 @@ def _job(link: Link, files: JobFiles, settings: RunSettings, log: Log, progress:
         return _lead(link, files, settings, backend, done, log, progress)
 
 
-def _claim(files: JobFiles, stack: contextlib.ExitStack, log: Log) -> set[str]:
-    """Main process: take the lock and read the ids already written (cutting a torn last line)."""
+def _claim(files: JobFiles, stack: contextlib.ExitStack, log: Log) -> Resumed:
+    """Main process: take the lock and read what earlier runs wrote (cutting a torn last line)."""
     path = lock_path(files)
     if path:
         stack.enter_context(OutputLock(path))
-    done = done_ids(files.output) if files.resume else set()
-    if done:
-        log.info(f"resuming: {len(done)} records already in {files.output}")
-    return done
+    return read_resumed(files, log)
 
 
 def _on_main(link: Link, action: Callable[[], Any]) -> Any:
@@ -368,10 +369,10 @@ def _follow(link: Link, settings: RunSettings, backend: Backend, log: Log) -> tu
                 if order.finish:
                     link.collect(counters(engine.engine.stats))
                 return order.code, engine.engine.stats
-            link.collect(engine.work(order.items))
+            link.collect(engine.work(order.items, order.final))
 
 
-def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, done: set[str], log: Log,
+def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, done: Resumed, log: Log,
           progress: bool) -> tuple[int, Stats]:
     """The main process: read, deal, collect, write in order; then the summary for all ranks.
 
@@ -386,20 +387,21 @@ def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, 
         raise
 
 
-def _write_all(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, done: set[str], log: Log,
+def _write_all(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log,
                progress: bool) -> tuple[int, Stats]:
+    done, seen = resumed
     stop = StopFlag(grace=FORWARDED_SIGNAL_GRACE)
     written = Stats()  # records, errors, truncated, ROUGE as written; resumed and other shards as selected
     engine = RankEngine(backend, settings, stop, log)
     with contextlib.ExitStack() as stack:
+        sink = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, seen)
         writer = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
-        sink = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume)
         bar = stack.enter_context(progress_bar(progress))
-        items = select(read_records(files.inputs, files.input_format, settings.fields, files.max_line_bytes),
-                       written, done, settings.shard)
         stack.enter_context(stop.installed())
+        feed = stack.enter_context(input_feed(files, settings, stop, log))
+        items = select(feed, written, done, settings.shard)
         code = _rounds(link, engine, _global_windows(items, settings, link.world.size),
-                       Writer(writer, sink, written, bar), stop, log)
+                       Writer(writer, sink, written, bar), stop, lambda: feed.cut, log)
         link.stop(code, finish=True)
     total = summed(written, link.collect(counters(engine.engine.stats)) or [])
     finish_job(total, files, backend, log, code, processes=link.world.size)
@@ -443,21 +445,25 @@ class Writer:
 
 
 def _rounds(link: Link, engine: RankEngine, windows_: Iterator[list[Item]], writer: Writer, stop: StopFlag,
-            log: Log) -> int:
-    """Deal each window, summarize the main share, collect and write; returns the exit code."""
+            cut: Callable[[], bool], log: Log) -> int:
+    """Deal each window, summarize the main share, collect and write; returns the exit code.
+
+    ``cut()`` is true once a stop ended the input: the window then in hand is the last, finished everywhere.
+    """
     for window in windows_:
         shares = deal(window, link.world.size)
-        link.deal([Work(share) for share in shares])
-        outcomes: list[Outcome] = link.collect(engine.work(shares[0])) or []
+        final = cut()
+        link.deal([Work(share, final) for share in shares])
+        outcomes: list[Outcome] = link.collect(engine.work(shares[0], final)) or []
         for rank, outcome in enumerate(outcomes):
             if outcome.failure:
                 raise _rank_error(rank, *outcome.failure)
         writer.write(merge(outcomes, len(window)))
         caught = stop.signal or next((o.interrupted for o in outcomes if o.interrupted), None)
         if caught:
-            name = signal.Signals(caught).name
-            log.error(f"interrupted by {name}: finished records were written; rerun with --resume to go on")
-            return EXIT_SIGNAL.get(caught, 130)  # type: ignore[call-overload]
+            return interrupted(caught, log)
+    if cut():  # stopped while waiting for input, between windows
+        return interrupted(stop.signal, log)
     return EXIT_PARTIAL if writer.stats.errors else EXIT_OK
 
 

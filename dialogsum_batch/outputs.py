@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from .errors import DataError, InputError, LockedError
-from .records import shorten
+from .records import MAX_LINE_BYTES, bounded_lines, json_type, shorten
 
 
 # Valid inside JSON strings, but line breaks to str.splitlines() and many JSONL readers: escape them so
@@ -25,16 +27,70 @@ def jsonl_line(value: dict[str, Any]) -> str:
 
 
 class JsonlWriter:
-    """Writes one JSON object per line; ``flush`` after each batch keeps a killed job resumable."""
+    """Writes one JSON object per line; ``flush`` after each batch keeps a killed job resumable.
+
+    A failed write (a full disk, EIO, a closed pipe) is a DataError naming the file: one line, exit 1.
+    """
 
     def __init__(self, stream: IO[str]):
         self.stream = stream
 
     def write(self, value: dict[str, Any]) -> None:
-        self.stream.write(jsonl_line(value))
+        line = jsonl_line(value)
+        try:
+            self.stream.write(line)
+        except OSError as exc:
+            raise write_error(self.stream, exc) from exc
 
     def flush(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise write_error(self.stream, exc) from exc
+
+
+def write_error(stream: IO[str], exc: OSError) -> DataError:
+    return DataError(f"{getattr(stream, 'name', 'output')}: cannot write ({exc.strerror or exc})")
+
+
+@contextlib.contextmanager
+def closing_output(stream: IO[str]) -> Iterator[IO[str]]:
+    """Close a file output at the end; stdout is only flushed. A final write that fails is one DataError,
+    unless an error is already on its way out (it is the one to report)."""
+    failed = False
+    try:
+        yield stream
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        try:
+            stream.flush() if stream is sys.stdout else stream.close()  # close() frees the fd even when it fails
+        except OSError as exc:
+            if stream is sys.stdout:
+                discard_stdout()
+            if not failed:
+                raise write_error(stream, exc) from exc  # the last flush failing is the news
+
+
+def discard_stdout() -> None:
+    """Point a failed stdout (a full disk, a closed pipe) at /dev/null: Python's exit would flush the same
+    bytes again and print a raw second error."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # a stand-in without a file descriptor (CliRunner); io.UnsupportedOperation
+        pass
+
+
+def same_file(first: str, second: str) -> bool:
+    """True when both paths name one file: symlinks resolved, hard links by device and inode."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        one, other = os.stat(first), os.stat(second)
+    except (OSError, ValueError):  # one of them does not exist (yet): the paths decided
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
 
 
 def open_output(path: str, append: bool) -> IO[str]:
@@ -54,89 +110,193 @@ def error_record(error: InputError) -> dict[str, Any]:
             "raw": shorten(error.raw) if error.raw is not None else None}
 
 
-def done_ids(path: str) -> Counter[str]:
-    """How often each id was already written to ``path``, after cutting off a torn last line."""
-    return Counter(str(row["id"]) for row in written_rows(path, "id"))
+# What --resume needs of each line a previous run wrote: field -> (JSON types allowed, how to say them).
+# The writers put these fields first, which is how a torn last line is recognised as one of ours.
+OUTPUT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {"id": ((str, int), "a string")}
+ERROR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {"source": ((str,), "a string"),
+                                                         "line": ((int, type(None)), "an integer or null")}
+# An output line holds its input line (escaped: up to 6x for control characters) and a short summary.
+RESUME_LINE_BYTES = 8 * MAX_LINE_BYTES
 
 
-def done_errors(path: str | None) -> set[tuple[str, int | None]]:
-    """(source, line) of the bad records already in an errors file, after cutting off a torn last line."""
-    return {(row["source"], row["line"]) for row in written_rows(path, "source", "line")} if path else set()
+def done_ids(path: str, limit: int = RESUME_LINE_BYTES) -> Counter[str]:
+    """How often each id was already written to ``path``: the file is checked whole, then a torn last line cut."""
+    written = scan_written(path, OUTPUT_KEYS, limit)
+    written.cut()
+    return Counter(str(key) for key, in written.rows)
 
 
-def written_rows(path: str, *keys: str) -> Iterator[dict[str, Any]]:
-    """The JSON lines a previous run wrote, each checked for ``keys``; a torn last line is cut off first."""
+def done_errors(path: str | None, limit: int = RESUME_LINE_BYTES) -> set[tuple[str, int | None]]:
+    """(source, line) of the bad records already in an errors file, checked the same way."""
+    if not path:
+        return set()
+    written = scan_written(path, ERROR_KEYS, limit)
+    written.cut()
+    return set(written.rows)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Written:
+    """A previous run's file, read whole and checked: each line's keys, and where a torn last line starts."""
+
+    path: str
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    torn: int | None = None  # offset of a torn last line (a crash mid-write)
+
+    def cut(self) -> None:
+        """Drop the torn last line; called once every file of the job has checked out."""
+        if self.torn is None:
+            return
+        try:
+            os.truncate(self.path, self.torn)
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot resume ({exc.strerror or exc})") from exc
+
+
+def scan_written(path: str, keys: dict, limit: int = RESUME_LINE_BYTES) -> Written:
+    """The ``keys`` of every line a previous run wrote to ``path``, changing nothing.
+
+    A file that is not ours is one DataError naming its first bad line. The one defect tolerated is a torn
+    last line, which ``Written.cut`` removes.
+    """
     file = Path(path)
     if not file.exists():
-        return
+        return Written(path)
+    if not file.is_file():  # /dev/zero reads for ever and a FIFO blocks: only a regular file is resumable
+        raise DataError(f"{path}: cannot resume: not a regular file")
     try:
-        cut_torn_tail(file)
-        with open(file, encoding="utf-8") as stream:
-            for number, line in enumerate(stream, start=1):
-                if line.strip():
-                    yield read_row(line, keys, path, number)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot resume ({exc})") from exc
+        with open(file, "rb") as stream:
+            return Written(path, *read_written(stream, path, keys, limit))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot resume ({exc.strerror or exc})") from exc
 
 
-def read_row(line: str, keys: tuple[str, ...], path: str, number: int) -> dict[str, Any]:
+def read_written(stream: IO[bytes], path: str, keys: dict, limit: int) -> tuple[list[tuple[Any, ...]], int | None]:
+    """Each whole line's keys, and the offset of a torn last line (None when the file ends with a newline)."""
+    rows: list[tuple[Any, ...]] = []
+    offset = 0
+    for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+        if isinstance(raw, int):  # read past, never held: a file of endless lines is not ours
+            raise not_ours(path, number, f"a line of {raw:,} bytes, over the {limit:,}-byte limit")
+        if not raw.endswith(b"\n"):
+            if torn_like(raw, keys):
+                return rows, offset
+            raise not_ours(path, number, "the last line is cut short and does not start like ours")
+        if raw.strip(JSON_BLANKS):
+            rows.append(row_keys(parse_written(raw, path, number), keys, path, number))
+        offset += len(raw)
+    return rows, None
+
+
+JSON_BLANKS = b" \t\r\n"
+
+
+def parse_written(raw: bytes, path: str, number: int) -> Any:
+    """One line as JSON, or a DataError naming the line: never a raw decoder, recursion or digit-limit error."""
     try:
-        row = json.loads(line)
-        missing = [key for key in keys if key not in row]
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise DataError(f"{path}:{number}: cannot resume: not a JSON object ({exc})") from exc
-    if missing:
-        raise DataError(f"{path}:{number}: cannot resume: no field {missing[0]!r} (was this file written by us?)")
-    return row
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:  # before ValueError: both are ValueErrors
+        reason = f"invalid UTF-8 at byte {exc.start}"
+    except json.JSONDecodeError as exc:
+        reason = f"invalid JSON ({exc.msg})"
+    except (RecursionError, ValueError):  # nested thousands deep, or an integer past Python's digit limit
+        reason = "JSON nested too deeply or with a number too long to read"
+    raise not_ours(path, number, reason)
 
 
-def cut_torn_tail(file: Path) -> None:
-    """Truncate the file after its last newline, dropping a half-written record."""
-    with open(file, "rb+") as stream:
-        stream.seek(0, os.SEEK_END)
-        size = stream.tell()
-        if size == 0:
-            return
-        step = min(size, 1 << 16)
-        end = size
-        while end > 0:
-            start = max(0, end - step)
-            stream.seek(start)
-            chunk = stream.read(end - start)
-            newline = chunk.rfind(b"\n")
-            if newline >= 0:
-                stream.truncate(start + newline + 1)
-                return
-            end = start
-        stream.truncate(0)
+def row_keys(row: Any, keys: dict, path: str, number: int) -> tuple[Any, ...]:
+    """The values of ``keys`` in a parsed line, each of an allowed type (bool is not an integer here)."""
+    if not isinstance(row, dict):
+        raise not_ours(path, number, f"expected a JSON object, got {json_type(row)}")
+    for name, (types, described) in keys.items():
+        if name not in row:
+            raise not_ours(path, number, f"no field '{name}'")
+        if isinstance(row[name], bool) or not isinstance(row[name], types):
+            raise not_ours(path, number, f"field '{name}' must be {described}, got {json_type(row[name])}")
+    return tuple(row[name] for name in keys)
+
+
+def torn_like(tail: bytes, keys: dict) -> bool:
+    """Whether a last line without its newline is one of ours cut short: it starts as our writers start a line
+    (``{"id": ``), or it is the zeros a filesystem can leave at the end of a file after a power cut."""
+    start = f'{{"{next(iter(keys))}": '.encode()
+    return tail[:len(start)] == start[:len(tail)] or not tail.strip(b"\0")
+
+
+def not_ours(path: str, number: int, reason: str) -> DataError:
+    return DataError(f"{path}:{number}: cannot resume: {reason}; not a dialogsum-batch output? (left unchanged)")
+
+
+LOCK_TRIES = 20  # a lock file removed by its holder as we opened it: open the new one, this many times
 
 
 class OutputLock:
-    """An exclusive ``flock`` beside the output, so two runs never interleave on one file."""
+    """An exclusive ``flock`` beside the output, so two runs never interleave on one file.
+
+    The file is removed when the run ends, however it ends (short of SIGKILL: the next run takes the flock
+    of the stale file). Removal happens while the flock is held, and a run that locked a file which is no
+    longer at the path tries again, so two runs can never each hold a lock of their own.
+    """
 
     def __init__(self, path: str):
         self.path = path
         self.stream: IO[str] | None = None
 
     def __enter__(self) -> OutputLock:
+        for _ in range(LOCK_TRIES):
+            self.stream = self._open()
+            self._flock(self.stream)
+            if self._still_ours():
+                self._note_pid(self.stream)
+                return self
+            self.stream.close()  # the holder removed it after we opened it: lock the file now at the path
+        raise DataError(f"{self.path}: cannot take the lock: the file keeps being replaced")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._still_ours():
+                os.unlink(self.path)
+        with contextlib.suppress(OSError):  # a pid line that never reached a full disk fails again here
+            self.stream.close()  # closing releases the flock
+        self.stream = None
+
+    def _open(self) -> IO[str]:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            return open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot create the lock ({exc.strerror or exc})") from exc
+
+    def _flock(self, stream: IO[str]) -> None:
         import fcntl
 
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.stream = open(self.path, "a+", encoding="utf-8")
-        except OSError as exc:
-            raise DataError(f"{self.path}: cannot create the lock ({exc.strerror or exc})") from exc
-        try:
-            fcntl.flock(self.stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = Path(self.path).read_text(encoding="utf-8").strip() or "another process"
-            self.stream.close()
-            raise LockedError(f"{self.path} is held by {holder}: another run is writing the same output") from None
-        self.stream.truncate(0)
-        self.stream.write(f"pid {os.getpid()}\n")
-        self.stream.flush()
-        return self
+            try:  # read through our own descriptor: the path may already be gone
+                stream.seek(0)
+                holder = stream.read(200).strip()
+            except (OSError, UnicodeDecodeError):
+                holder = ""
+            stream.close()
+            raise LockedError(f"{self.path} is held by {holder or 'another process'}: another run is writing "
+                              "the same output") from None
 
-    def __exit__(self, *exc: object) -> None:
-        if self.stream is not None:
-            self.stream.close()  # closing releases the flock
+    def _still_ours(self) -> bool:
+        """Whether the path still names the file we hold open."""
+        try:
+            here, held = os.stat(self.path), os.fstat(self.stream.fileno())  # type: ignore[union-attr]
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+    @staticmethod
+    def _note_pid(stream: IO[str]) -> None:
+        try:
+            stream.truncate(0)
+            stream.write(f"pid {os.getpid()}\n")
+            stream.flush()
+        except OSError:
+            pass  # the pid only names the holder in a second run's message; the flock is what locks

@@ -71,7 +71,7 @@ class Parsed:
 
 def open_binary(path: str) -> IO[bytes]:
     """Open a path (or ``-`` for stdin) for binary reading, gunzipping what starts with gzip's magic."""
-    stream = sys.stdin.buffer if path == STDIN else open(path, "rb")
+    stream = stdin_binary() if path == STDIN else open(path, "rb")
     if not hasattr(stream, "peek"):  # a BytesIO standing in for stdin (tests, embedding programs)
         stream = io.BufferedReader(stream)
     if stream.peek(2)[:2] != GZIP_MAGIC:  # by content, not name: gzip on stdin and misnamed files work
@@ -80,6 +80,16 @@ def open_binary(path: str) -> IO[bytes]:
         return gzip.GzipFile(fileobj=stream, mode="rb")
     stream.close()
     return gzip.open(path, "rb")
+
+
+def stdin_binary() -> IO[bytes]:
+    """stdin through a reader of its own over fd 0. A reader thread blocked on a stalled producer then holds
+    no lock of ``sys.stdin.buffer``, which Python's exit needs (it aborts otherwise). A stand-in without a
+    file descriptor (CliRunner, embedding programs) is used as it is."""
+    try:
+        return open(sys.stdin.fileno(), "rb", closefd=False)
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both an OSError and a ValueError
+        return sys.stdin.buffer
 
 
 def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | int]:
@@ -329,8 +339,15 @@ def read_records(paths: Iterable[str], fmt: str = "auto", names: FieldNames = Fi
     BadRecord where it stops, so the records before it still flow and ``--on-error skip`` goes on with
     the next file.
     """
+    return read_files(expand(paths), fmt, names, max_line_bytes)
+
+
+def read_files(paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames(),
+               max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
+    """``read_records`` over paths expanded already: no glob is expanded again, and no path reads nothing
+    (not stdin), so a job that left its own files out of a glob reads exactly what it chose."""
     index = 0
-    for path in expand(paths):
+    for path in paths:
         for item in file_records(path, index, fmt, names, max_line_bytes):
             yield item
             index += 1

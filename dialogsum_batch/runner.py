@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,9 +17,11 @@ from .backends import Backend, load_backend
 from .config import RunSettings
 from .engine import Engine, Interrupted, Stats, select
 from .errors import DataError, InputError
+from .feed import Feed
 from .logs import Log
-from .outputs import JsonlWriter, OutputLock, done_errors, done_ids, error_record, open_output
-from .records import MAX_LINE_BYTES, read_records
+from .outputs import (ERROR_KEYS, OUTPUT_KEYS, JsonlWriter, OutputLock, closing_output, done_errors,
+                      error_record, open_output, same_file, scan_written)
+from .records import MAX_LINE_BYTES, STDIN, expand, read_files
 
 EXIT_OK, EXIT_PARTIAL = 0, 3  # failures take their error's exit_code (1, or 75 when locked); usage is Click's 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -79,6 +80,56 @@ def lock_path(files: JobFiles) -> str | None:
     return None if files.output == "-" else os.path.realpath(files.output) + ".lock"  # one lock per real file
 
 
+def written_files(files: JobFiles) -> list[tuple[str, str]]:
+    """(option, path) of every file the job writes, stdout left out; the default OUTPUT.lock counts as --lock."""
+    named = (("--output", files.output), ("--errors-out", files.errors_out), ("--metrics-out", files.metrics_out),
+             ("--lock", lock_path(files)))
+    return [(name, path) for name, path in named if path not in (None, "-")]
+
+
+def job_inputs(files: JobFiles, log: Log) -> list[str]:
+    """The inputs with globs expanded once, less every file this job writes.
+
+    ``'out/*.jsonl' -o out/all.jsonl`` would otherwise read its own output, for ever as it grows; and a glob
+    expanded again later could match the output created in between.
+    """
+    written = [path for _, path in written_files(files)]
+    inputs: list[str] = []
+    own: list[str] = []
+    for path in expand(files.inputs):
+        (own if path != STDIN and any(same_file(path, w) for w in written) else inputs).append(path)
+    if own:
+        log.warning(f"not reading {', '.join(own)}: written by this job")
+    return inputs
+
+
+def resume_limit(files: JobFiles) -> int:
+    """Longest line a resumed output may hold: its input line escaped (up to 6x) and the summary."""
+    return 8 * max(files.max_line_bytes, MAX_LINE_BYTES)
+
+
+Resumed = tuple[Counter[str], set[tuple[str, int | None]]]  # ids in OUTPUT (how often), (source, line) of errors
+
+
+def read_resumed(files: JobFiles, log: Log) -> Resumed:
+    """What earlier runs wrote to OUTPUT and to the errors file, for --resume.
+
+    Both files are checked whole before either changes (a torn last line is cut only then), and before the
+    model loads: a file that is not ours fails at once, as one line, and is left as it was.
+    """
+    if not files.resume:
+        return Counter(), set()
+    output = scan_written(files.output, OUTPUT_KEYS, resume_limit(files))
+    errors = scan_written(files.errors_out, ERROR_KEYS) if files.errors_out else None
+    for written in (output, errors):
+        if written is not None:
+            written.cut()
+    done = Counter(str(key) for key, in output.rows)
+    if done:
+        log.info(f"resuming: {sum(done.values())} records already in {files.output}")
+    return done, set(errors.rows) if errors else set()  # type: ignore[arg-type]
+
+
 def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = False,
             backend: Backend | None = None) -> tuple[int, Stats]:
     """Run the job under its lock; the backend is loaded here unless one is given (tests, tools).
@@ -93,45 +144,60 @@ def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = F
     path = lock_path(files)
     stop = StopFlag()
     with OutputLock(path) if path else contextlib.nullcontext(), stop.installed():
-        done = done_ids(files.output) if files.resume else Counter()
-        if done:
-            log.info(f"resuming: {sum(done.values())} records already in {files.output}")
+        done, seen = read_resumed(files, log)
         backend = backend or load_backend(settings.model, settings.decode, log=log.info)
         log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
-        return _summarize(files, settings, backend, done, log, progress, stop)
+        return _summarize(files, settings, backend, (done, seen), log, progress, stop)
 
 
-def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, done: Counter[str], log: Log,
+def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log,
                progress: bool, stop: StopFlag) -> tuple[int, Stats]:
+    done, seen = resumed
     with contextlib.ExitStack() as stack:
+        errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, seen)
         writer = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
-        errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume)
         bar = stack.enter_context(progress_bar(progress))
-        engine = Engine(backend, settings, writer.write, errors.report, writer.flush, stop, log.warning, bar)
-        items = select(read_records(files.inputs, files.input_format, settings.fields, files.max_line_bytes),
-                       engine.stats, done, settings.shard)
-        code = _execute(engine, items, stop, log)
+        feed = stack.enter_context(input_feed(files, settings, stop, log))
+        # A stop while the input is stalled ends the input (feed.cut): the records taken are still finished.
+        engine = Engine(backend, settings, writer.write, errors.report, writer.flush,
+                        lambda: stop() and not feed.cut, log.warning, bar)
+        code = _execute(engine, select(feed, engine.stats, done, settings.shard), stop, feed, log)
     finish_job(engine.stats, files, backend, log, code)
     return code, engine.stats
 
 
-def _execute(engine: Engine, items: Any, stop: StopFlag, log: Log) -> int:
+def input_feed(files: JobFiles, settings: RunSettings, stop: StopFlag, log: Log) -> Feed:
+    """The job's records, read ahead on a thread that a stop never waits for."""
+    records = read_files(job_inputs(files, log), files.input_format, settings.fields, files.max_line_bytes)
+    return Feed(records, stop)
+
+
+def _execute(engine: Engine, items: Any, stop: StopFlag, feed: Feed, log: Log) -> int:
     try:
         engine.run(items)
     except Interrupted:
-        name = signal.Signals(stop.signal).name if stop.signal else "signal"
-        log.error(f"interrupted by {name}: finished records were written; rerun with --resume to go on")
-        return EXIT_SIGNAL.get(stop.signal, 130)  # type: ignore[arg-type]
+        return interrupted(stop.signal, log)
+    if feed.cut:  # stopped while waiting for input: every record read was written
+        return interrupted(stop.signal, log)
     return EXIT_PARTIAL if engine.stats.errors else EXIT_OK
+
+
+def interrupted(number: int | None, log: Log) -> int:
+    """The stop's log line and exit code (130 for SIGINT, 143 for SIGTERM)."""
+    name = signal.Signals(number).name if number else "signal"
+    log.error(f"interrupted by {name}: finished records were written; rerun with --resume to go on")
+    return EXIT_SIGNAL.get(number, 130)  # type: ignore[arg-type]
 
 
 class ErrorSink:
     """Bad records: raised at once under ``fail``, written to the errors file (and logged) under ``skip``."""
 
-    def __init__(self, path: str | None, policy: str, log: Log, stack: contextlib.ExitStack, append: bool):
+    def __init__(self, path: str | None, policy: str, log: Log, stack: contextlib.ExitStack, append: bool,
+                 seen: set[tuple[str, int | None]] | None = None):
         self.policy = policy
         self.log = log
-        self.seen = done_errors(path) if append else set()  # a rerun with --resume does not repeat them
+        # Those already in the file (``seen``, else read here): a rerun with --resume does not repeat them.
+        self.seen = seen if seen is not None else done_errors(path) if append else set()
         self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path \
             else None
 
@@ -172,18 +238,6 @@ def summary_line(report: dict[str, Any]) -> str:
         line += " | ROUGE-1/2/L/Lsum " + " / ".join(f"{scores[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL",
                                                                                    "rougeLsum"))
     return line
-
-
-@contextlib.contextmanager
-def closing_output(stream: Any) -> Iterator[Any]:
-    """Close a file output at the end; stdout is only flushed."""
-    try:
-        yield stream
-    finally:
-        if stream is not sys.stdout:
-            stream.close()
-        else:
-            stream.flush()
 
 
 @contextlib.contextmanager

@@ -225,7 +225,8 @@ def test_an_output_that_is_also_an_input_is_refused_before_anything_is_written(f
     for name in ("a.jsonl", "b.jsonl"):
         write_jsonl(tmp_path / "g" / name, [{"id": name, "dialogue": "A: hi"}])
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "g" / "a.jsonl")
-    cases = [[str(tmp_path / "g" / "*.jsonl"), "-o", str(tmp_path / "g" / "b.jsonl")],
+    # A quoted glob that matches -o is no clash: the job leaves its own files out (tests/test_hostile_files.py).
+    cases = [[str(tmp_path / "g" / "a.jsonl"), str(tmp_path / "g" / "b.jsonl"), "-o", str(tmp_path / "g" / "b.jsonl")],
              [str(tmp_path / "link.jsonl"), "-o", str(tmp_path / "g" / "a.jsonl")],
              [str(tmp_path / "g" / "a.jsonl"), "--on-error", "skip", "--errors-out", str(tmp_path / "g" / "a.jsonl")],
              [str(tmp_path / "g" / "a.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--metrics-out", str(tmp_path / "o.jsonl")]]
