@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 
@@ -11,9 +10,11 @@ import click
 from . import __version__
 from .config import DEFAULT_MODEL, MODEL_ENV, BatchSettings, DecodeSettings, FieldNames, ModelSettings, RunSettings
 from .errors import DialogsumError
-from .logs import Log
-from .records import MAX_LINE_BYTES, expand
-from .runner import JobFiles, run_job
+from .export import QUANTIZATIONS
+from .logs import Log, library_bars, stderr_is_terminal
+from .outputs import same_file
+from .records import MAX_LINE_BYTES
+from .runner import JobFiles, run_job, written_files
 
 EPILOG = """\b
 Exit codes:
@@ -69,6 +70,9 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
               help="Weights dtype; auto is bfloat16 on a GPU that has it, else float32.")
 @click.option("--force-dtype", is_flag=True, help="Allow float16, which makes Pegasus overflow.")
+@click.option("--quantization", type=click.Choice(QUANTIZATIONS),
+              help="CTranslate2 weights: --backend ctranslate2 converts a transformers folder once into the cache "
+                   "(int8 unless set); a CTranslate2 folder loads as this compute type.")
 @click.option("--threads", default=0, type=click.IntRange(0),
               help="CPU threads for inference; 0 picks: 1 for small models, else the idle cores.")
 @click.option("--num-beams", type=click.IntRange(1), help="Beam size  [default: the model's]")
@@ -111,12 +115,11 @@ def main(**options) -> None:
     """
     check_usage(options)
     log = Log(options["log_format"], options["quiet"])
-    files = JobFiles(inputs=tuple(options["inputs"]), input_format=options["input_format"], output=options["output"],
-                     errors_out=options["errors_out"], metrics_out=options["metrics_out"], lock=options["lock_file"],
-                     resume=options["resume"], max_line_bytes=options["max_line_bytes"])
-    progress = not options["quiet"] and sys.stderr.isatty()
+    files = job_files(options)
+    progress = not options["quiet"] and stderr_is_terminal()
     try:
-        code, _ = run_job(files, build_settings(options), log, progress)
+        with library_bars(show=progress):  # Hub download bars, like ours, only on a watched terminal
+            code, _ = run_job(files, build_settings(options), log, progress)
     except DialogsumError as exc:
         if options["debug"]:
             raise
@@ -137,15 +140,22 @@ def check_usage(options: dict) -> None:
     if options["dtype"] == "float16" and not options["force_dtype"]:
         raise click.UsageError("--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, "
                                "or add --force-dtype")
-    check_written_files(options)
+    check_written_files(job_files(options))
 
 
-def check_written_files(options: dict) -> None:
-    """Every file the job writes is distinct and none is an input (it would be emptied before it is read)."""
-    written = [(name, options[key]) for name, key in WRITTEN if options[key] not in (None, "-")]
-    inputs = [path for path in expand(options["inputs"]) if path != "-"]
+def job_files(options: dict) -> JobFiles:
+    """The job's inputs and outputs from the parsed options."""
+    return JobFiles(inputs=tuple(options["inputs"]), input_format=options["input_format"], output=options["output"],
+                    errors_out=options["errors_out"], metrics_out=options["metrics_out"], lock=options["lock_file"],
+                    resume=options["resume"], max_line_bytes=options["max_line_bytes"])
+
+
+def check_written_files(files: JobFiles) -> None:
+    """Every file the job writes is distinct and none is named as an input: it would be emptied before it is
+    read. Symlinks and hard links count. (A glob's matches are not refused: the job leaves its own files out.)"""
+    written = written_files(files)
     for position, (name, path) in enumerate(written):
-        clash = next((p for p in inputs if same_file(p, path)), None)
+        clash = next((p for p in files.inputs if p != "-" and same_file(p, path)), None)
         if clash:
             raise click.UsageError(f"{name} {path} is also an input ({clash})")
         other = next((n for n, p in written[:position] if same_file(p, path)), None)
@@ -153,20 +163,11 @@ def check_written_files(options: dict) -> None:
             raise click.UsageError(f"{name} and {other} are the same file ({path})")
 
 
-WRITTEN = (("--output", "output"), ("--errors-out", "errors_out"), ("--metrics-out", "metrics_out"),
-           ("--lock", "lock_file"))
-
-
-def same_file(first: str, second: str) -> bool:
-    """True when both paths name one file (symlinks resolved), whether or not it exists yet."""
-    return os.path.realpath(first) == os.path.realpath(second)
-
-
 def build_settings(options: dict) -> RunSettings:
     """One frozen RunSettings from the parsed options."""
     model = ModelSettings(options["model"], options["backend"], options["device"], options["dtype"],
                           options["force_dtype"], options["max_source_length"], options["trust_remote_code"],
-                          options["allow_pickle"], options["threads"])
+                          options["allow_pickle"], options["threads"], quantization=options["quantization"])
     decode = DecodeSettings(options["num_beams"], options["max_new_tokens"], options["length_penalty"],
                             options["no_repeat_ngram_size"])
     batch = BatchSettings(options["batch_tokens"], options["max_batch_size"], options["sort_window"],

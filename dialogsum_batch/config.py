@@ -60,6 +60,9 @@ class ModelSettings:
     trust_remote_code: bool = False  # run code shipped with a Hub model
     allow_pickle: bool = False  # load *.bin (pickle) weights when no safetensors exist
     threads: int = 0  # CPU threads for inference; 0 = automatic: 1 for small models, else the idle cores
+    # CTranslate2 only: a transformers folder is converted (once, into the cache) with these weights; a
+    # CTranslate2 folder is loaded with this compute type. None: int8 for conversions, the folder's own type.
+    quantization: str | None = None
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,12 @@ Log = Callable[[str], None]
 
 def make_settings(model: str | None, *, backend: str = "auto", device: str = "auto", num_beams: int | None = None,
                   max_new_tokens: int | None = None, length_penalty: float | None = None,
-                  batch_tokens: int = BatchSettings.batch_tokens, allow_pickle: bool = False) -> RunSettings:
+                  batch_tokens: int = BatchSettings.batch_tokens, allow_pickle: bool = False,
+                  quantization: str | None = None) -> RunSettings:
     """The RunSettings a ``dialogsum-batch`` run with the same options would use."""
     return RunSettings(
         model=ModelSettings(name=model or ModelSettings.name, backend=backend, device=device,
-                            allow_pickle=allow_pickle),
+                            allow_pickle=allow_pickle, quantization=quantization),
         decode=DecodeSettings(num_beams=num_beams, max_new_tokens=max_new_tokens, length_penalty=length_penalty),
         batch=BatchSettings(batch_tokens=batch_tokens),
     )

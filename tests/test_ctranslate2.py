@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -134,11 +135,15 @@ def test_command_detects_the_folder_and_writes_the_same_records(exports, tmp_pat
     assert "(ctranslate2)" in result.stderr
 
 
-def test_forcing_ctranslate2_on_a_transformers_folder_is_one_line(tiny_model_dir):
-    result = CliRunner().invoke(main, ["-m", str(tiny_model_dir), "--backend", "ctranslate2", "-"], input="A: hi\n")
-    assert result.exit_code == 1
-    assert "not a CTranslate2 model folder" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_forcing_ctranslate2_on_a_transformers_folder_converts_it_into_the_cache(tiny_model_dir):
+    """No export step: the folder is converted (int8 by default) into the user cache and served from there."""
+    args = ["-m", str(tiny_model_dir), "--backend", "ctranslate2", "--threads", "1", "--max-new-tokens", "4", "-"]
+    result = CliRunner().invoke(main, args, input="A: hi\n", catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert read_jsonl(result.stdout)[0]["summary"]
+    assert "(ctranslate2)" in result.stderr and "Traceback" not in result.stderr
+    assert "into the cache in" in result.stderr or "from the CTranslate2 cache" in result.stderr
+    assert str(Path.home() / ".cache" / "dialogsum_batch" / "ctranslate2") in result.stderr  # HOME is isolated
 
 
 def test_missing_package_says_what_to_install(monkeypatch):

@@ -8,13 +8,13 @@ batches of ids into summaries. Other packages add backends through the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
 
 from ..config import DecodeSettings, ModelSettings
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -97,4 +97,29 @@ def load_backend(model: ModelSettings, decode: DecodeSettings, log: Callable[[st
     loaders = registry()
     if name not in loaders:
         raise ModelError(f"unknown backend '{name}'; known: {', '.join(sorted(loaders))}")
+    if name == "ctranslate2" and not is_ctranslate2_dir(path):
+        path, model = convert_for_serving(path, model, log)
+    elif model.quantization and name != "ctranslate2":
+        raise ConfigError(f"--quantization applies to CTranslate2, but {model.name} is served by {name}; "
+                          "add --backend ctranslate2 to convert it")
     return loaders[name](path, model, decode)
+
+
+def convert_for_serving(path: str, model: ModelSettings, log: Callable[[str], None] | None
+                        ) -> tuple[str, ModelSettings]:
+    """A transformers folder asked to serve through CTranslate2: its conversion from the cache, made once.
+
+    The conversion takes ``--quantization`` (int8 by default, as ``invoke export``); the folder it
+    gives then serves with its own weight type, so the setting is not applied a second time.
+    """
+    from ..export import DEFAULT_QUANTIZATION, QUANTIZATIONS
+    from .ct2_cache import Conversion, cached_conversion
+    from .ctranslate2 import check_overflow
+
+    quantization = model.quantization or DEFAULT_QUANTIZATION
+    if quantization not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization '{quantization}'; choose one of {', '.join(QUANTIZATIONS)}")
+    check_overflow(quantization, model.force_dtype)
+    conversion = Conversion(source=Path(path), quantization=quantization, model=model.name,
+                            allow_pickle=model.allow_pickle)
+    return str(cached_conversion(conversion, log)), replace(model, quantization=None)

@@ -1,7 +1,8 @@
 """CTranslate2 backend: a converted model folder (``model.bin``) on CPU (int8 or float32) or CUDA.
 
-The folder comes from ``invoke export --format ctranslate2``, which copies the tokenizer and
-``generation_config.json`` beside the model. CTranslate2 reads neither, so this backend tokenizes
+The folder comes from ``invoke export --format ctranslate2``, or from the conversion cache
+(``ct2_cache``) when ``--backend ctranslate2`` is given a transformers folder; both copy the tokenizer
+and ``generation_config.json`` beside the model. CTranslate2 reads neither, so this backend tokenizes
 with the copied tokenizer and maps every decoding setting onto ``translate_batch`` explicitly:
 CTranslate2's own defaults (beam size 2, 256 tokens, at least one token) never apply.
 
@@ -22,10 +23,11 @@ from typing import Any
 from ..config import DecodeSettings, ModelSettings
 from ..errors import ModelError, first_line
 from . import Encoded, Generated, OutOfMemory, is_ctranslate2_dir
-from .common import DEFAULT_SOURCE_LIMIT, clean, encode_texts, generation_summary, usable_cores
+from .common import DEFAULT_SOURCE_LIMIT, auto_threads, clean, encode_texts, generation_summary, usable_cores
 
 INSTALL = "pip install 'dialogsum-batch[ct2]'"
 EXPORT_INFO = "dialogsum_export.json"  # written by dialogsum_batch.export
+OVERFLOWING = ("float16", "int8_float16")  # compute types whose activations overflow in Pegasus
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,19 @@ def pick_device(ct2: Any, asked: str) -> tuple[str, int]:
     return "cuda", int(index or 0)
 
 
+def check_overflow(compute_type: str, forced: bool) -> None:
+    """float16 activations make Pegasus overflow: refuse them unless forced."""
+    if compute_type in OVERFLOWING and not forced:
+        raise ModelError(f"{compute_type} makes Pegasus overflow (blank or NaN output); use bfloat16, or --force-dtype")
+
+
 def pick_compute_type(ct2: Any, model: ModelSettings, device: str, index: int, quantization: str | None) -> str:
-    """The export's own type (``default``) unless --dtype says otherwise; bf16 for float32 exports on GPUs."""
+    """The export's own type (``default``) unless --dtype or --quantization says otherwise; bf16 for float32
+    exports on GPUs. ``quantization`` is the export's (from its info file)."""
     if model.dtype == "float16" and not model.force_dtype:
         raise ModelError("float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or --force-dtype")
+    if model.quantization:
+        return asked_compute_type(model)
     int8 = bool(quantization and quantization.startswith("int8"))
     if model.dtype == "auto":
         wide = quantization in (None, "float32")
@@ -110,9 +121,30 @@ def pick_compute_type(ct2: Any, model: ModelSettings, device: str, index: int, q
     return f"int8_{model.dtype}" if int8 else model.dtype  # int8 weights stay int8; --dtype sets the rest
 
 
-def cpu_threads(asked: int) -> int:
-    """--threads, else every core this process may run on."""
-    return asked or usable_cores()
+def asked_compute_type(model: ModelSettings) -> str:
+    """--quantization on a CTranslate2 folder: CTranslate2 converts the weights to that type as it loads them."""
+    if model.dtype != "auto":
+        raise ModelError("--quantization and --dtype both set the compute type of a CTranslate2 folder; pass one")
+    check_overflow(str(model.quantization), model.force_dtype)
+    return str(model.quantization)
+
+
+def cpu_threads(asked: int, path: str, quantization: str | None, device: str) -> int:
+    """--threads, else on the CPU the transformers backend's rule: one for small models, else the idle cores."""
+    if asked:
+        return asked
+    if device != "cpu":
+        return usable_cores()  # intra_threads only feeds the host-side work of a GPU model
+    return auto_threads(estimated_parameters(path, quantization))
+
+
+def estimated_parameters(path: str, quantization: str | None) -> int:
+    """Weights in model.bin, from its size and weight type (float32, the converter's own default, when unknown)."""
+    width = 1 if quantization and quantization.startswith("int8") else 2 if quantization and "16" in quantization else 4
+    try:
+        return (Path(path) / "model.bin").stat().st_size // width
+    except OSError:
+        return 0
 
 
 def read_info(path: str) -> dict[str, Any]:
@@ -175,7 +207,7 @@ class CTranslate2Backend:
         device, index = pick_device(ct2, model.device)
         info = read_info(path)
         compute_type = pick_compute_type(ct2, model, device, index, info.get("quantization"))
-        threads = cpu_threads(model.threads)
+        threads = cpu_threads(model.threads, path, info.get("quantization"), device)
         tokenizer = load_tokenizer(path, model.trust_remote_code)
         generation = load_generation(path, decode)
         try:

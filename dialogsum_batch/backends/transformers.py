@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,8 +12,10 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..config import DecodeSettings, ModelSettings
 from ..errors import ModelError, first_line
+from ..logs import library_bars
 from . import Encoded, Generated, OutOfMemory
-from .common import DEFAULT_SOURCE_LIMIT, clean, encode_texts, generation_summary, usable_cores
+from .common import DEFAULT_SOURCE_LIMIT, clean, encode_texts, generation_summary
+from .common import auto_threads as shared_auto_threads
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -72,13 +73,14 @@ class TransformersBackend:
         check_weights(path, model.allow_pickle)
         quiet_transformers()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model.trust_remote_code)
-            network = AutoModelForSeq2SeqLM.from_pretrained(
-                path,
-                dtype=dtype,
-                use_safetensors=None if model.allow_pickle else True,
-                trust_remote_code=model.trust_remote_code,
-            )
+            with library_bars(show=False):  # stderr belongs to our own log and progress bar
+                tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model.trust_remote_code)
+                network = AutoModelForSeq2SeqLM.from_pretrained(
+                    path,
+                    dtype=dtype,
+                    use_safetensors=None if model.allow_pickle else True,
+                    trust_remote_code=model.trust_remote_code,
+                )
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"cannot load model from {path}: {first_line(exc)}") from exc
         network.to(device).eval()
@@ -136,7 +138,8 @@ class TransformersBackend:
     def describe(self) -> dict[str, object]:
         settings = generation_summary(self.generation)
         return {"backend": self.name, "device": self.device, "dtype": str(self.model.dtype).replace("torch.", ""),
-                "max_source_length": self.max_source_length, "generation": settings}
+                "threads": torch.get_num_threads(), "max_source_length": self.max_source_length,
+                "generation": settings}
 
 
 class BeamSearchCache(EncoderDecoderCache):
@@ -168,34 +171,18 @@ def cache_argument() -> str:
 
 
 CACHE_ARGUMENT = cache_argument()
-SMALL_MODEL_PARAMETERS = 20_000_000  # below this, per-op overhead dominates and extra threads only contend
 
 
 def auto_threads(model) -> int:
-    """CPU threads for ``--threads 0``.
-
-    One for small models, whose matrices are too small to share out: two threads ran the tiny model
-    several times slower than one. Larger models get the cores that are idle when the run starts
-    (usable cores minus the 1-minute load average, at least one): OpenMP threads spin-wait for
-    busy cores, and on two cores shared with other jobs the mid-size model ran 2x slower on two
-    threads than on one.
-    """
-    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
-        return 1
-    cores = usable_cores()
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        busy = 0.0
-    return max(1, min(cores, round(cores - busy)))
+    """CPU threads for ``--threads 0``: the rule both backends share (``common.auto_threads``) on this model's size."""
+    return shared_auto_threads(sum(p.numel() for p in model.parameters()))
 
 
 def quiet_transformers() -> None:
-    """stderr belongs to our own log and progress bar: no weight-loading bars or advisory warnings."""
+    """stderr belongs to our own log and progress bar: no advisory warnings (bars: logs.library_bars)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def source_limit(config) -> int:

@@ -75,6 +75,52 @@ def bench(c, models="tiny,mid", beams="1,4", repeats=1, output_dir="bench/result
     bench_throughput(c, models=models, beams=beams, repeats=repeats, output_dir=output_dir, work_dir=work_dir)
 
 
+CT2_CACHE_HELP = {
+    "records": "Records per speed measurement (the same file for every system)",
+    "beams": "Comma list of beam sizes, e.g. 1,4",
+    "threads": "Threads for every system (0: every usable core)",
+    "repeats": "Rounds of all systems; the best counts",
+    "max_new_tokens": "Summary length",
+    "trained": "A trained model for the int8 ROUGE-1 figure [default: the smoke fine-tune, made once]",
+    "output_dir": "Where the JSON and Markdown results go",
+    "work_dir": "Where models, the benchmark's cache and outputs are kept [default: $TMPDIR/dialogsum-bench]",
+}
+THREADS_HELP = {
+    "records": "Records per run",
+    "busy_seconds": "Length of the busy minute before each run of that case (shorten for a smoke run)",
+    "repeats": "Runs per setting and case; the best counts",
+    "cases": "Comma list of idle, after-busy-minute, concurrent-job",
+    "output_dir": "Where the JSON and Markdown results go",
+    "work_dir": "Where the benchmark model is kept [default: $TMPDIR/dialogsum-bench]",
+}
+
+
+@register(help=CT2_CACHE_HELP)
+def bench_ct2_cache(c, records=96, beams="1,4", threads=0, repeats=3, max_new_tokens=32, trained="",
+                    output_dir="bench/results", work_dir=""):
+    """CTranslate2 through the conversion cache vs transformers: conversion time, dialogues/s, agreement, int8 ROUGE.
+
+    invoke bench-ct2-cache --repeats 3
+    """
+    python(c, "bench/bench_ct2_cache.py", [
+        "--records", str(records), "--beams", str(beams), "--repeats", str(repeats),
+        "--max-new-tokens", str(max_new_tokens), "--output-dir", str(output_dir),
+        *(["--threads", str(threads)] if int(threads) else []), *(["--trained", str(trained)] if trained else [])],
+        work_dir)
+
+
+@register(help=THREADS_HELP)
+def bench_threads(c, records=96, busy_seconds=60, repeats=2, cases="idle,after-busy-minute,concurrent-job",
+                  output_dir="bench/results", work_dir=""):
+    """--threads 0 against explicit counts: idle, right after a busy minute, beside a concurrent job (<= 1.15x).
+
+    invoke bench-threads
+    """
+    python(c, "bench/bench_threads.py", [
+        "--records", str(records), "--busy-seconds", str(busy_seconds), "--repeats", str(repeats),
+        "--cases", str(cases), "--output-dir", str(output_dir)], work_dir)
+
+
 @register(help={"only": "Comma list of allocator, oom, train, throughput",
                 "cpu_smoke": "Rehearse every section on the CPU with tiny sizes (no GPU needed)"})
 def gpu_check(c, only="allocator,oom,train,throughput", cpu_smoke=False):

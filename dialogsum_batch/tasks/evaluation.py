@@ -17,7 +17,8 @@ HELP = {
     "length_penalty": "Beam length penalty [default: the model's]",
     "batch_tokens": "Padded source tokens per batch",
     "device": "auto, cpu, cuda or cuda:N",
-    "backend": "auto, transformers or ctranslate2",
+    "backend": "auto, transformers or ctranslate2 (a transformers folder is converted once, into the cache)",
+    "quantization": "CTranslate2 weights for that conversion: int8 (default), float32, bfloat16, ...",
     "limit": "Evaluate only the first N records of the split",
     "bootstrap": "Bootstrap resamples for the 95% intervals",
     "seed": "Seed of the bootstrap resampling",
@@ -33,25 +34,28 @@ def _number(value, kind):
 @register(help=HELP)
 def evaluate(c, data="", model=None, split="test", output_dir="runs/eval", baseline=None, num_beams=None,
              max_new_tokens=None, length_penalty=None, batch_tokens=8192, device="auto", backend="auto",
-             limit=None, bootstrap=1000, seed=0, allow_pickle=False):
+             limit=None, bootstrap=1000, seed=0, allow_pickle=False, quantization=None):
     """Score a model and/or a baseline with ROUGE (mean, 95% bootstrap interval) and write a report.
 
     invoke evaluate --model runs/pegasus-samsum --data corpus.7z --output-dir runs/eval --baseline longest3
     invoke evaluate --baseline lead3 --data dialogsum.dev.jsonl --output-dir runs/lead3
+    invoke evaluate --model runs/pegasus-samsum --data corpus.7z --backend ctranslate2 --quantization int8
     """
     from ..errors import DialogsumError
     from ..evaluation import evaluate as run_evaluation, format_line, make_settings
-    from ..logs import Log
+    from ..logs import Log, library_bars
 
     if not data:
         raise Exit("evaluate: --data is required (a corpus file, folder or archive)", code=2)
     settings = make_settings(model, backend=backend, device=device, num_beams=_number(num_beams, int),
                              max_new_tokens=_number(max_new_tokens, int),
                              length_penalty=_number(length_penalty, float), batch_tokens=int(batch_tokens),
-                             allow_pickle=bool(allow_pickle))
+                             allow_pickle=bool(allow_pickle), quantization=quantization or None)
     try:
-        metrics = run_evaluation(model or None, data, split, output_dir, baseline or None, settings,
-                                 limit=_number(limit, int), bootstrap=int(bootstrap), seed=int(seed), log=Log().info)
+        with library_bars():  # Hub downloads show no bars under cron or CI
+            metrics = run_evaluation(model or None, data, split, output_dir, baseline or None, settings,
+                                     limit=_number(limit, int), bootstrap=int(bootstrap), seed=int(seed),
+                                     log=Log().info)
     except DialogsumError as exc:
         raise Exit(f"error: {exc}", code=exc.exit_code) from exc
     print(format_line(metrics))

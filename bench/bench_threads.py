@@ -1,0 +1,186 @@
+"""``--threads 0`` (the default) against explicit thread counts, in the situations a cron job meets.
+
+* **idle**: nothing else runs;
+* **after a busy minute**: a busy loop on every usable core for ``--busy-seconds`` (60), ending just
+  before the run starts: the 1-minute load average still reads "busy" while the cores are idle
+  (the case issue 15 found: the load-average rule picked one thread, 1.57x slower than two);
+* **concurrent job**: one busy loop runs throughout, taking one core.
+
+Each setting (``--threads 0``, then 1 .. every usable core) runs the mid-size model over the same
+records in a fresh ``dialogsum-batch`` process (whole-process wall time: model load and the idleness
+sample included); in the busy-minute case every setting gets its own busy minute first. The best of
+``--repeats`` counts. Target: the default within 1.15x of the best explicit count in every case.
+
+\b
+    python bench/bench_threads.py                                     # about 15 minutes on 2 cores
+    python bench/bench_threads.py --records 8 --busy-seconds 5 --repeats 1 --max-new-tokens 8   # smoke
+    invoke bench-threads
+Results: bench/results/bench_threads.json and .md (``--name`` changes the file names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    REPO, RESULTS_DIR, WORK_DIR, available_sources, dialogues, environment, markdown_table, model_dir, write_results,
+)
+
+CASES = ("idle", "after-busy-minute", "concurrent-job")
+TARGET = 1.15  # the default's time over the best explicit count's, at most
+SPIN = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    pass\n"
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def spin(cores: int, seconds: float) -> list[subprocess.Popen]:
+    """``cores`` busy-loop processes that stop by themselves after ``seconds``."""
+    return [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)]) for _ in range(cores)]
+
+
+def busy_minute(cores: int, seconds: float) -> None:
+    """Every usable core busy for ``seconds``, returning the moment the loops end."""
+    for process in spin(cores, seconds):
+        process.wait()
+
+
+@contextmanager
+def concurrent_job() -> Iterator[None]:
+    """One core kept busy for the block (another job on the machine)."""
+    (process,) = spin(1, 24 * 3600)
+    time.sleep(1.0)  # running, as a job that started earlier would be
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def load_rule(cores: int) -> int:
+    """What the old rule (cores minus the 1-minute load average) would pick now, for the record."""
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+
+
+# ---------------------------------------------------------------------------- one run
+
+
+def run_once(model: Path, records: Path, threads: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One ``dialogsum-batch`` process; its wall time and the thread count it ran with."""
+    folder = Path(args.work_dir) / "threads-bench"
+    metrics = folder / "metrics.json"
+    command = [sys.executable, "-m", "dialogsum_batch", str(records), "-m", str(model), "--backend", args.backend,
+               "--threads", str(threads), "--num-beams", "1", "--max-new-tokens", str(args.max_new_tokens),
+               "-o", str(folder / "out.jsonl"), "--metrics-out", str(metrics), "-q"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DIALOGSUM_CACHE=str(folder / "cache"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    load, old_rule = round(os.getloadavg()[0], 2), load_rule(len(os.sched_getaffinity(0)))
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    report = json.loads(metrics.read_text())
+    return {"asked": threads, "threads": report["model"].get("threads"), "process_seconds": round(wall, 3),
+            "engine_seconds": report["seconds"], "load_average_at_start": load, "load_rule_would_pick": old_rule}
+
+
+def measure_case(case: str, model: Path, records: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Every thread setting in one situation, best of ``repeats``; the default's ratio to the best explicit."""
+    cores = len(os.sched_getaffinity(0))
+    best: dict[int, dict[str, Any]] = {}
+    for round_ in range(args.repeats):
+        for threads in [0, *range(1, cores + 1)]:
+            print(f"{case}: --threads {threads}, round {round_ + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
+            run = run_in(case, model, records, threads, args, cores)
+            if threads not in best or run["process_seconds"] < best[threads]["process_seconds"]:
+                best[threads] = run
+    explicit = min((run for asked, run in best.items() if asked), key=lambda run: run["process_seconds"])
+    ratio = round(best[0]["process_seconds"] / explicit["process_seconds"], 3)
+    return {"case": case, "runs": list(best.values()), "best_explicit": explicit["asked"], "ratio": ratio,
+            "pass": ratio <= TARGET}
+
+
+def run_in(case: str, model: Path, records: Path, threads: int, args: argparse.Namespace, cores: int
+           ) -> dict[str, Any]:
+    """One run under the case's load."""
+    if case == "after-busy-minute":
+        busy_minute(cores, args.busy_seconds)
+    if case == "concurrent-job":
+        with concurrent_job():
+            return run_once(model, records, threads, args)
+    return run_once(model, records, threads, args)
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    rows = [[case["case"], run["asked"] or "0 (default)", run["threads"], run["process_seconds"], run["engine_seconds"],
+             run["load_average_at_start"], run["load_rule_would_pick"],
+             f"{case['ratio']:.2f}x {'PASS' if case['pass'] else 'FAIL'}" if not run["asked"] else ""]
+            for case in report["cases"] for run in case["runs"]]
+    table = markdown_table(["case", "--threads", "ran with", "process s", "engine s", "load avg at start",
+                            "load rule would pick", "default / best explicit"], rows)
+    return "\n".join([
+        f"Model {report['model']} ({report['backend']}), {report['records']} {report['source']} records, greedy, "
+        f"{report['max_new_tokens']} new tokens, best of {report['repeats']}; busy minute "
+        f"{report['busy_seconds']} s; {env['cpu_cores']} cores, torch {env['torch']}. Target: the default within "
+        f"{TARGET}x of the best explicit count.", "", table])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="mid", choices=["tiny", "mid", "large"], help="benchmark model (mid)")
+    parser.add_argument("--backend", default="transformers", choices=["transformers", "ctranslate2"],
+                        help="backend (ctranslate2 converts the model into a cache in the work folder)")
+    parser.add_argument("--records", type=int, default=96, help="records per run (96)")
+    parser.add_argument("--source", default=available_sources()[-1],
+                        help="synthetic, dialogsum (real lengths) or a JSONL path (%(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="summary length (32)")
+    parser.add_argument("--busy-seconds", type=float, default=60.0, help="length of the busy minute (60)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per setting and case; the best counts (2)")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
+    parser.add_argument("--work-dir", default=str(WORK_DIR), help="models and outputs (%(default)s)")
+    parser.add_argument("--output-dir", default=str(RESULTS_DIR), help="where the JSON and Markdown go")
+    parser.add_argument("--name", default="bench_threads", help="result file names (bench_threads)")
+    args = parser.parse_args(argv)
+    args.cases = [case for case in str(args.cases).split(",") if case.strip()]
+    unknown = set(args.cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    model = model_dir(args.model, Path(args.work_dir))
+    folder = Path(args.work_dir) / "threads-bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = dialogues(args.records, args.source, seed=1)
+    records = folder / "records.jsonl"
+    records.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    report = {"model": args.model, "backend": args.backend, "records": args.records, "source": args.source,
+              "max_new_tokens": args.max_new_tokens, "busy_seconds": args.busy_seconds, "repeats": args.repeats,
+              "environment": environment(0), "target": TARGET,
+              "cases": [measure_case(case, model, records, args) for case in args.cases]}
+    report["pass"] = all(case["pass"] for case in report["cases"])
+    table = markdown(report)
+    write_results(args.name, report, table, Path(args.output_dir))
+    print(table)
+    return report
+
+
+if __name__ == "__main__":
+    main()
