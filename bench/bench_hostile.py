@@ -17,8 +17,11 @@ into the work folder (bombs from sparse files, so building them costs no memory)
 of their own: Linux counts the RSS a child inherited before ``exec`` in its peak, so the measuring
 process stays small.
 
-    python bench/bench_hostile.py                 # writes bench/results/hostile-archive.{json,md}
-    python bench/bench_hostile.py --limit 1.5
+An endless input line gets the same treatment (``endless_line_rss``): ``dialogsum-batch`` on the tiny
+model, ``--threads 1``, 40 records through a pipe, vs the same with a 300 MB line in the middle.
+
+    python bench/bench_hostile.py                 # writes bench/results/hostile-{archive,line}.{json,md}
+    python bench/bench_hostile.py --only line --limit 1.5
 """
 
 from __future__ import annotations
@@ -141,6 +144,81 @@ def archive_bomb_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[st
                             "cpu_cores": os.cpu_count(), "load_average": list(os.getloadavg())}}
 
 
+# ---------------------------------------------------------------------------- an endless input line
+
+LINE_MB = 300  # the hostile line: 300 MB of one byte, no newline until its end
+LINE_RECORDS = 40  # normal records around it (half before, half after)
+
+
+def endless_line_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[str, Any]:
+    """Peak RSS of ``dialogsum-batch`` (tiny real model, --threads 1) with and without a 300 MB line.
+
+    The input reaches the child through a pipe, written in 1 MB pieces by this process, so the long
+    line exists nowhere whole but inside the child if it holds it. The default ``--max-line-bytes``
+    applies; in skip mode the long line must become one error record and every other record a summary.
+    """
+    folder = work_dir / "hostile"
+    model = folder / "tiny-model"
+    if not (model / "config.json").is_file():  # built in a child, for the same reason as the archives
+        subprocess.run([sys.executable, "-m", "dialogsum_batch.tiny", str(model)], check=True, env=child_env(),
+                       stdout=subprocess.DEVNULL)
+    from dialogsum_batch.synthetic import generate
+
+    lines = [json.dumps(record).encode() + b"\n" for record in generate(LINE_RECORDS, seed=5)]
+    normal = summarize_in_child(model, lines, 0)
+    endless = summarize_in_child(model, lines, LINE_MB)
+    runs = {"normal": normal, f"one {LINE_MB} MB line": endless}
+    for run in runs.values():
+        run["ratio"] = round(run["peak_rss_mb"] / normal["peak_rss_mb"], 2)
+    complete = endless["summaries"] == LINE_RECORDS and endless["errors"] == 1 and normal["summaries"] == LINE_RECORDS
+    return {"limit": limit, "bounded": endless["ratio"] <= limit and complete, "runs": runs,
+            "environment": {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "python": platform.python_version(), "cpu_cores": os.cpu_count(),
+                            "load_average": list(os.getloadavg())}}
+
+
+def summarize_in_child(model: Path, lines: list[bytes], line_mb: int) -> dict[str, Any]:
+    """One fresh ``dialogsum-batch`` reading ``lines`` from a pipe, a ``line_mb`` MB line in the middle."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, errors = Path(tmp) / "out.jsonl", Path(tmp) / "errors.jsonl"
+        command = [sys.executable, "-m", "dialogsum_batch", "-m", str(model), "--threads", "1", "--quiet",
+                   "--max-new-tokens", "16", "--on-error", "skip", "--errors-out", str(errors), "-o", str(out), "-"]
+        started = time.perf_counter()
+        with tempfile.TemporaryFile() as err:
+            process = subprocess.Popen(command, env=child_env(), stdin=subprocess.PIPE, stderr=err)
+            feed(process.stdin, lines, line_mb)
+            _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, peak RSS included
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 3):
+            raise SystemExit(f"dialogsum-batch: exit {code}: {stderr[-2000:]}")
+        return {"input_mb": round((sum(map(len, lines)) + line_mb * 1_000_000) / 1e6, 1), "exit": code,
+                "summaries": len(out.read_text().splitlines()), "errors": len(errors.read_text().splitlines())
+                if errors.exists() else 0, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+                "seconds": round(time.perf_counter() - started, 2)}
+
+
+def feed(pipe: Any, lines: list[bytes], line_mb: int) -> None:
+    """Half the records, the long line in 1 MB pieces (when asked), the other half; then end of input."""
+    half = len(lines) // 2
+    try:
+        pipe.writelines(lines[:half])
+        if line_mb:
+            piece = b"x" * 1_000_000
+            for _ in range(line_mb):
+                pipe.write(piece)
+            pipe.write(b"\n")
+        pipe.writelines(lines[half:])
+    except BrokenPipeError:
+        pass  # the child stopped reading: its exit status says why
+    finally:
+        try:
+            pipe.close()
+        except BrokenPipeError:
+            pass
+
+
 def _version(package: str) -> str:
     from importlib.metadata import version
 
@@ -156,21 +234,37 @@ def markdown(result: dict[str, Any]) -> str:
             f"{result['limit']}x of the normal load's peak RSS.\n\n{table}\n")
 
 
+def line_markdown(result: dict[str, Any]) -> str:
+    rows = [[name, run["input_mb"], run["exit"], run["summaries"], run["errors"], run["peak_rss_mb"], run["ratio"],
+             run["seconds"]] for name, run in result["runs"].items()]
+    table = markdown_table(["input", "MB", "exit", "summaries", "errors", "peak RSS MiB", "x normal", "s"], rows)
+    verdict = "PASS" if result["bounded"] else "FAIL"
+    return (f"# An endless input line vs a normal run\n\n{verdict}: `dialogsum-batch` (tiny model, --threads 1, "
+            f"default --max-line-bytes, --on-error skip) stays within {result['limit']}x of the normal run's peak "
+            f"RSS, and the long line is one error record.\n\n{table}\n")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=float, default=LIMIT, help="largest allowed bomb / normal peak RSS")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="where the archives are built and kept")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where results are written")
+    parser.add_argument("--only", choices=("archive", "line"), help="run one benchmark (default: both)")
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # internal: build archives in FOLDER, exit
     args = parser.parse_args(argv)
     if args.build:
         build_archives(args.build)
         return {"bounded": True}
-    result = archive_bomb_rss(args.work_dir, args.limit)
-    text = markdown(result)
-    print(text)
-    write_results("hostile-archive", result, text, args.output_dir)
-    return result
+    results = []
+    if args.only in (None, "archive"):
+        results.append(("hostile-archive", archive_bomb_rss(args.work_dir, args.limit), markdown))
+    if args.only in (None, "line"):
+        results.append(("hostile-line", endless_line_rss(args.work_dir, args.limit), line_markdown))
+    for name, result, render in results:
+        text = render(result)
+        print(text)
+        write_results(name, result, text, args.output_dir)
+    return {"bounded": all(result["bounded"] for _, result, _ in results)}
 
 
 if __name__ == "__main__":

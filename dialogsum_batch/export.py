@@ -30,6 +30,7 @@ from typing import Any
 from . import __version__, cards
 from .errors import ConfigError, ModelError, first_line
 from .logs import library_bars
+from .modelfiles import LOAD_ERRORS, check_model_folder, load_failure
 
 FORMATS = ("hf", "ctranslate2")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_bfloat16", "bfloat16", "float16", "float32")
@@ -81,7 +82,7 @@ def export_model(settings: ExportSettings, log: Log | None = None) -> Path:
     """Write the serving folder described by ``settings`` and return its path."""
     settings.check()
     source = Path(settings.source).expanduser()
-    out = Path(settings.output_dir).expanduser()
+    out = output_path(settings.output_dir)
     check_source(source, settings.allow_pickle)
     check_output(out, source, settings.force)
     if log:
@@ -116,17 +117,26 @@ def check_source(source: Path, allow_pickle: bool) -> None:
         raise ModelError(f"{source} has no config.json: not a transformers model folder")
     if (source / "model.bin").is_file() and not any(source.glob("*.safetensors")):
         raise ModelError(f"{source} is already a CTranslate2 folder; export from the transformers model instead")
-    if any(source.glob("*.safetensors")):
-        return
-    if any(source.glob("*.bin")):
-        if allow_pickle:
-            return
+    if not any(source.glob("*.safetensors")) and not any(source.glob("*.bin")):
+        raise ModelError(f"{source} holds no model weights (*.safetensors)")
+    if not any(source.glob("*.safetensors")) and not allow_pickle:
         raise ModelError(f"{source} has only pickle weights (*.bin); pass --allow-pickle to read them anyway")
-    raise ModelError(f"{source} holds no model weights (*.safetensors)")
+    check_model_folder(source, allow_pickle)
+
+
+def output_path(raw: str) -> Path:
+    """OUT made absolute with ``.`` and ``..`` worked out, so its parent really is the folder around it
+    (``serve/..`` would otherwise put the staging folder inside the folder it replaces)."""
+    out = Path(os.path.abspath(Path(raw).expanduser()))
+    if out == out.parent:
+        raise ConfigError(f"output folder {raw} is a filesystem root; name a folder to create")
+    return out
 
 
 def check_output(out: Path, source: Path, force: bool) -> None:
-    """Refuse to write over the source, or over a folder that is not a previous export."""
+    """Refuse to write over the source, over a folder that is not a previous export, or through a link."""
+    if out.is_symlink():  # --force would replace what the link points to, which this export never made
+        raise ConfigError(f"output {out} is a symbolic link; give the real folder, or remove the link first")
     resolved, src = out.resolve(), source.resolve()
     if resolved == src or resolved in src.parents:
         raise ConfigError(f"output folder {out} would overwrite the source model {source}")
@@ -145,6 +155,8 @@ def staging_dir(out: Path) -> Iterator[Path]:
     """A fresh hidden folder beside ``out``, removed again if the export fails."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if out.resolve() in staging.resolve().parents:  # out's parent is a link back into out
+        raise ConfigError(f"the staging folder {staging} would lie inside {out}, the folder it replaces")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
@@ -154,10 +166,33 @@ def staging_dir(out: Path) -> Iterator[Path]:
 
 
 def replace_dir(staging: Path, out: Path) -> None:
-    """Move the finished export into place (an old export or empty folder goes first)."""
-    if out.is_dir():
-        shutil.rmtree(out)
+    """Move the finished export into place; an old export or empty folder goes, nothing else.
+
+    ``check_output`` looked at OUT before the export began; what is there now may differ. So the
+    old folder is first moved aside (one atomic rename: what is checked is what gets deleted), its
+    marker checked there, and only then deleted; anything else is moved back and refused.
+    """
+    if out.is_symlink():
+        raise ConfigError(f"output {out} became a symbolic link during the export; left as it is")
+    if not out.exists():
+        staging.rename(out)
+        return
+    aside = out.parent / f".{out.name}.old-{os.getpid()}"
+    out.rename(aside)
+    if not is_previous_export(aside):
+        aside.rename(out)
+        raise ConfigError(f"output folder {out} changed during the export and is not a previous export "
+                          f"(no {EXPORT_INFO}); left as it is")
     staging.rename(out)
+    shutil.rmtree(aside)
+
+
+def is_previous_export(folder: Path) -> bool:
+    """A real folder (not a link) that is empty or holds our marker as a plain file."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    marker = folder / EXPORT_INFO
+    return (marker.is_file() and not marker.is_symlink()) or not any(folder.iterdir())
 
 
 # ---------------------------------------------------------------------------- hf
@@ -173,8 +208,8 @@ def write_hf(source: Path, staging: Path, dtype: str | None, allow_pickle: bool)
         model = AutoModelForSeq2SeqLM.from_pretrained(
             source, dtype=torch_dtype, use_safetensors=None if allow_pickle else True
         )
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot load model from {source}: {first_line(exc)}") from exc
+    except LOAD_ERRORS as exc:  # a hostile pickle is refused by torch's weights_only loading: one line too
+        raise load_failure(f"cannot load model from {source}", exc) from exc
     with library_bars(show=False):  # a bar for writing one file says nothing
         model.save_pretrained(staging)  # safetensors; writes generation_config.json as well
     save_tokenizer(source, staging)
@@ -199,8 +234,8 @@ def write_ctranslate2(source: Path, staging: Path, quantization: str) -> None:
     converter = make_converter(str(source))
     try:
         converter.convert(str(staging), quantization=quantization, force=True)
-    except (OSError, ValueError, KeyError, NotImplementedError) as exc:
-        raise ModelError(f"CTranslate2 cannot convert {source}: {first_line(exc)}") from exc
+    except (*LOAD_ERRORS, NotImplementedError) as exc:
+        raise load_failure(f"CTranslate2 cannot convert {source}", exc) from exc
     save_tokenizer(source, staging)
     save_generation_config(source, staging)
 

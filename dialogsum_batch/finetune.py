@@ -16,6 +16,7 @@ import ast
 import copy
 import json
 import logging
+import pickle
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from . import rouge
 from .errors import ConfigError, ModelError
 from .logs import library_bars, stderr_is_terminal
+from .modelfiles import LOAD_ERRORS, check_model_folder, load_failure
 from .training import data, report
 from .training.config import TINY_MODEL, TrainConfig, load_train_config
 from .training.runtime import prepare_cuda_allocator
@@ -269,9 +271,11 @@ def base_model_path(config: TrainConfig, run_dir: Path, log: Log) -> str:
 
 
 def check_weights(path: str, config: TrainConfig) -> None:
-    """ModelError unless the folder has safetensors weights, or pickle ones and allow_pickle is set."""
+    """ModelError unless the folder has safetensors weights, or pickle ones and allow_pickle is set,
+    and its files pass ``check_model_folder`` (config, decoding settings, safetensors layout)."""
     folder = Path(path)
     if any(folder.glob("*.safetensors")) or config.allow_pickle:
+        check_model_folder(folder, config.allow_pickle)
         return
     name = config.base_model if Path(config.base_model).expanduser() == folder else f"{config.base_model} ({path})"
     reason = "only pickle weights (*.bin)" if any(folder.glob("*.bin")) else "no model weights"
@@ -286,7 +290,9 @@ def load_model(path: str, config: TrainConfig) -> tuple[PreTrainedTokenizerBase,
         model = AutoModelForSeq2SeqLM.from_pretrained(
             path, dtype=torch.float32, use_safetensors=None if config.allow_pickle else True,
             trust_remote_code=config.trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
+    except LOAD_ERRORS as exc:  # a hostile pickle is refused by torch's weights_only loading: one line too
+        if isinstance(exc, pickle.UnpicklingError):
+            raise load_failure(f"cannot load {config.base_model} from {path}", exc) from exc
         raise ModelError(f"cannot load {config.base_model} from {path}: {_first_line(exc)}") from exc
     # Pegasus' forward takes **kwargs but averages its loss itself, ignoring num_items_in_batch; left True,
     # the Trainer multiplies that mean by the process count and skips the accumulation divide.

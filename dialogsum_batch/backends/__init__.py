@@ -90,9 +90,11 @@ def load_backend(model: ModelSettings, decode: DecodeSettings, log: Callable[[st
 
     ``log`` hears which Hub revision was used, when the model came from the Hub.
     """
+    from ..modelfiles import check_model_folder
     from .resolve import resolve_model
 
     path = resolve_model(model.name, model.allow_pickle, log)
+    check_model_folder(path, model.allow_pickle)  # one line for broken or absurd files, before any allocation
     name = detect_backend(path) if model.backend == "auto" else model.backend
     loaders = registry()
     if name not in loaders:

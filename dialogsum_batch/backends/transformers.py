@@ -11,8 +11,9 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..config import DecodeSettings, ModelSettings
-from ..errors import ModelError, first_line
+from ..errors import ModelError
 from ..logs import library_bars
+from ..modelfiles import LOAD_ERRORS, load_failure
 from . import Encoded, Generated, OutOfMemory
 from .common import DEFAULT_SOURCE_LIMIT, clean, encode_texts, generation_summary
 from .common import auto_threads as shared_auto_threads
@@ -81,8 +82,8 @@ class TransformersBackend:
                     use_safetensors=None if model.allow_pickle else True,
                     trust_remote_code=model.trust_remote_code,
                 )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelError(f"cannot load model from {path}: {first_line(exc)}") from exc
+        except LOAD_ERRORS as exc:  # a hostile pickle is refused by torch's weights_only loading: one line too
+            raise load_failure(f"cannot load model from {path}", exc) from exc
         network.to(device).eval()
         if device.type == "cpu":
             torch.set_num_threads(model.threads or auto_threads(network))

@@ -1,0 +1,191 @@
+"""Checks on a model folder's files before anything loads them: one precise line instead of a traceback.
+
+``check_model_folder`` reads only small things (config.json, generation_config.json and the
+safetensors headers), so a broken, hostile or absurd folder is refused before transformers,
+CTranslate2 or torch allocate anything for it. Serving (``dialogsum-batch -m DIR``, ``invoke
+evaluate``), fine-tuning's base model and ``invoke export`` all call it. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError, first_line
+
+MAX_PARAMETERS_ENV = "DIALOGSUM_MAX_MODEL_PARAMETERS"
+MAX_PARAMETERS = 20_000_000_000  # ~80 GB in fp32, 35x pegasus-large: past this a config is a mistake or an attack
+MAX_JSON_BYTES = 16 * 1024 * 1024  # config.json and generation_config.json are a few KB
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on its JSON header
+SAFETENSORS_ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+                          "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+# config.json fields that size tensors: a positive integer each (layer counts may be 0)
+WIDTHS = ("vocab_size", "d_model", "hidden_size", "encoder_ffn_dim", "decoder_ffn_dim", "d_ff", "intermediate_size",
+          "max_position_embeddings", "d_kv")
+HEADS = ("encoder_attention_heads", "decoder_attention_heads", "num_attention_heads", "num_heads")
+LAYERS = ("encoder_layers", "decoder_layers", "num_layers", "num_decoder_layers", "num_hidden_layers")
+# generation_config.json fields and their least valid value (None, or absent, is fine)
+GENERATION_MINIMUMS = {"num_beams": 1, "num_beam_groups": 1, "num_return_sequences": 1, "max_new_tokens": 1,
+                       "max_length": 1, "min_length": 0, "min_new_tokens": 0, "no_repeat_ngram_size": 0, "top_k": 0}
+GENERATION_POSITIVE = ("temperature", "repetition_penalty")
+# What loading a model folder raises for a file that is broken or refused (torch's weights_only
+# refusal of a hostile pickle is an UnpicklingError; a size mismatch a RuntimeError).
+LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError)
+
+
+def load_failure(what: str, exc: BaseException) -> ModelError:
+    """The one line for a load that raised one of LOAD_ERRORS (``what``: "cannot load model from DIR").
+
+    torch's advice on a refused pickle is to retry without ``weights_only``: exactly wrong for a
+    hostile file, so that case gets its own words.
+    """
+    if isinstance(exc, pickle.UnpicklingError):
+        return ModelError(f"{what}: torch's weights_only loading refused its pickle weights (they ask to run "
+                          "code, or are corrupt); do not load them from an untrusted source")
+    return ModelError(f"{what}: {first_line(exc)}")
+
+
+def check_model_folder(path: str | Path, allow_pickle: bool = False) -> None:
+    """ModelError, one line, for a folder whose config, decoding settings or weight files are unusable.
+
+    ``allow_pickle`` is not needed to read anything here (pickles are never opened: torch's
+    ``weights_only`` loading refuses hostile ones later); it is taken so every caller passes the
+    same two things and the rule can grow without changing them.
+    """
+    folder = Path(path)
+    config = read_object(folder / "config.json")
+    if config is not None:
+        check_dimensions(config, folder / "config.json")
+    generation = read_object(folder / "generation_config.json")
+    if generation is not None:
+        check_generation(generation, folder / "generation_config.json")
+    for weights in sorted(folder.glob("*.safetensors")):
+        check_safetensors(weights)
+
+
+def read_object(file: Path) -> dict[str, Any] | None:
+    """The JSON object in ``file``; None when there is no such file; ModelError when it is not one."""
+    if not file.is_file():
+        return None
+    try:
+        if file.stat().st_size > MAX_JSON_BYTES:
+            raise ModelError(f"{file}: {file.stat().st_size} bytes, too large for a settings file")
+        data = json.loads(file.read_bytes())
+    except OSError as exc:
+        raise ModelError(f"{file}: cannot read it: {first_line(exc)}") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ModelError(f"{file}: not valid JSON: {first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{file}: must hold a JSON object, not {json_kind(data)}")
+    return data
+
+
+def json_kind(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_dimensions(config: Mapping[str, Any], file: Path) -> None:
+    """Sizes must be positive integers, heads must divide the width, and the whole must be a sane size."""
+    for key in (*WIDTHS, *HEADS, *LAYERS):
+        value = config.get(key)
+        least = 0 if key in LAYERS else 1
+        if value is not None and not (is_int(value) and value >= least):
+            raise ModelError(f"{file}: {key} must be an integer >= {least}, not {value!r}")
+    width = config.get("d_model") or config.get("hidden_size")
+    if width and not config.get("d_kv"):  # T5-style configs size heads with d_kv instead
+        for key in HEADS:
+            heads = config.get(key)
+            if heads and width % heads:
+                raise ModelError(f"{file}: the width ({width}) is not divisible by {key} ({heads})")
+    estimate, limit = parameter_estimate(config), max_parameters()
+    if estimate > limit:
+        raise ModelError(f"{file}: its sizes make about {estimate:.3g} parameters, more than the {limit:.3g} "
+                         f"allowed (raise {MAX_PARAMETERS_ENV} if the model really is that large)")
+
+
+def parameter_estimate(config: Mapping[str, Any]) -> int:
+    """A rough upper bound on an encoder-decoder's parameter count, from its config alone (0 if unsized)."""
+    width = config.get("d_model") or config.get("hidden_size") or 0
+    ffn = max(config.get(key) or 0 for key in ("encoder_ffn_dim", "decoder_ffn_dim", "d_ff", "intermediate_size"))
+    layers = sum(config.get(key) or 0 for key in LAYERS)
+    inner = max(width, (config.get("d_kv") or 0) * max(config.get(key) or 0 for key in HEADS))
+    embeddings = ((config.get("vocab_size") or 0) + (config.get("max_position_embeddings") or 0)) * width
+    return embeddings + layers * (8 * width * inner + 2 * width * ffn)  # self- and cross-attention, feed-forward
+
+
+def max_parameters() -> int:
+    try:
+        return int(os.environ.get(MAX_PARAMETERS_ENV) or MAX_PARAMETERS)
+    except ValueError:
+        raise ModelError(f"{MAX_PARAMETERS_ENV} must be a whole number") from None
+
+
+def check_generation(settings: Mapping[str, Any], file: Path) -> None:
+    """Decoding settings generate() would choke on, or silently misuse, are refused here."""
+    for key, least in GENERATION_MINIMUMS.items():
+        value = settings.get(key)
+        if value is not None and not (is_int(value) and value >= least):
+            raise ModelError(f"{file}: {key} must be an integer >= {least}, not {value!r}")
+    for key in GENERATION_POSITIVE:
+        value = settings.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            raise ModelError(f"{file}: {key} must be a number > 0, not {value!r}")
+    top_p = settings.get("top_p")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ModelError(f"{file}: top_p must be a number in (0, 1], not {top_p!r}")
+    penalty = settings.get("length_penalty")
+    if penalty is not None and not (isinstance(penalty, (int, float)) and not isinstance(penalty, bool)):
+        raise ModelError(f"{file}: length_penalty must be a number, not {penalty!r}")
+
+
+def check_safetensors(file: Path) -> None:
+    """The header must be a JSON object whose tensors fit, end to end, in the file's data section.
+
+    That is the layout the format specifies; a truncated file or random bytes fail it, and only
+    the header (a few KB) is read.
+    """
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            prefix = handle.read(8)
+            length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
+            if length < 2 or length > min(MAX_HEADER_BYTES, size - 8):
+                raise ModelError(f"{file}: not a safetensors file (truncated or corrupt header)")
+            header = json.loads(handle.read(length))
+    except OSError as exc:
+        raise ModelError(f"{file}: cannot read it: {first_line(exc)}") from None
+    except (ValueError, RecursionError):
+        raise ModelError(f"{file}: not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{file}: not a safetensors file (its header is not a JSON object)")
+    check_tensor_layout(header, size - 8 - length, file)
+
+
+def check_tensor_layout(header: Mapping[str, Any], data_bytes: int, file: Path) -> None:
+    """Every tensor's offsets match its dtype and shape and lie in the data; together they cover it."""
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, stop = entry["data_offsets"]
+            count = 1
+            for dim in entry["shape"]:
+                count *= dim if is_int(dim) and dim >= 0 else -(2 ** 64)
+            expected = count * SAFETENSORS_ITEM_BYTES[entry["dtype"]]
+        except (TypeError, ValueError, KeyError):
+            raise ModelError(f"{file}: corrupt safetensors header (tensor '{name}')") from None
+        if not (is_int(start) and is_int(stop) and 0 <= start <= stop <= data_bytes and stop - start == expected):
+            raise ModelError(f"{file}: tensor '{name}' does not fit the file (truncated or corrupt)")
+        end = max(end, stop)
+    if end != data_bytes:
+        raise ModelError(f"{file}: {data_bytes - end} bytes of data no tensor accounts for (corrupt)")
