@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    REPO, RESULTS_DIR, WORK_DIR, available_sources, dialogues, environment, markdown_table, model_dir, write_results,
+    REPO, RESULTS_DIR, WORK_DIR, available_sources, dialogues, environment, markdown_table, model_dir, publish,
 )
 
 SYSTEMS = {  # name -> (backend, quantization)
@@ -256,10 +256,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     report = run_all(args)
-    table = markdown(report)
-    write_results(args.name, report, table, Path(args.output_dir))
-    print(table)
-    return report
+    return publish(args.name, report, markdown(report), Path(args.output_dir))
 
 
 if __name__ == "__main__":

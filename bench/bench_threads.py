@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    REPO, RESULTS_DIR, WORK_DIR, available_sources, dialogues, environment, markdown_table, model_dir, write_results,
+    REPO, RESULTS_DIR, WORK_DIR, available_sources, dialogues, environment, markdown_table, model_dir, publish,
 )
 
 CASES = ("idle", "after-busy-minute", "concurrent-job")
@@ -176,10 +176,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "environment": environment(0), "target": TARGET,
               "cases": [measure_case(case, model, records, args) for case in args.cases]}
     report["pass"] = all(case["pass"] for case in report["cases"])
-    table = markdown(report)
-    write_results(args.name, report, table, Path(args.output_dir))
-    print(table)
-    return report
+    return publish(args.name, report, markdown(report), Path(args.output_dir))
 
 
 if __name__ == "__main__":

@@ -173,6 +173,13 @@ def write_results(name: str, payload: dict[str, Any], markdown: str, output_dir:
     return path
 
 
+def publish(name: str, report: dict[str, Any], table: str, output_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+    """Write a benchmark's JSON and Markdown results, print the table, and give the report back."""
+    write_results(name, report, table, output_dir)
+    print(table)
+    return report
+
+
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A GitHub Markdown table; floats printed with a sensible number of digits."""
     def cell(value: Any) -> str:
