@@ -8,10 +8,29 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-def windows(items: Iterable[T], size: int, closes: Callable[[T], bool] = lambda item: False) -> Iterator[list[T]]:
-    """Chunk a stream into lists of at most ``size``; an item for which ``closes`` is true ends its window."""
+class Cut:
+    """A marker in a stream of items, not an item: the window read so far ends here (the input stalled)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CUT"
+
+
+CUT = Cut()
+
+
+def windows(items: Iterable[T | Cut], size: int, closes: Callable[[T], bool] = lambda item: False
+            ) -> Iterator[list[T]]:
+    """Chunk a stream into lists of at most ``size``; an item for which ``closes`` is true ends its window,
+    and so does a CUT (dropped: it is never an item of a window)."""
     window: list[T] = []
     for item in items:
+        if isinstance(item, Cut):
+            if window:  # a stall with nothing read since the last window cuts nothing
+                yield window
+                window = []
+            continue
         window.append(item)
         if len(window) >= size or closes(item):
             yield window

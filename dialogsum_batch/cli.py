@@ -87,6 +87,9 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
               help="Records per batch at most.")
 @click.option("--sort-window", default=BatchSettings.sort_window, type=click.IntRange(1),
               help="Records read ahead and sorted by length.")
+@click.option("--max-wait", default=BatchSettings.max_wait, type=click.FloatRange(0), metavar="SECONDS",
+              help="Live input: batch the records read so far once the oldest has waited this long and no "
+                   "more is ready; 0 waits for full windows.")
 @click.option("--unordered", is_flag=True, help="Write results as batches finish, not in input order.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
               help="Bad record: stop (exit 1) or skip it and go on (exit 3).")
@@ -171,7 +174,7 @@ def build_settings(options: dict) -> RunSettings:
     decode = DecodeSettings(options["num_beams"], options["max_new_tokens"], options["length_penalty"],
                             options["no_repeat_ngram_size"])
     batch = BatchSettings(options["batch_tokens"], options["max_batch_size"], options["sort_window"],
-                          options["unordered"])
+                          options["unordered"], max_wait=options["max_wait"])
     fields = FieldNames(options["text_field"], options["id_field"], options["reference_field"])
     return RunSettings(model, decode, batch, fields, options["keep_fields"], options["on_error"], options["shard"])
 

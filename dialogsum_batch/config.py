@@ -45,6 +45,7 @@ class BatchSettings:
     max_batch_size: int = 64  # rows per batch, whatever their length
     sort_window: int = 2048  # records held at once and sorted by length (memory bound)
     unordered: bool = False  # write results as batches finish instead of in input order
+    max_wait: float = 0.0  # seconds a record may wait for its window to fill while input runs dry; 0 = no limit
 
 
 @dataclass(frozen=True)

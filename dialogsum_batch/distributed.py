@@ -31,7 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from .backends import Backend, load_backend
-from .batching import windows
+from .batching import Cut, windows
 from .config import ModelSettings, RunSettings
 from .engine import Engine, Interrupted, Stats, select
 from .errors import DialogsumError, InputError
@@ -408,8 +408,9 @@ def _write_all(link: Link, files: JobFiles, settings: RunSettings, backend: Back
     return code, total
 
 
-def _global_windows(items: Iterator[Item], settings: RunSettings, size: int) -> Iterator[list[Item]]:
-    """sort_window x processes items at a time; under ``fail`` a bad record ends its window, as in one process."""
+def _global_windows(items: Iterator[Item | Cut], settings: RunSettings, size: int) -> Iterator[list[Item]]:
+    """sort_window x processes items at a time; under ``fail`` a bad record ends its window, and a stalled
+    input (a CUT) the window read so far, as in one process."""
     fail = settings.on_error == "fail"
     return windows(items, settings.batch.sort_window * size, lambda item: fail and isinstance(item, BadRecord))
 

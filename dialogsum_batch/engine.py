@@ -13,7 +13,7 @@ from typing import Any
 
 from . import rouge
 from .backends import Backend, Encoded, Generated, OutOfMemory
-from .batching import InOrder, padded_size, plan_batches, windows
+from .batching import Cut, InOrder, padded_size, plan_batches, windows
 from .config import RunSettings
 from .errors import InputError
 from .records import BadRecord, Item, Record
@@ -99,16 +99,18 @@ def item_key(item: Item) -> str:
     return f"{item.error.source}:{item.error.line}"
 
 
-def select(items: Iterable[Item], stats: Stats, done: Mapping[str, int] | None = None,
-           shard: tuple[int, int] | None = None) -> Iterator[Item]:
+def select(items: Iterable[Item | Cut], stats: Stats, done: Mapping[str, int] | None = None,
+           shard: tuple[int, int] | None = None) -> Iterator[Item | Cut]:
     """Drop records already in the output (resume) and those of other shards, counting both.
 
     ``done`` counts each id written so far: a repeated id is skipped only as often as it was
-    written, so duplicates in the input are each summarized once.
+    written, so duplicates in the input are each summarized once. A CUT (a stalled input) passes through.
     """
     pending = Counter(done or {})
     for item in items:
-        if shard and shard_of(item_key(item), shard[1]) != shard[0]:
+        if isinstance(item, Cut):
+            yield item
+        elif shard and shard_of(item_key(item), shard[1]) != shard[0]:
             stats.other_shards += 1
         elif isinstance(item, Record) and pending[item.id] > 0:
             pending[item.id] -= 1
@@ -166,8 +168,9 @@ class Engine:
         self.progress = progress
         self.stats = Stats()
 
-    def run(self, items: Iterable[Item]) -> Stats:
-        """Summarize everything; an InputError escapes from ``on_bad`` when the policy is to fail."""
+    def run(self, items: Iterable[Item | Cut]) -> Stats:
+        """Summarize everything, a window at a time (a CUT ends one early); an InputError escapes from
+        ``on_bad`` when the policy is to fail."""
         closes = (lambda item: isinstance(item, BadRecord)) if self.settings.on_error == "fail" else (lambda _: False)
         for window in windows(items, self.settings.batch.sort_window, closes):
             self._window(window)

@@ -3,21 +3,27 @@
 A read from stdin or a FIFO blocks until the producer writes again, and Python retries it after a
 signal: a job reading on its main thread would notice SIGTERM only when more input came. Here a
 thread reads into a bounded queue and the job takes items with a timeout, looking at its stop flag
-between tries. (The same timeout is where ``--max-wait`` can cut a window when the input stalls.)
+between tries. The same timeout is where ``--max-wait`` cuts a window when the input runs dry: once the
+oldest record taken since the last cut has waited ``max_wait`` seconds and no next record is ready, the feed
+yields a CUT marker and the window read so far is batched.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from .batching import CUT, Cut
 
 T = TypeVar("T")
 
 READ_AHEAD = 64  # items queued ahead of the engine: reading overlaps generation, memory stays bounded
 POLL_SECONDS = 0.1  # how often a job waiting for input looks at its stop flag
 _END = object()  # the reader reached the end of the input
+_EMPTY = object()  # nothing came from the reader in time
 
 
 class _Failure:
@@ -30,6 +36,9 @@ class _Failure:
 class Feed(Generic[T]):
     """Iterates ``items`` read on a background thread; ends early, with ``cut`` set, once ``should_stop``.
 
+    With ``max_wait`` > 0, a CUT follows the items taken so far once the first of them was taken
+    ``max_wait`` seconds ago and the queue is empty: a live producer's records wait about that long, however
+    steady its pace, while input that is always ready (a file, a fast pipe) still fills whole windows.
     The stop is looked at before every item, so what the job already took is all it gets: a stop while
     the input is stalled ends the input there, and the records taken so far can still be finished.
     Use as a context manager: leaving it tells the thread to stop (a thread blocked in a read is a
@@ -37,10 +46,11 @@ class Feed(Generic[T]):
     """
 
     def __init__(self, items: Iterable[T], should_stop: Callable[[], bool], size: int = READ_AHEAD,
-                 poll: float = POLL_SECONDS):
+                 poll: float = POLL_SECONDS, max_wait: float = 0.0):
         self.items = items
         self.should_stop = should_stop
         self.poll = poll
+        self.max_wait = max_wait  # seconds of silence that end the window read so far; 0 = never
         self.cut = False  # the input was ended by a stop, not by its end
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.closed = threading.Event()
@@ -53,20 +63,35 @@ class Feed(Generic[T]):
     def __exit__(self, *exc: object) -> None:
         self.closed.set()
 
-    def __iter__(self) -> Iterator[T]:
+    def __iter__(self) -> Iterator[T | Cut]:
+        pending = False  # items were taken since the last CUT: running dry should cut them off
+        since = time.monotonic()  # when the first of them was taken
         while True:
             if self.should_stop():
                 self.cut = True
                 return
-            try:
-                value = self.queue.get(timeout=self.poll)
-            except queue.Empty:
-                continue  # a stalled producer: look at the stop flag again
+            timing = pending and self.max_wait > 0
+            left = max(0.0, since + self.max_wait - time.monotonic()) if timing else self.poll
+            value = self._take(min(self.poll, left))
+            if value is _EMPTY:  # nothing ready: cut once the oldest record has waited enough, look at the stop
+                if timing and time.monotonic() - since >= self.max_wait:
+                    pending = False
+                    yield CUT
+                continue
             if value is _END:
                 return
             if isinstance(value, _Failure):
                 raise value.error
             yield value
+            if not pending:  # the window's oldest record since the last cut: the deadline runs from here
+                pending, since = True, time.monotonic()
+
+    def _take(self, timeout: float) -> Any:
+        """The next value from the reader, or _EMPTY when none came within ``timeout`` seconds."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return _EMPTY
 
     def _read(self) -> None:
         """The thread: every item, then the end marker; stops early once the job has closed the feed."""

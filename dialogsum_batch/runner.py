@@ -167,9 +167,10 @@ def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, resumed
 
 
 def input_feed(files: JobFiles, settings: RunSettings, stop: StopFlag, log: Log) -> Feed:
-    """The job's records, read ahead on a thread that a stop never waits for."""
+    """The job's records, read ahead on a thread that a stop never waits for; live input that leaves a record
+    waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many."""
     records = read_files(job_inputs(files, log), files.input_format, settings.fields, files.max_line_bytes)
-    return Feed(records, stop)
+    return Feed(records, stop, max_wait=settings.batch.max_wait)
 
 
 def _execute(engine: Engine, items: Any, stop: StopFlag, feed: Feed, log: Log) -> int:

@@ -15,6 +15,7 @@ from invoke import MockContext, Result
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+import bench_latency  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_throughput  # noqa: E402
 import common  # noqa: E402
@@ -57,6 +58,16 @@ def test_memory_compares_fresh_processes_and_writes_the_verdict(work_dir, tmp_pa
     assert result["flat"] and result["ratio"] == pytest.approx(result["runs"][1]["peak_rss_mb"]
                                                                / result["runs"][0]["peak_rss_mb"], abs=1e-3)
     assert "PASS" in (out / "memory.md").read_text()
+
+
+def test_latency_times_each_record_from_stdin_to_stdout(work_dir, tmp_path):
+    out = tmp_path / "results"
+    result = bench_latency.main(["--rates", "20:3", "--max-waits", "0.3,0", "--max-new-tokens", "2",
+                                 "--work-dir", str(work_dir), "--output-dir", str(out)])
+    live, filling = result["runs"]
+    assert (live["max_wait"], filling["max_wait"], live["records"]) == (0.3, 0.0, 3)
+    assert 0 < live["first_s"] <= live["max_s"] and filling["batches"] == 1  # one window, cut by the end
+    assert "| 20 | 3 | 0.3 |" in (out / "latency-tiny.md").read_text()
 
 
 def test_padded_vocabulary_has_exactly_the_asked_size():

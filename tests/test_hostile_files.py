@@ -470,7 +470,7 @@ def stop_and_time(process: subprocess.Popen, sig: int) -> tuple[int, float]:
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_while_stdin_is_stalled_is_prompt_and_writes_every_record_read(tmp_path, sig, code):
     out = tmp_path / "out.jsonl"
-    process = start_fake(["-m", "x", "-o", str(out)], tmp_path)
+    process = start_fake(["-m", "x", "-o", str(out), "--max-wait", "0"], tmp_path)
     produce_then_stall(process, 2)  # far fewer than a window: nothing summarized until the input ends
     wait_for(process.stderr, "model x")
     returned, seconds = stop_and_time(process, sig)
@@ -482,7 +482,7 @@ def test_a_stop_while_stdin_is_stalled_is_prompt_and_writes_every_record_read(tm
 
 def test_a_stall_after_full_windows_writes_the_partial_one_too(tmp_path):
     out = tmp_path / "out.jsonl"
-    process = start_fake(["-m", "x", "-o", str(out), "--sort-window", "2", "-q"], tmp_path)
+    process = start_fake(["-m", "x", "-o", str(out), "--sort-window", "2", "--max-wait", "0", "-q"], tmp_path)
     produce_then_stall(process, 5)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 4):
@@ -496,8 +496,8 @@ def test_a_stall_after_full_windows_writes_the_partial_one_too(tmp_path):
 def test_python_dash_m_with_the_tiny_model_stops_on_sigterm_while_stalled(tiny_model_dir, tmp_path):
     out = tmp_path / "out.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "dialogsum_batch", "-m", str(tiny_model_dir), "-o", str(out),
-                                "--threads", "1"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                                "--threads", "1", "--max-wait", "0"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     produce_then_stall(process, 2)
     wait_for(process.stderr, "model ")
     returned, seconds = stop_and_time(process, signal.SIGTERM)
@@ -512,7 +512,8 @@ def test_two_processes_stop_on_sigterm_while_stalled_and_write_every_record_read
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "dialogsum_batch", "-m", str(tiny_model_dir), "-o", str(out), "--threads", "1"]
+               "-m", "dialogsum_batch", "-m", str(tiny_model_dir), "-o", str(out), "--threads", "1",
+               "--max-wait", "0"]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     produce_then_stall(process, 3)
     wait_for(process.stderr, "on 2 processes", timeout=180)

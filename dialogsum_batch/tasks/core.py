@@ -18,7 +18,7 @@ def tiny_model(c, output_dir="runs/tiny-pegasus", seed=0):
 
 @register(help={"args": "Extra arguments for pytest, e.g. '-k rouge -x'"})
 def test(c, args=""):
-    """Run the test suite (about three and a half minutes on 2 CPU cores)."""
+    """Run the test suite (about five and a half minutes on 2 CPU cores)."""
     c.run(f"{sys.executable} -m pytest {args}".strip(), pty=False)
 
 

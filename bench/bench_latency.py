@@ -1,0 +1,148 @@
+"""Live input: seconds from a record's arrival on stdin to its summary on stdout, --max-wait on and off.
+
+A producer writes synthetic chats to a fresh ``python -m dialogsum_batch`` process at a steady rate,
+starting once the model has loaded (start-up is not latency), and closes stdin after the last one; a
+consumer timestamps each summary line as it comes. With ``--max-wait 0`` (the window-filling behaviour
+from before) a window of ``--sort-window`` records waits to fill or for the end of input, so here every
+record waits for the producer to finish: its latency is bounded by this run's length, not by the window
+(at 1 record/s a real, endless producer would wait 2,048 s for the first window).
+
+    python bench/bench_latency.py                                  # tiny model, 1/s x 10 and 100/s x 200
+    python bench/bench_latency.py --model mid --rates 1:10,100:200 --max-waits 1,0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS_DIR, WORK_DIR, environment, markdown_table, model_dir, publish  # noqa: E402
+
+
+def child_env() -> dict[str, str]:
+    """Offline, and the repository importable even before ``pip install -e .``."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def lines(count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(id, JSONL line) for ``count`` synthetic chats."""
+    from dialogsum_batch.synthetic import generate
+
+    return [(row["id"], json.dumps(row, ensure_ascii=False) + "\n") for row in generate(count, seed=seed)]
+
+
+def start(model: Path, max_wait: float, args: argparse.Namespace, metrics: Path) -> subprocess.Popen:
+    """The command, waiting on stdin once its model has loaded (its stderr says so)."""
+    command = [sys.executable, "-m", "dialogsum_batch", "-m", str(model), "--threads", str(args.threads),
+               "--num-beams", "1", "--max-new-tokens", str(args.max_new_tokens), "--max-wait", str(max_wait),
+               "--metrics-out", str(metrics)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=child_env(), cwd=REPO)
+    for line in process.stderr:  # drained on a thread from here on, so the child never blocks on it
+        if "info: model " in line:  # the job's "model NAME on DEVICE" line
+            break
+    else:
+        raise SystemExit(f"the command ended before loading its model (exit {process.wait()})")
+    threading.Thread(target=lambda: process.stderr.read(), daemon=True).start()
+    return process
+
+
+def run_case(model: Path, rate: float, count: int, max_wait: float, args: argparse.Namespace,
+             folder: Path) -> dict[str, Any]:
+    """One process fed ``count`` records at ``rate`` per second; latency figures of every record."""
+    metrics = folder / f"metrics-{rate}-{max_wait}.json"
+    process = start(model, max_wait, args, metrics)
+    records = lines(count)
+    arrived: dict[str, float] = {}
+    answered: dict[str, float] = {}
+    consumer = threading.Thread(target=lambda: _consume(process, answered), daemon=True)
+    consumer.start()
+    began = time.monotonic()
+    for number, (key, line) in enumerate(records):
+        time.sleep(max(0.0, began + number / rate - time.monotonic()))
+        process.stdin.write(line)
+        process.stdin.flush()
+        arrived[key] = time.monotonic()
+    process.stdin.close()
+    code = process.wait(timeout=600)
+    consumer.join(timeout=10)
+    if code != 0 or len(answered) != count:
+        raise SystemExit(f"{rate}/s, --max-wait {max_wait}: exit {code}, {len(answered)} of {count} summaries")
+    waits = [answered[key] - arrived[key] for key, _ in records]
+    report = json.loads(metrics.read_text(encoding="utf-8"))
+    return {"rate": rate, "records": count, "max_wait": max_wait, "first_s": round(waits[0], 3),
+            "median_s": round(statistics.median(waits), 3), "mean_s": round(statistics.fmean(waits), 3),
+            "p90_s": round(sorted(waits)[int(0.9 * (count - 1))], 3), "max_s": round(max(waits), 3),
+            "batches": report["batches"], "padding_efficiency": report["padding_efficiency"]}
+
+
+def _consume(process: subprocess.Popen, answered: dict[str, float]) -> None:
+    for line in process.stdout:
+        answered[json.loads(line)["id"]] = time.monotonic()
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    rows = [[f"{r['rate']:g}", r["records"], f"{r['max_wait']:g}", r["first_s"], r["median_s"], r["p90_s"],
+             r["max_s"], r["batches"], r["padding_efficiency"]] for r in result["runs"]]
+    table = markdown_table(["records/s", "records", "--max-wait s", "first s", "median s", "p90 s", "max s",
+                            "batches", "padding eff."], rows)
+    env = result["environment"]
+    return (f"{table}\n\nSeconds from a record's arrival on stdin to its summary line on stdout. "
+            f"{result['model']} random Pegasus, greedy, max_new_tokens {result['max_new_tokens']}, "
+            f"{result['threads']} thread(s), {env['cpu_cores']} cores, load average {env['load_average']}. "
+            "Stdin is closed after the last record, so with --max-wait 0 every record waits for the end of "
+            "this run, not for a full window of 2,048 (a real, endless producer waits that long: 34 min at 1/s, "
+            "20 s at 100/s). With --max-wait, a producer slower than the engine has its window cut about every "
+            "max-wait seconds (at 100/s some 100 records), hence more batches and a little more padding.\n\n"
+            f"Reproduce: `{command}`\n")
+
+
+def parse_rates(text: str) -> list[tuple[float, int]]:
+    """``1:10,100:200`` -> [(1.0, 10), (100.0, 200)]: records per second and how many."""
+    pairs = [part.split(":") for part in text.split(",") if part.strip()]
+    return [(float(rate), int(count)) for rate, count in pairs]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tiny", choices=["tiny", "mid"])
+    parser.add_argument("--rates", type=parse_rates, default=parse_rates("1:10,100:200"),
+                        help="RATE:COUNT pairs: records per second and how many records")
+    parser.add_argument("--max-waits", default="1,0", help="Comma list of --max-wait values to compare")
+    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="Where the benchmark models are kept")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    model = model_dir(args.model, args.work_dir)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="dialogsum-latency-") as tmp:
+        for rate, count in args.rates:
+            for max_wait in (float(value) for value in args.max_waits.split(",")):
+                runs.append(run_case(model, rate, count, max_wait, args, Path(tmp)))
+                print(f"{rate}/s x {count}, --max-wait {max_wait}: median {runs[-1]['median_s']} s", file=sys.stderr)
+    result = {"model": args.model, "max_new_tokens": args.max_new_tokens, "threads": args.threads, "runs": runs,
+              "environment": environment(args.threads)}
+    command = "python bench/bench_latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return publish(f"latency-{args.model}", result, markdown(result, command.strip()), args.output_dir)
+
+
+if __name__ == "__main__":
+    main()
