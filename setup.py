@@ -16,6 +16,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["dialogsum_batch", "dialogsum_batch.*"]),
+    # The project's dialogues: the smoke preset trains on them from any install, not only a checkout.
+    package_data={"dialogsum_batch.fixtures": ["data/*.jsonl", "data/*.txt", "data/README.md"]},
     # Exactly what the package imports (plus protobuf, which transformers needs to read the
     # spiece.model of transformers-4-era checkpoints). Ranges for users; CI installs the exact
     # versions in constraints.txt. Not here on purpose (README, "Dependencies"): evaluate (its

@@ -70,7 +70,7 @@ def pseudo_words(lines: int, seed: int = 0) -> Iterator[str]:
 
 def build_model(work: Path, spec: ModelSpec) -> Path:
     """The benchmark Pegasus, built once and kept in the work folder."""
-    from dialogsum_batch.tiny import build_tiny_model, default_texts
+    from dialogsum_batch.fixtures.tiny import build_tiny_model, default_texts
 
     folder = work / spec.tag
     if (folder / "model.safetensors").is_file():
@@ -94,8 +94,8 @@ def export_once(model: Path, quantization: str) -> Path:
 
 
 def synthetic_records(count: int, offset: int = 0) -> list[Any]:
-    from dialogsum_batch.records import Record
-    from dialogsum_batch.synthetic import generate
+    from dialogsum_batch.inference.records import Record
+    from dialogsum_batch.fixtures.synthetic import generate
 
     rows = list(generate(offset + count, seed=RECORD_SEED))[offset:]
     return [Record(i, row["id"], row["dialogue"]) for i, row in enumerate(rows)]
@@ -109,7 +109,7 @@ def measure(path: str, backend: str, beams: int, records: int, threads: int, rep
     """
     from dialogsum_batch.backends import load_backend
     from dialogsum_batch.config import DecodeSettings, ModelSettings, RunSettings
-    from dialogsum_batch.engine import Engine
+    from dialogsum_batch.inference.engine import Engine
 
     model = ModelSettings(name=path, backend=backend, device="cpu", threads=threads)
     settings = RunSettings(model=model, decode=DecodeSettings(num_beams=beams))

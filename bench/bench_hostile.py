@@ -63,7 +63,7 @@ def normal_archive(folder: Path) -> Path:
     """A SAMSum-shaped corpus.7z of synthetic chats (JSON lists named train / val / test)."""
     import py7zr
 
-    from dialogsum_batch.synthetic import generate
+    from dialogsum_batch.fixtures.synthetic import generate
 
     path = folder / "normal-corpus.7z"
     if not path.exists():
@@ -160,9 +160,9 @@ def endless_line_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[st
     folder = work_dir / "hostile"
     model = folder / "tiny-model"
     if not (model / "config.json").is_file():  # built in a child, for the same reason as the archives
-        subprocess.run([sys.executable, "-m", "dialogsum_batch.tiny", str(model)], check=True, env=child_env(),
+        subprocess.run([sys.executable, "-m", "dialogsum_batch.fixtures.tiny", str(model)], check=True, env=child_env(),
                        stdout=subprocess.DEVNULL)
-    from dialogsum_batch.synthetic import generate
+    from dialogsum_batch.fixtures.synthetic import generate
 
     lines = [json.dumps(record).encode() + b"\n" for record in generate(LINE_RECORDS, seed=5)]
     normal = summarize_in_child(model, lines, 0)

@@ -39,7 +39,7 @@ def child_env() -> dict[str, str]:
 
 def lines(count: int, seed: int = 0) -> list[tuple[str, str]]:
     """(id, JSONL line) for ``count`` synthetic chats."""
-    from dialogsum_batch.synthetic import generate
+    from dialogsum_batch.fixtures.synthetic import generate
 
     return [(row["id"], json.dumps(row, ensure_ascii=False) + "\n") for row in generate(count, seed=seed)]
 

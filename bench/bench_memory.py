@@ -30,7 +30,7 @@ LIMIT = 1.3  # the largest run's peak RSS may be at most this multiple of the sm
 
 def write_input(path: Path, n: int, seed: int = 0) -> Path:
     """``n`` synthetic records with summaries, streamed to a JSONL file."""
-    from dialogsum_batch.synthetic import generate
+    from dialogsum_batch.fixtures.synthetic import generate
 
     with path.open("w", encoding="utf-8") as handle:
         for record in generate(n, seed=seed):

@@ -180,7 +180,7 @@ def load_translator(ctx: Context, work_dir: Path) -> Any:
 def run_ctranslate2(ctx: Context) -> Measure:
     """``translate_batch`` over every record at once; CTranslate2 sorts and rebatches by length itself."""
     from dialogsum_batch.backends.ctranslate2 import decoding_options
-    from dialogsum_batch.batching import padded_size, plan_batches
+    from dialogsum_batch.inference.batching import padded_size, plan_batches
 
     tok, decoding = ctx.tokenizer, decoding_options(ctx.generation)
     started = time.perf_counter()
@@ -201,8 +201,8 @@ def run_ours(ctx: Context) -> Measure:
     """The Engine and TransformersBackend, as the dialogsum-batch command runs them."""
     from dialogsum_batch.backends.transformers import TransformersBackend
     from dialogsum_batch.config import BatchSettings, RunSettings
-    from dialogsum_batch.engine import Engine
-    from dialogsum_batch.records import Record
+    from dialogsum_batch.inference.engine import Engine
+    from dialogsum_batch.inference.records import Record
 
     backend = TransformersBackend(ctx.model, ctx.tokenizer, ctx.generation, NOTEBOOK_LENGTH)
     settings = RunSettings(batch=BatchSettings(batch_tokens=ctx.batch_tokens))

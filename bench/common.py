@@ -42,7 +42,7 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "tiny": ModelSpec("tiny", 64, 2, 4, 128, 2000),  # dialogsum_batch.tiny's defaults: overhead-dominated
+    "tiny": ModelSpec("tiny", 64, 2, 4, 128, 2000),  # dialogsum_batch.fixtures.tiny's defaults: overhead-dominated
     "mid": ModelSpec("mid", 512, 6, 8, 2048, 8192),  # compute dominates, still fast on two cores
     "large": ModelSpec("large", 1024, 16, 16, 4096, 96103),  # pegasus-large dimensions, ~570M parameters
 }
@@ -53,7 +53,7 @@ MODELS: dict[str, ModelSpec] = {
 
 def padded_vocab(size: int) -> list[tuple[str, float]]:
     """Pegasus' special tokens and the project's SentencePiece pieces, padded with unused pieces to ``size``."""
-    from dialogsum_batch.tiny import default_texts, pegasus_vocab, train_sentencepiece, training_sentences
+    from dialogsum_batch.fixtures.tiny import default_texts, pegasus_vocab, train_sentencepiece, training_sentences
 
     processor = train_sentencepiece(training_sentences(default_texts()), min(size, 8000))
     vocab = pegasus_vocab(processor)[:size]
@@ -66,7 +66,7 @@ def build_model(spec: ModelSpec, output_dir: Path, seed: int = 0) -> Path:
     from transformers import PegasusTokenizer
 
     from dialogsum_batch.logs import library_bars
-    from dialogsum_batch.tiny import TinySpec, random_model, tiny_config
+    from dialogsum_batch.fixtures.tiny import TinySpec, random_model, tiny_config
 
     tokenizer = PegasusTokenizer(vocab=padded_vocab(spec.vocab_size), offset=0, model_max_length=1024)
     sizes = TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024)
@@ -87,7 +87,7 @@ def model_dir(name: str, work_dir: Path = WORK_DIR, seed: int = 0) -> Path:
     if marker.is_file() and json.loads(marker.read_text()) == {**asdict(spec), "seed": seed}:
         return folder
     if name == "tiny":  # exactly the model the tests and demos use
-        from dialogsum_batch.tiny import build_tiny_model
+        from dialogsum_batch.fixtures.tiny import build_tiny_model
 
         build_tiny_model(folder, seed=seed)
         marker.write_text(json.dumps({**asdict(spec), "seed": seed}) + "\n")
@@ -101,7 +101,7 @@ def model_dir(name: str, work_dir: Path = WORK_DIR, seed: int = 0) -> Path:
 def dialogues(n: int, source: str = "synthetic", seed: int = 0) -> list[dict[str, str]]:
     """``n`` records ({id, dialogue, summary}): synthetic, or DialogSum dev rows repeated to ``n``."""
     if source == "synthetic":
-        from dialogsum_batch.synthetic import generate
+        from dialogsum_batch.fixtures.synthetic import generate
 
         return list(generate(n, seed=seed))
     path = SHARED_DIALOGSUM if source == "dialogsum" else Path(source)

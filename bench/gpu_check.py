@@ -10,7 +10,7 @@ Sections, each timed and recorded even when another one fails:
 
 * ``allocator``: PYTORCH_CUDA_ALLOC_CONF and PYTORCH_ALLOC_CONF are set to expandable segments
   before CUDA starts; the allocator's own settings are read back to show they are in effect.
-* ``train``: bf16 training steps of the ``smoke`` fine-tuning preset (dialogsum_batch.finetune);
+* ``train``: bf16 training steps of the ``smoke`` fine-tuning preset (dialogsum_batch.training.trainer);
   when that API is unavailable or fails, a plain bf16 training loop on the mid-size model.
 * ``oom``: GPU memory nearly filled with a ballast tensor, then the Engine runs batches that cannot
   fit: they must be split (``oom_splits`` > 0) and every record must still come back.
@@ -87,7 +87,7 @@ def build_random_pegasus(spec: ModelSpec, device: str, dtype: Any, seed: int = 0
     import torch
     from transformers import PegasusForConditionalGeneration, PegasusTokenizer
 
-    from dialogsum_batch.tiny import TinySpec, tiny_config, tiny_generation_config
+    from dialogsum_batch.fixtures.tiny import TinySpec, tiny_config, tiny_generation_config
 
     tokenizer = PegasusTokenizer(vocab=padded_vocab(spec.vocab_size), offset=0, model_max_length=1024)
     config = tiny_config(TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024),
@@ -114,8 +114,8 @@ def run_engine(backend: Any, texts: list[str], batch_tokens: int, max_batch_size
                ) -> tuple[Any, list[dict], list[str]]:
     """The Engine over ``texts`` (bad records skipped, as ``--on-error skip``): Stats, outputs, error lines."""
     from dialogsum_batch.config import BatchSettings, RunSettings
-    from dialogsum_batch.engine import Engine
-    from dialogsum_batch.records import Record
+    from dialogsum_batch.inference.engine import Engine
+    from dialogsum_batch.inference.records import Record
 
     outputs: list[dict] = []
     errors: list[str] = []
@@ -199,8 +199,8 @@ def check_training(check: Check) -> dict[str, Any]:
 
 
 def train_smoke_preset(check: Check) -> dict[str, Any]:
-    from dialogsum_batch.finetune import finetune
-    from dialogsum_batch.presets import get_preset
+    from dialogsum_batch.training.trainer import finetune
+    from dialogsum_batch.training.presets import get_preset
 
     steps = 20 if check.cpu_smoke else 200
     with tempfile.TemporaryDirectory(prefix="gpu-check-train-") as tmp:

@@ -12,9 +12,9 @@ from .config import DEFAULT_MODEL, MODEL_ENV, BatchSettings, DecodeSettings, Fie
 from .errors import DialogsumError
 from .export import QUANTIZATIONS
 from .logs import Log, library_bars, stderr_is_terminal
-from .outputs import same_file
-from .records import MAX_LINE_BYTES
-from .runner import JobFiles, run_job, written_files
+from .inference.outputs import same_file
+from .inference.records import MAX_LINE_BYTES
+from .inference.job import JobFiles, run_job, written_files
 
 EPILOG = """\b
 Exit codes:

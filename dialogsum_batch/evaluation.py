@@ -31,9 +31,9 @@ from . import rouge
 from .backends import Backend, Encoded, Generated, load_backend
 from .baselines import BASELINES
 from .config import BatchSettings, DecodeSettings, ModelSettings, RunSettings
-from .engine import Engine
+from .inference.engine import Engine
 from .errors import ConfigError, DataError, InputError
-from .records import Record
+from .inference.records import Record
 
 MODEL_SYSTEM = "model"
 PLOT_FILE = "rouge_by_length.png"

@@ -50,7 +50,7 @@ def isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny random-weight Pegasus, built once per test session (a few seconds)."""
-    from dialogsum_batch.tiny import build_tiny_model
+    from dialogsum_batch.fixtures.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 
@@ -115,7 +115,7 @@ class FakeBackend:
 def fake_backend(monkeypatch) -> FakeBackend:
     """A FakeBackend that the CLI loads in place of a real model."""
     backend = FakeBackend()
-    monkeypatch.setattr("dialogsum_batch.runner.load_backend", lambda model, decode, log=None: backend)
+    monkeypatch.setattr("dialogsum_batch.inference.job.load_backend", lambda model, decode, log=None: backend)
     return backend
 
 

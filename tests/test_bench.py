@@ -104,7 +104,7 @@ def test_batch_plan_is_within_budget_longest_first_and_loses_no_row():
     """The engine's batch plan (what the throughput figures rest on), over random length mixes."""
     import random
 
-    from dialogsum_batch.batching import padded_size, plan_batches
+    from dialogsum_batch.inference.batching import padded_size, plan_batches
 
     rng = random.Random(1)
     for _ in range(200):
@@ -118,7 +118,7 @@ def test_batch_plan_is_within_budget_longest_first_and_loses_no_row():
 
 
 def test_batch_plan_pads_less_than_greedy_filling_at_a_length_gap():
-    from dialogsum_batch.batching import padded_size, plan_batches
+    from dialogsum_batch.inference.batching import padded_size, plan_batches
 
     lengths = [900] + [100] * 80  # one long chat, many short ones
     plan = plan_batches(lengths, 8192, 64)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from dialogsum_batch import corpora
 from dialogsum_batch.corpora import load_corpus
 from dialogsum_batch.errors import ConfigError, DataError
-from dialogsum_batch.outputs import jsonl_line
+from dialogsum_batch.inference.outputs import jsonl_line
 
 ROWS = [{"id": str(i), "dialogue": f"A: hi {i}\r\nB: yo", "summary": f"They greet {i}."} for i in range(20)]
 FILTERS = {

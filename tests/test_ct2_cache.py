@@ -23,7 +23,7 @@ from dialogsum_batch.backends.ctranslate2 import pick_compute_type
 from dialogsum_batch.cli import main
 from dialogsum_batch.config import DecodeSettings, ModelSettings
 from dialogsum_batch.errors import ConfigError, ModelError
-from dialogsum_batch.synthetic import generate
+from dialogsum_batch.fixtures.synthetic import generate
 from dialogsum_batch.tasks.cache import cache as cache_task
 from dialogsum_batch.tasks.evaluation import evaluate as evaluate_task
 

@@ -28,11 +28,11 @@ from dialogsum_batch.backends.ctranslate2 import (
 )
 from dialogsum_batch.cli import main
 from dialogsum_batch.config import DecodeSettings, ModelSettings, RunSettings
-from dialogsum_batch.engine import Engine
+from dialogsum_batch.inference.engine import Engine
 from dialogsum_batch.errors import ModelError
 from dialogsum_batch.export import ExportSettings, export_model
-from dialogsum_batch.records import Record
-from dialogsum_batch.synthetic import generate
+from dialogsum_batch.inference.records import Record
+from dialogsum_batch.fixtures.synthetic import generate
 
 pytest.importorskip("ctranslate2")
 

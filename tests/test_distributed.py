@@ -24,14 +24,14 @@ from invoke.exceptions import Exit
 from conftest import read_jsonl, write_jsonl
 from dialogsum_batch.cli import main as cli_main
 from dialogsum_batch.config import ModelSettings
-from dialogsum_batch.distributed import (Outcome, World, deal, detect_world, launch_command, merge, place,
+from dialogsum_batch.inference.parallel import (Outcome, World, deal, detect_world, launch_command, merge, place,
                                          rank_model, summed)
-from dialogsum_batch.engine import Stats
+from dialogsum_batch.inference.engine import Stats
 from dialogsum_batch.errors import InputError
-from dialogsum_batch.outputs import OutputLock
-from dialogsum_batch.records import BadRecord, Record
-from dialogsum_batch.runner import StopFlag
-from dialogsum_batch.synthetic import generate
+from dialogsum_batch.inference.outputs import OutputLock
+from dialogsum_batch.inference.records import BadRecord, Record
+from dialogsum_batch.inference.job import StopFlag
+from dialogsum_batch.fixtures.synthetic import generate
 from dialogsum_batch.tasks.training import finetune as finetune_task
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from conftest import read_jsonl, write_jsonl
 
 from dialogsum_batch.backends.transformers import TransformersBackend
 from dialogsum_batch.cli import main
-from dialogsum_batch.synthetic import generate
+from dialogsum_batch.fixtures.synthetic import generate
 
 
 def summarize(model, args, stdin=None):

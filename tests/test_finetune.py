@@ -22,14 +22,14 @@ from invoke.exceptions import Exit
 from transformers import GenerationConfig, TrainerCallback
 
 from conftest import write_jsonl
-from dialogsum_batch import finetune as finetune_module
+from dialogsum_batch.training import trainer as finetune_module
 from dialogsum_batch.cli import main as cli_main
 from dialogsum_batch.corpora import SAMSUM_CORPUS_URL
 from dialogsum_batch.errors import ConfigError, ModelError
-from dialogsum_batch.finetune import decoding, describe_log, finetune, resume_point, rouge_metrics
+from dialogsum_batch.training.trainer import decoding, describe_log, finetune, resume_point, rouge_metrics
 from dialogsum_batch.plots import Panel, Series, plot_bars, plot_lines
-from dialogsum_batch.presets import SMOKE
-from dialogsum_batch.synthetic import generate
+from dialogsum_batch.training.presets import SMOKE
+from dialogsum_batch.fixtures.synthetic import generate
 from dialogsum_batch.tasks.training import finetune as finetune_task
 from dialogsum_batch.training import report
 from dialogsum_batch.training.data import build_corpus
@@ -339,7 +339,7 @@ def test_plots_write_pngs(tmp_path):
 def test_only_known_trainer_noise_is_filtered():
     import logging
 
-    from dialogsum_batch.finetune import MISSING_KEYS, _KnownNoise
+    from dialogsum_batch.training.trainer import MISSING_KEYS, _KnownNoise
 
     noise = _KnownNoise({"lm_head.weight", "model.encoder.embed_tokens.weight"})
 

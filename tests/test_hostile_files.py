@@ -23,11 +23,11 @@ from conftest import read_jsonl, write_jsonl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialogsum_batch import outputs, runner
+from dialogsum_batch.inference import job as runner, outputs
 from dialogsum_batch.cli import main
 from dialogsum_batch.errors import DataError, LockedError
-from dialogsum_batch.feed import Feed
-from dialogsum_batch.outputs import OutputLock, done_errors, done_ids, same_file
+from dialogsum_batch.inference.feed import Feed
+from dialogsum_batch.inference.outputs import OutputLock, done_errors, done_ids, same_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -422,7 +422,7 @@ FAKE_RUN = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from conftest import FakeBackend
-    import dialogsum_batch.runner as runner
+    import dialogsum_batch.inference.job as runner
 
     runner.load_backend = lambda model, decode, log=None: FakeBackend()
     from dialogsum_batch.cli import main

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dialogsum_batch.cli import main
-from dialogsum_batch.records import BadRecord, Record, bounded_lines, read_records
+from dialogsum_batch.inference.records import BadRecord, Record, bounded_lines, read_records
 
 
 def good(i: int) -> bytes:

@@ -257,8 +257,8 @@ def test_a_conversion_by_anyone_else_or_of_an_older_main_is_ignored(hub, repo_id
 def test_finetune_names_its_own_pickle_setting(hub, tmp_path):
     from dataclasses import replace
 
-    from dialogsum_batch.finetune import base_model_path
-    from dialogsum_batch.presets import SMOKE
+    from dialogsum_batch.training.trainer import base_model_path
+    from dialogsum_batch.training.presets import SMOKE
 
     config = replace(SMOKE, base_model="org/impostor-model")
     with pytest.raises(ModelError, match=r"only pickle weights .*; set allow_pickle=true") as caught:

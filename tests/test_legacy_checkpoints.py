@@ -3,7 +3,7 @@
 Fixture (a) is laid out as ``transformersbook/pegasus-samsum``: spiece.model, legacy tokenizer files,
 decoding keys in config.json, safetensors, no tokenizer.json or generation_config.json. Fixture (b) is
 the same with ``pytorch_model.bin`` only, as ``google/pegasus-cnn_dailymail``'s main branch. Both are
-the session's tiny model renumbered (dialogsum_batch.legacy), so (a) must compute the tiny model's logits
+the session's tiny model renumbered (dialogsum_batch.fixtures.legacy), so (a) must compute the tiny model's logits
 for the same pieces. About 20 s on one core.
 """
 
@@ -21,11 +21,11 @@ from invoke.exceptions import Exit
 
 from dialogsum_batch.backends.common import encode_texts
 from dialogsum_batch.cli import main as cli_main
-from dialogsum_batch.legacy import DECODING, OFFSET, build_legacy_checkpoint
+from dialogsum_batch.fixtures.legacy import DECODING, OFFSET, build_legacy_checkpoint
 from dialogsum_batch.tasks.evaluation import evaluate as evaluate_task
 from dialogsum_batch.tasks.export import export as export_task
 from dialogsum_batch.tasks.training import finetune as finetune_task
-from dialogsum_batch.tiny import project_data_dir
+from dialogsum_batch.fixtures.tiny import project_data_dir
 
 TEST_FILE = project_data_dir() / "test.jsonl"
 LEGACY_FILES = {"config.json", "spiece.model", "special_tokens_map.json", "tokenizer_config.json"}

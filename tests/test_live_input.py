@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import read_jsonl
 
-from dialogsum_batch.batching import CUT, windows
+from dialogsum_batch.inference.batching import CUT, windows
 from dialogsum_batch.cli import main
-from dialogsum_batch.feed import Feed
+from dialogsum_batch.inference.feed import Feed
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dialogsum_batch.errors import ConfigError
-from dialogsum_batch.presets import PRESETS, get_preset
+from dialogsum_batch.training.presets import PRESETS, get_preset
 from dialogsum_batch.training.config import (
     SCHEDULES,
     TrainConfig,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dialogsum_batch import synthetic
+from dialogsum_batch.fixtures import synthetic
 from dialogsum_batch.errors import ConfigError
-from dialogsum_batch.synthetic import generate, write_jsonl
+from dialogsum_batch.fixtures.synthetic import generate, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 TURN = re.compile(r"^([^:\n]+): (.+)$")
@@ -147,7 +147,7 @@ def test_write_jsonl_round_trips(tmp_path: Path) -> None:
 def test_module_cli_prints_jsonl() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "dialogsum_batch.synthetic", "--n", "4", "--seed", "2"],
+        [sys.executable, "-m", "dialogsum_batch.fixtures.synthetic", "--n", "4", "--seed", "2"],
         capture_output=True, text=True, encoding="utf-8", env=env, cwd=REPO, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dialogsum_batch.errors import ConfigError, InputError
-from dialogsum_batch.tiny import (
+from dialogsum_batch.fixtures.tiny import (
     SPECIAL_PIECES,
     build_tiny_model,
     main,

@@ -10,7 +10,7 @@ from . import register
 @register(help={"output_dir": "Folder to write the model into", "seed": "Seed for weights and vocabulary"})
 def tiny_model(c, output_dir="runs/tiny-pegasus", seed=0):
     """Build the tiny random-weight Pegasus (offline, seconds) for tests and smoke runs."""
-    from ..tiny import build_tiny_model
+    from ..fixtures.tiny import build_tiny_model
 
     path = build_tiny_model(output_dir, seed=int(seed))
     print(f"tiny Pegasus written to {path}")
@@ -27,7 +27,7 @@ def quickstart(c, output_dir="runs/quickstart"):
     """The whole job offline: tiny Pegasus fine-tuned on data/, then summarize data/test.jsonl with ROUGE."""
     from pathlib import Path
 
-    from ..tiny import project_data_dir
+    from ..fixtures.tiny import project_data_dir
 
     c.run(f"invoke finetune --preset smoke --output-dir {output_dir}/model", pty=False)
     sample = project_data_dir() / "test.jsonl"

@@ -1,4 +1,4 @@
-"""Fine-tuning task: ``invoke finetune``, a thin wrapper around dialogsum_batch.finetune."""
+"""Fine-tuning task: ``invoke finetune``, a thin wrapper around dialogsum_batch.training.trainer."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def finetune(c, preset=None, output_dir=None, config=None, resume=False, data=No
         _launch(c, options, num_processes, accelerate_config)
         return
     from ..errors import DialogsumError
-    from ..finetune import finetune as run
+    from ..training.trainer import finetune as run
     from ..training.config import cli_overrides, load_train_config
 
     try:
@@ -63,7 +63,7 @@ def _options(preset, output_dir, config, resume, data, base_model, max_steps, as
 
 def _launch(c, options: list[str], num_processes, accelerate_config) -> None:
     """Run the training module on every process of ``accelerate launch``; its exit code is the task's."""
-    from ..distributed import launch_command, shell_line
+    from ..inference.parallel import launch_command, shell_line
 
     count = None if num_processes is None else int(num_processes) if str(num_processes).isdigit() else 0
     if count is not None and count < 1:

@@ -1,6 +1,6 @@
 """Fine-tuning pieces: the config, training data, run-folder reports and process settings.
 
-``dialogsum_batch.finetune`` puts them together around ``Seq2SeqTrainer``.
+``dialogsum_batch.training.trainer`` puts them together around ``Seq2SeqTrainer``.
 """
 
 from .config import TrainConfig, load_train_config

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     prepare_cuda_allocator()  # before the import below pulls torch in
     from ..errors import DialogsumError
-    from ..finetune import finetune
+    from .trainer import finetune
     from .config import cli_overrides, load_train_config
 
     try:

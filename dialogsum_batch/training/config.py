@@ -300,7 +300,7 @@ def load_train_config(
     overrides: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
     """The checked config: ``preset`` (or the file's ``preset:``), then the file, then ``overrides``."""
-    from ..presets import get_preset
+    from .presets import get_preset
 
     values = dict(read_config_file(config_file)) if config_file else {}
     named = preset or values.pop("preset", None) or DEFAULT_PRESET

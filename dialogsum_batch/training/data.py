@@ -56,7 +56,7 @@ def _add_corpus(parts: dict[str, list[datasets.Dataset]], config: TrainConfig, l
 
 def project_data_dir() -> Path:
     """The repository's ``data/`` folder of example chats (JSONL with dialogue and summary)."""
-    from ..tiny import project_data_dir as folder
+    from ..fixtures.tiny import project_data_dir as folder
 
     return folder()
 
@@ -75,7 +75,7 @@ def project_datasets(log: Log, folder: Path | None = None) -> list[datasets.Data
 
 def synthetic_dataset(n: int, seed: int, prefix: str) -> datasets.Dataset:
     """``n`` synthetic chats (dialogue_batch.synthetic) as a Dataset of id / dialogue / summary."""
-    from ..synthetic import generate
+    from ..fixtures.synthetic import generate
 
     rows = list(generate(n, seed=seed, id_prefix=prefix))
     columns = {name: [row[name] for row in rows] for name in TEXT_COLUMNS}

@@ -78,7 +78,7 @@ def _data_lines(config: TrainConfig, summary: RunSummary) -> list[str]:
     if config.project_data:
         lines.append("- the project's example chats (`data/*.jsonl`), added to training")
     if config.synthetic_train or config.synthetic_validation:
-        lines.append(f"- synthetic chats (`dialogsum_batch.synthetic`): {config.synthetic_train} for training, "
+        lines.append(f"- synthetic chats (`dialogsum_batch.fixtures.synthetic`): {config.synthetic_train} for training, "
                      f"{config.synthetic_validation} for validation")
     lines.append(f"- {summary.train_records} training and {summary.eval_records} validation records")
     return lines
@@ -128,7 +128,7 @@ def base_model_id(config: TrainConfig) -> str | None:
 
 def _base_text(config: TrainConfig) -> str:
     if config.base_model == TINY_MODEL:
-        return "a tiny random-weight Pegasus (dialogsum_batch.tiny)"
+        return "a tiny random-weight Pegasus (dialogsum_batch.fixtures.tiny)"
     hub_id = base_model_id(config)
     return f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"the local model folder `{config.base_model}`"
 

@@ -30,15 +30,15 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from .backends import Backend, load_backend
+from ..backends import Backend, load_backend
 from .batching import Cut, windows
-from .config import ModelSettings, RunSettings
+from ..config import ModelSettings, RunSettings
 from .engine import Engine, Interrupted, Stats, select
-from .errors import DialogsumError, InputError
-from .logs import Log
+from ..errors import DialogsumError, InputError
+from ..logs import Log
 from .outputs import JsonlWriter, OutputLock, closing_output, open_output
 from .records import BadRecord, Item, Record
-from .runner import (EXIT_OK, EXIT_PARTIAL, ErrorSink, JobFiles, Resumed, StopFlag, finish_job, input_feed,
+from .job import (EXIT_OK, EXIT_PARTIAL, ErrorSink, JobFiles, Resumed, StopFlag, finish_job, input_feed,
                      interrupted, lock_path, progress_bar, read_resumed)
 
 # Messages may wait on the main process reading slow input (stdin from a producer): no early timeout.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import DataError, InputError, LockedError
+from ..errors import DataError, InputError, LockedError
 from .records import MAX_LINE_BYTES, bounded_lines, json_type, shorten
 
 

@@ -40,13 +40,13 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from . import rouge
-from .errors import ConfigError, ModelError
-from .logs import library_bars, stderr_is_terminal
-from .modelfiles import LOAD_ERRORS, check_model_folder, load_failure
-from .training import data, report
-from .training.config import TINY_MODEL, TrainConfig, load_train_config
-from .training.runtime import prepare_cuda_allocator
+from .. import rouge
+from ..errors import ConfigError, ModelError
+from ..logs import library_bars, stderr_is_terminal
+from ..modelfiles import LOAD_ERRORS, check_model_folder, load_failure
+from . import data, report
+from .config import TINY_MODEL, TrainConfig, load_train_config
+from .runtime import prepare_cuda_allocator
 
 __all__ = ["TrainConfig", "finetune", "load_train_config"]
 
@@ -254,11 +254,11 @@ def base_model_path(config: TrainConfig, run_dir: Path, log: Log) -> str:
         target = run_dir / "base-model"
         if (target / "config.json").is_file():
             return str(target)  # a resumed run keeps the weights it started from
-        from .tiny import build_tiny_model
+        from ..fixtures.tiny import build_tiny_model
 
         log(f"building the tiny random Pegasus in {target}")
         return str(build_tiny_model(target, seed=config.seed))
-    from .backends.resolve import PickleOnlyError, resolve_model
+    from ..backends.resolve import PickleOnlyError, resolve_model
 
     try:
         return resolve_model(config.base_model, allow_pickle=config.allow_pickle, log=log)  # fails in seconds offline

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .config import FieldNames
-from .errors import InputError
+from ..config import FieldNames
+from ..errors import InputError
 
 RAW_LIMIT = 500  # characters of a bad line kept in error reports
 STDIN = "-"

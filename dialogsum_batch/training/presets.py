@@ -29,7 +29,7 @@
     are on and the batch backs off by itself on OOM; fp16 is never used (Pegasus overflows).
 
 ``smoke`` -- the same pipeline in about a minute on two CPU cores
-    A tiny random Pegasus (``dialogsum_batch.tiny``, built into ``RUN/base-model``) trained on
+    A tiny random Pegasus (``dialogsum_batch.fixtures.tiny``, built into ``RUN/base-model``) trained on
     the repository's ``data/*.jsonl`` plus 2,000 synthetic chats, validated on 32 synthetic
     chats. Tuned on two shared CPU cores, scoring 48 held-out synthetic chats: 300 steps of
     batch 16 at lr 5e-3 (5% warmup, linear decay) take the training loss from ~7.6 to ~1.5 and
@@ -42,8 +42,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .errors import ConfigError
-from .training.config import SAMSUM_CORPUS_URL, TINY_MODEL, TrainConfig
+from ..errors import ConfigError
+from .config import SAMSUM_CORPUS_URL, TINY_MODEL, TrainConfig
 
 PEGASUS_SAMSUM = TrainConfig(
     base_model="google/pegasus-cnn_dailymail",

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, load_backend
-from .config import RunSettings
+from ..backends import Backend, load_backend
+from ..config import RunSettings
 from .engine import Engine, Interrupted, Stats, select
-from .errors import DataError, InputError
+from ..errors import DataError, InputError
 from .feed import Feed
-from .logs import Log
+from ..logs import Log
 from .outputs import (ERROR_KEYS, OUTPUT_KEYS, JsonlWriter, OutputLock, closing_output, done_errors,
                       error_record, open_output, same_file, scan_written)
 from .records import MAX_LINE_BYTES, STDIN, expand, read_files
@@ -135,9 +135,9 @@ def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = F
     """Run the job under its lock; the backend is loaded here unless one is given (tests, tools).
 
     Under ``accelerate launch`` / ``torchrun`` (WORLD_SIZE > 1) every process calls this and the job is
-    data-parallel (dialogsum_batch.distributed); the main process alone writes, and all return one code.
+    data-parallel (dialogsum_batch.inference.parallel); the main process alone writes, and all return one code.
     """
-    from .distributed import detect_world, run_parallel
+    from .parallel import detect_world, run_parallel
 
     if detect_world().size > 1:
         return run_parallel(files, settings, log, progress, backend)

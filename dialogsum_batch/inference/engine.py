@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import rouge
-from .backends import Backend, Encoded, Generated, OutOfMemory
+from .. import rouge
+from ..backends import Backend, Encoded, Generated, OutOfMemory
 from .batching import Cut, InOrder, padded_size, plan_batches, windows
-from .config import RunSettings
-from .errors import InputError
+from ..config import RunSettings
+from ..errors import InputError
 from .records import BadRecord, Item, Record
 
 Emit = Callable[[dict[str, Any]], None]
