@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 import datasets
 
 from dialogsum_batch.errors import ConfigError, DataError, first_line
+from dialogsum_batch.hub import HUB_ID, SAMSUM_CORPUS_URL
 from dialogsum_batch.logs import library_bars
 
 __all__ = [
@@ -61,7 +62,6 @@ Log = Union[Callable[[str], Any], logging.Logger, None]
 PathLike = Union[str, "os.PathLike[str]"]
 
 DEFAULT_CACHE_DIR = "~/.cache/dialogsum_batch"
-SAMSUM_CORPUS_URL = "https://arxiv.org/src/1911.12237v2/anc/corpus.7z"
 
 # Hub ids that no longer resolve, and where the same data lives now (keys are lower-case).
 # knkarthick/samsum is the community mirror people moved to when Samsung/samsum went 404.
@@ -83,7 +83,6 @@ SPLIT_ALIASES: dict[str, str] = {
 SPLIT_ORDER = ("train", "validation", "test")
 FIELDS = ("id", "dialogue", "summary")
 DISK_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 HUB_PROBE_TIMEOUT_S = 3.0
 DOWNLOAD_TIMEOUT_S = 60.0
 

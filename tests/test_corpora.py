@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import py7zr
 import pytest
 
-from dialogsum_batch import corpora
+from dialogsum_batch import corpora, hub
 from dialogsum_batch.corpora import load_corpus, resolve_hub_id, split_from_filename
 from dialogsum_batch.errors import ConfigError, DataError
 
@@ -375,7 +375,7 @@ def test_samsum_ids_redirect_to_a_live_mirror() -> None:
     assert resolve_hub_id("samsum") == "knkarthick/samsum"
     assert resolve_hub_id("SAMSUNG/SAMSUM") == "knkarthick/samsum"
     assert resolve_hub_id("knkarthick/dialogsum") == "knkarthick/dialogsum"
-    assert corpora.SAMSUM_CORPUS_URL.endswith("/corpus.7z")
+    assert hub.SAMSUM_CORPUS_URL.endswith("/corpus.7z")
 
 
 def test_offline_hub_id_fails_fast(monkeypatch: pytest.MonkeyPatch, no_load_dataset: None) -> None:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogsum_batch import corpora
+from dialogsum_batch import corpora, hub
 from dialogsum_batch.corpora import load_corpus
 from dialogsum_batch.errors import ConfigError, DataError
 from dialogsum_batch.inference.outputs import jsonl_line
@@ -275,7 +275,7 @@ def test_known_download_is_checked_against_its_digest(tmp_path: Path, monkeypatc
 
 
 def test_samsum_digest_is_the_recorded_one() -> None:
-    size, digest = corpora.KNOWN_DOWNLOADS[corpora.SAMSUM_CORPUS_URL]
+    size, digest = corpora.KNOWN_DOWNLOADS[hub.SAMSUM_CORPUS_URL]
     assert size == 2_944_100 and re.fullmatch(r"[0-9a-f]{64}", digest)
 
 

@@ -16,7 +16,7 @@ from invoke.exceptions import Exit
 from safetensors import safe_open
 
 from dialogsum_batch.errors import ConfigError, ModelError
-from dialogsum_batch.corpora import SAMSUM_CORPUS_URL
+from dialogsum_batch.hub import SAMSUM_CORPUS_URL
 from dialogsum_batch.export import EXPORT_INFO, ExportSettings, card_metadata, export_model, fill_converter_fields
 from dialogsum_batch.tasks.export import bench_backends, export
 

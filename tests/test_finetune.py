@@ -24,7 +24,7 @@ from transformers import GenerationConfig, TrainerCallback
 from conftest import write_jsonl
 from dialogsum_batch.training import trainer as finetune_module
 from dialogsum_batch.cli import main as cli_main
-from dialogsum_batch.corpora import SAMSUM_CORPUS_URL
+from dialogsum_batch.hub import SAMSUM_CORPUS_URL
 from dialogsum_batch.errors import ConfigError, ModelError
 from dialogsum_batch.training.trainer import decoding, describe_log, finetune, resume_point, rouge_metrics
 from dialogsum_batch.plots import Panel, Series, plot_bars, plot_lines

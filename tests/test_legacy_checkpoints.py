@@ -25,7 +25,7 @@ from dialogsum_batch.fixtures.legacy import DECODING, OFFSET, build_legacy_check
 from dialogsum_batch.tasks.evaluation import evaluate as evaluate_task
 from dialogsum_batch.tasks.export import export as export_task
 from dialogsum_batch.tasks.training import finetune as finetune_task
-from dialogsum_batch.fixtures.tiny import project_data_dir
+from dialogsum_batch.fixtures import project_data_dir
 
 TEST_FILE = project_data_dir() / "test.jsonl"
 LEGACY_FILES = {"config.json", "spiece.model", "special_tokens_map.json", "tokenizer_config.json"}

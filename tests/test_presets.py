@@ -37,7 +37,7 @@ def test_pegasus_samsum_is_the_documented_recipe():
 
 
 def test_pegasus_samsum_reads_the_original_samsum_archive():
-    from dialogsum_batch.corpora import SAMSUM_CORPUS_URL
+    from dialogsum_batch.hub import SAMSUM_CORPUS_URL
 
     assert get_preset("pegasus-samsum").data == SAMSUM_CORPUS_URL
 

@@ -27,7 +27,7 @@ def quickstart(c, output_dir="runs/quickstart"):
     """The whole job offline: tiny Pegasus fine-tuned on data/, then summarize data/test.jsonl with ROUGE."""
     from pathlib import Path
 
-    from ..fixtures.tiny import project_data_dir
+    from ..fixtures import project_data_dir
 
     c.run(f"invoke finetune --preset smoke --output-dir {output_dir}/model", pty=False)
     sample = project_data_dir() / "test.jsonl"

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import ConfigError
+from ..hub import SAMSUM_CORPUS_URL
 
 DEFAULT_PRESET = "pegasus-samsum"
 UNION_TYPES = (Union, types.UnionType)  # Optional[int] and int | None
-SAMSUM_CORPUS_URL = "https://arxiv.org/src/1911.12237v2/anc/corpus.7z"  # == corpora.SAMSUM_CORPUS_URL
 TINY_MODEL = "tiny"  # base_model value that builds the tiny random Pegasus into the run folder
 OPTIMIZERS = ("adamw", "adafactor")
 BEST_METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")

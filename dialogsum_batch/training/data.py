@@ -56,7 +56,7 @@ def _add_corpus(parts: dict[str, list[datasets.Dataset]], config: TrainConfig, l
 
 def project_data_dir() -> Path:
     """The repository's ``data/`` folder of example chats (JSONL with dialogue and summary)."""
-    from ..fixtures.tiny import project_data_dir as folder
+    from ..fixtures import project_data_dir as folder
 
     return folder()
 

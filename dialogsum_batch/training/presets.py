@@ -43,7 +43,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import ConfigError
-from .config import SAMSUM_CORPUS_URL, TINY_MODEL, TrainConfig
+from ..hub import SAMSUM_CORPUS_URL
+from .config import TINY_MODEL, TrainConfig
 
 PEGASUS_SAMSUM = TrainConfig(
     base_model="google/pegasus-cnn_dailymail",
