@@ -8,14 +8,9 @@ import json
 import pytest
 
 from dialogsum_batch.errors import ConfigError
-from dialogsum_batch.training.presets import PRESETS, get_preset
-from dialogsum_batch.training.config import (
-    SCHEDULES,
-    TrainConfig,
-    cli_overrides,
-    load_train_config,
-    parse_assignments,
-)
+from dialogsum_batch.training.config import SCHEDULES, TrainConfig
+from dialogsum_batch.training.options import overrides, parse_assignments
+from dialogsum_batch.training.presets import PRESETS, get_preset, load_train_config
 
 
 def test_both_presets_exist_and_pass_their_own_checks():
@@ -166,6 +161,7 @@ def test_assignments_need_an_equals_sign():
 
 
 def test_set_pairs_win_over_named_options():
-    values = cli_overrides(output_dir="runs/a", max_steps="10", resume=True, assignments=["max_steps=20"])
+    values = overrides({"output_dir": "runs/a", "max_steps": "10", "resume": True, "set_": ["max_steps=20"]})
     assert values == {"output_dir": "runs/a", "max_steps": "20", "resume": True}
-    assert cli_overrides() == {}
+    assert overrides({}) == {}
+    assert overrides({"preset": "smoke", "config": "run.yaml", "data": "", "resume": False, "set_": None}) == {}

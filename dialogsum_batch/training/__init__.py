@@ -1,9 +1,13 @@
-"""Fine-tuning pieces: the config, training data, run-folder reports and process settings.
+"""Everything for fine-tuning: the config and its presets, the training data, the trainer, run-folder
+reports, process settings, and the one option table both commands are built from.
 
-``dialogsum_batch.training.trainer`` puts them together around ``Seq2SeqTrainer``.
+``trainer`` puts the pieces together around ``Seq2SeqTrainer``; ``options`` is the command line
+(``python -m dialogsum_batch.training`` and ``invoke finetune``); ``launch`` the ``accelerate launch``
+line that runs it on several processes.
 """
 
-from .config import TrainConfig, load_train_config
+from .config import TrainConfig
+from .presets import load_train_config
 from .runtime import prepare_cuda_allocator
 
 __all__ = ["TrainConfig", "load_train_config", "prepare_cuda_allocator"]

@@ -1,8 +1,9 @@
-"""The fine-tuning configuration: one frozen dataclass, built from a preset, a file and overrides.
+"""The fine-tuning configuration: one frozen dataclass whose defaults are the ``pegasus-samsum`` recipe.
 
-Precedence, lowest first: the preset (``pegasus-samsum`` unless the file or caller names
-another), then ``--config FILE`` (YAML or JSON, flat ``key: value``), then ``--set key=value``.
-Every value is checked once, here, so a typo fails before any model is loaded.
+A run's config is the preset, then ``--config FILE`` (YAML or JSON, flat ``key: value``), then
+``--set key=value`` (``presets.load_train_config`` puts them together). This module checks and
+coerces every value once, so a typo fails before any model is loaded. It knows no preset: the
+presets are built from it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any, Union
 from ..errors import ConfigError
 from ..hub import SAMSUM_CORPUS_URL
 
-DEFAULT_PRESET = "pegasus-samsum"
 UNION_TYPES = (Union, types.UnionType)  # Optional[int] and int | None
 TINY_MODEL = "tiny"  # base_model value that builds the tiny random Pegasus into the run folder
 OPTIMIZERS = ("adamw", "adafactor")
@@ -34,7 +34,7 @@ NONE_WORDS = {"none", "null", "~", ""}
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every knob of a fine-tuning run; the defaults are the ``pegasus-samsum`` recipe."""
+    """Every knob of a fine-tuning run; the defaults are the ``pegasus-samsum`` recipe (presets.py says why)."""
 
     # --- what to train, on what, and where
     base_model: str = "google/pegasus-cnn_dailymail"  # Hub id, local folder, or "tiny" (built into the run)
@@ -234,29 +234,6 @@ def apply(config: TrainConfig, values: Mapping[str, Any], where: str) -> TrainCo
     return replace(config, **changes)
 
 
-def parse_assignments(items: Iterable[str]) -> dict[str, str]:
-    """``["lr=1e-3", "bf16=false"]`` -> ``{"lr": "1e-3", "bf16": "false"}``; values stay text."""
-    pairs: dict[str, str] = {}
-    for item in items:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def cli_overrides(output_dir: str | None = None, data: str | None = None, base_model: str | None = None,
-                  max_steps: str | int | None = None, resume: bool = False,
-                  assignments: Iterable[str] = ()) -> dict[str, Any]:
-    """Settings from command-line options; ``--set KEY=VALUE`` pairs win over the named options."""
-    named = {"output_dir": output_dir, "data": data, "base_model": base_model, "max_steps": max_steps}
-    values: dict[str, Any] = {key: value for key, value in named.items() if value not in (None, "")}
-    if resume:
-        values["resume"] = True
-    values.update(parse_assignments(assignments))
-    return values
-
-
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A flat mapping from a .json, .yaml or .yml file."""
     file = Path(path)
@@ -292,22 +269,3 @@ def _parse_yaml(text: str, file: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
-
-
-def load_train_config(
-    preset: str | None = None,
-    config_file: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> TrainConfig:
-    """The checked config: ``preset`` (or the file's ``preset:``), then the file, then ``overrides``."""
-    from .presets import get_preset
-
-    values = dict(read_config_file(config_file)) if config_file else {}
-    named = preset or values.pop("preset", None) or DEFAULT_PRESET
-    values.pop("preset", None)
-    config = get_preset(str(named))
-    if values:
-        config = apply(config, values, str(config_file))
-    if overrides:
-        config = apply(config, overrides, "--set")
-    return config.check()

@@ -7,21 +7,21 @@ only, unpadded: ``DataCollatorForSeq2Seq`` pads each batch to its own longest ro
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import datasets
 
+from ..corpora import load_corpus
 from ..errors import DataError
+from ..fixtures import project_data_dir
+from ..fixtures.synthetic import generate
+from ..logs import Say
 from .config import TrainConfig
 
 TEXT_COLUMNS = ["id", "dialogue", "summary"]
 SYNTHETIC_TRAIN_SEED = 1  # the tiny model's vocabulary is trained on seed 0; held-out tests use others
 SYNTHETIC_VALIDATION_SEED = 2
-Log = Callable[[str], None]
 
 
-def build_corpus(config: TrainConfig, log: Log) -> datasets.DatasetDict:
+def build_corpus(config: TrainConfig, log: Say) -> datasets.DatasetDict:
     """``train`` and, when any source has one, ``validation``: all sources joined, then capped."""
     parts: dict[str, list[datasets.Dataset]] = {"train": [], "validation": []}
     if config.data:
@@ -40,10 +40,8 @@ def build_corpus(config: TrainConfig, log: Log) -> datasets.DatasetDict:
     return datasets.DatasetDict(joined)
 
 
-def _add_corpus(parts: dict[str, list[datasets.Dataset]], config: TrainConfig, log: Log) -> None:
+def _add_corpus(parts: dict[str, list[datasets.Dataset]], config: TrainConfig, log: Say) -> None:
     """The configured corpus' train split (required) and eval split (optional)."""
-    from ..corpora import load_corpus
-
     corpus = load_corpus(config.data, columns=config.columns or None, log=log)
     if config.train_split not in corpus:
         raise DataError(f"{_describe(config.data)}: no '{config.train_split}' split; it has {', '.join(corpus)}")
@@ -54,29 +52,19 @@ def _add_corpus(parts: dict[str, list[datasets.Dataset]], config: TrainConfig, l
         log(f"{_describe(config.data)} has no '{config.eval_split}' split: it adds no validation records")
 
 
-def project_data_dir() -> Path:
-    """The repository's ``data/`` folder of example chats (JSONL with dialogue and summary)."""
-    from ..fixtures import project_data_dir as folder
-
-    return folder()
-
-
-def project_datasets(log: Log, folder: Path | None = None) -> list[datasets.Dataset]:
-    """Every record of every ``data/*.jsonl`` file, whatever split its name announces."""
-    from ..corpora import load_corpus
-
+def project_datasets(log: Say) -> list[datasets.Dataset]:
+    """Every record of every file of the project's dialogues (``data/*.jsonl``), whatever split its name announces."""
+    folder = project_data_dir()
     found = []
-    for path in sorted((folder or project_data_dir()).glob("*.jsonl")):
+    for path in sorted(folder.glob("*.jsonl")):
         corpus = load_corpus(str(path), log=log)
         found += [split.select_columns(TEXT_COLUMNS) for split in corpus.values()]
-    log(f"project data: {sum(len(d) for d in found)} records from {folder or project_data_dir()}")
+    log(f"project data: {sum(len(d) for d in found)} records from {folder}")
     return found
 
 
 def synthetic_dataset(n: int, seed: int, prefix: str) -> datasets.Dataset:
-    """``n`` synthetic chats (dialogue_batch.synthetic) as a Dataset of id / dialogue / summary."""
-    from ..fixtures.synthetic import generate
-
+    """``n`` synthetic chats (dialogsum_batch.fixtures.synthetic) as a Dataset of id / dialogue / summary."""
     rows = list(generate(n, seed=seed, id_prefix=prefix))
     columns = {name: [row[name] for row in rows] for name in TEXT_COLUMNS}
     features = datasets.Features({name: datasets.Value("string") for name in TEXT_COLUMNS})

@@ -78,8 +78,8 @@ def _data_lines(config: TrainConfig, summary: RunSummary) -> list[str]:
     if config.project_data:
         lines.append("- the project's example chats (`data/*.jsonl`), added to training")
     if config.synthetic_train or config.synthetic_validation:
-        lines.append(f"- synthetic chats (`dialogsum_batch.fixtures.synthetic`): {config.synthetic_train} for training, "
-                     f"{config.synthetic_validation} for validation")
+        lines.append(f"- synthetic chats (`dialogsum_batch.fixtures.synthetic`): {config.synthetic_train} "
+                     f"for training, {config.synthetic_validation} for validation")
     lines.append(f"- {summary.train_records} training and {summary.eval_records} validation records")
     return lines
 
@@ -90,8 +90,8 @@ def _recipe_rows(config: TrainConfig, summary: RunSummary) -> list[tuple[str, st
              f" x {summary.processes} process(es) = {config.effective_batch_size * summary.processes}")
     return [
         ("length", f"{length} ({summary.steps} optimizer steps run)"),
-        ("optimizer", f"{config.optimizer}, lr {config.learning_rate:g} {config.lr_scheduler_type}, "
-                      f"warmup {config.warmup_steps:g}, weight decay {config.weight_decay:g}"),
+        ("optimizer", (f"{config.optimizer}, lr {config.learning_rate:g} {config.lr_scheduler_type}, "
+                       f"warmup {config.warmup_steps:g}, weight decay {config.weight_decay:g}")),
         ("batch", batch),
         ("label smoothing", f"{config.label_smoothing:g}"),
         ("lengths", f"source {config.max_source_length}, target {config.max_target_length} tokens"),
@@ -101,8 +101,8 @@ def _recipe_rows(config: TrainConfig, summary: RunSummary) -> list[tuple[str, st
 
 
 def _results_lines(summary: RunSummary, config: TrainConfig) -> list[str]:
-    lines = [f"- training loss {summary.train_metrics.get('train_loss', float('nan')):.4f} "
-             f"in {summary.train_metrics.get('train_runtime', 0):.0f} s"]
+    lines = [(f"- training loss {summary.train_metrics.get('train_loss', float('nan')):.4f} "
+              f"in {summary.train_metrics.get('train_runtime', 0):.0f} s")]
     scores = summary.eval_metrics
     if scores:
         rouge = " / ".join(f"{scores.get(f'eval_{key}', float('nan')):.2f}" for key in ROUGE_KEYS)

@@ -41,16 +41,16 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from .. import rouge
+from ..backends.resolve import PickleOnlyError, resolve_model
 from ..errors import ConfigError, ModelError
-from ..logs import library_bars, stderr_is_terminal
-from ..modelfiles import LOAD_ERRORS, check_model_folder, load_failure
+from ..fixtures.tiny import build_tiny_model
+from ..logs import Say, library_bars, stderr_is_terminal
+from ..modelfiles import LOAD_ERRORS, Advice, check_transformers_folder, load_failure
 from . import data, report
-from .config import TINY_MODEL, TrainConfig, load_train_config
+from .config import TINY_MODEL, TrainConfig
 from .runtime import prepare_cuda_allocator
 
-__all__ = ["TrainConfig", "finetune", "load_train_config"]
-
-Log = Callable[[str], None]
+__all__ = ["finetune"]
 
 
 def log_to_stderr(message: str) -> None:
@@ -72,7 +72,7 @@ class Prepared:
 # ------------------------------------------------------------------------------ the run
 
 
-def finetune(config: TrainConfig, log: Log = log_to_stderr, *, callbacks: Sequence[TrainerCallback] = ()) -> Path:
+def finetune(config: TrainConfig, log: Say = log_to_stderr, *, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """Train as ``config`` says and return the run folder (final model, tokenizer, metrics, card).
 
     ``callbacks`` are extra ``TrainerCallback`` objects (tests use one to interrupt a run).
@@ -89,14 +89,14 @@ def finetune(config: TrainConfig, log: Log = log_to_stderr, *, callbacks: Sequen
     with torch_threads(config.torch_threads), library_bars():  # no tqdm bars under cron or CI: lines instead
         prepared = prepare(config, args, log, callbacks)
         if prepared.trainer.is_world_process_zero():
-            report.write_config(run_dir, config)
+            report.write_config(run_dir, config)  # before training: a crashed run still says what it was
         with quiet_known_noise(prepared.trainer.model):
             result = prepared.trainer.train(resume_from_checkpoint=checkpoint)
             finish(prepared, config, run_dir, result.metrics, log)
     return run_dir
 
 
-def resume_point(run_dir: Path, resume: bool, log: Log) -> str | None:
+def resume_point(run_dir: Path, resume: bool, log: Say) -> str | None:
     """The checkpoint to resume from; ConfigError when a run is there and resume was not asked."""
     last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
     if resume:
@@ -120,7 +120,7 @@ def is_complete(checkpoint: Path, config: TrainConfig) -> bool:
     return state.get("epoch", 0) >= config.num_train_epochs - 1e-6
 
 
-def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Log,
+def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Say,
             callbacks: Sequence[TrainerCallback]) -> Prepared:
     """Model, data and trainer; downloads and builds happen once, on the main process first."""
     run_dir = Path(args.output_dir)
@@ -154,7 +154,7 @@ def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Log,
     return Prepared(trainer, tuned, len(splits["train"]), len(evaluation) if evaluation is not None else 0, device)
 
 
-def finish(prepared: Prepared, config: TrainConfig, run_dir: Path, train_metrics: dict, log: Log) -> None:
+def finish(prepared: Prepared, config: TrainConfig, run_dir: Path, train_metrics: dict, log: Say) -> None:
     """Save the (best) model, score it with the saved decoding, write metrics, curves and card."""
     trainer = prepared.trainer
     history = list(trainer.state.log_history)  # before the final evaluation, which decodes differently
@@ -171,7 +171,6 @@ def finish(prepared: Prepared, config: TrainConfig, run_dir: Path, train_metrics
     summary = report.RunSummary(prepared.train_records, prepared.eval_records, trainer.state.global_step,
                                 train_metrics, eval_metrics, _folder_name(trainer.state.best_model_checkpoint),
                                 prepared.device, trainer.args.world_size)
-    report.write_config(run_dir, config)
     report.write_history(run_dir, trainer.state.log_history)
     report.write_curves(run_dir, history, title=f"{run_dir.name}: {config.base_model}")
     report.write_card(run_dir, config, summary)
@@ -248,18 +247,14 @@ def torch_threads(count: int) -> Iterator[None]:
 # ----------------------------------------------------------------------------- the model
 
 
-def base_model_path(config: TrainConfig, run_dir: Path, log: Log) -> str:
+def base_model_path(config: TrainConfig, run_dir: Path, log: Say) -> str:
     """A local folder holding the base model: the tiny one built into the run, or a resolved Hub id."""
     if config.base_model == TINY_MODEL:
         target = run_dir / "base-model"
         if (target / "config.json").is_file():
             return str(target)  # a resumed run keeps the weights it started from
-        from ..fixtures.tiny import build_tiny_model
-
         log(f"building the tiny random Pegasus in {target}")
         return str(build_tiny_model(target, seed=config.seed))
-    from ..backends.resolve import PickleOnlyError, resolve_model
-
     try:
         return resolve_model(config.base_model, allow_pickle=config.allow_pickle, log=log)  # fails in seconds offline
     except PickleOnlyError as exc:
@@ -270,16 +265,15 @@ def base_model_path(config: TrainConfig, run_dir: Path, log: Log) -> str:
                          "reachable once to fill the cache") from None
 
 
+BASE_MODEL_ADVICE = Advice(pickle="set allow_pickle=true to load *.bin files",
+                           ctranslate2="set base_model to the transformers model it was converted from")
+
+
 def check_weights(path: str, config: TrainConfig) -> None:
-    """ModelError unless the folder has safetensors weights, or pickle ones and allow_pickle is set,
-    and its files pass ``check_model_folder`` (config, decoding settings, safetensors layout)."""
-    folder = Path(path)
-    if any(folder.glob("*.safetensors")) or config.allow_pickle:
-        check_model_folder(folder, config.allow_pickle)
-        return
-    name = config.base_model if Path(config.base_model).expanduser() == folder else f"{config.base_model} ({path})"
-    reason = "only pickle weights (*.bin)" if any(folder.glob("*.bin")) else "no model weights"
-    raise ModelError(f"{name} has {reason}; set allow_pickle=true to load *.bin files")
+    """ModelError, one line, unless the base model's folder holds weights this run may read."""
+    named = Path(config.base_model).expanduser() == Path(path)
+    check_transformers_folder(path, config.allow_pickle, BASE_MODEL_ADVICE,
+                              name=config.base_model if named else f"{config.base_model} ({path})")
 
 
 def load_model(path: str, config: TrainConfig) -> tuple[PreTrainedTokenizerBase, Any]:
@@ -390,7 +384,7 @@ def rouge_metrics(tokenizer: PreTrainedTokenizerBase) -> Callable[[EvalPredictio
         labels = np.where(prediction.label_ids < 0, pad, prediction.label_ids)
         texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
         references = tokenizer.batch_decode(labels, skip_special_tokens=True)
-        scores = rouge.RougeAccumulator()
+        scores = rouge.RougeMean()
         for text, reference in zip(texts, references):
             scores.add(rouge.score(text, reference))
         lengths = (generated[:, 1:] != pad).sum(axis=1)  # without the decoder start token
@@ -402,7 +396,7 @@ def rouge_metrics(tokenizer: PreTrainedTokenizerBase) -> Callable[[EvalPredictio
 class LossLines(TrainerCallback):
     """One readable stderr line per Trainer log (training loss, validation scores, the end) and checkpoint."""
 
-    def __init__(self, log: Log):
+    def __init__(self, log: Say):
         self.log = log
 
     def on_log(self, args, state, control, logs=None, **kwargs):

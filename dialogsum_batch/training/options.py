@@ -1,0 +1,168 @@
+"""The command line of fine-tuning, written once: the option table that ``python -m dialogsum_batch.training``
+(argparse) and ``invoke finetune`` are both built from, and the run both of them end in.
+
+Options that name a ``TrainConfig`` field become overrides; ``--set KEY=VALUE`` reaches every other field
+and wins over the named options. Values stay text here: the config coerces and checks each one, once,
+with its own messages. The launch options belong to the Invoke task alone: they start ``accelerate
+launch``, which runs the training module, with the other options, on every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from ..errors import ConfigError, DialogsumError
+from .presets import load_train_config
+from .runtime import prepare_cuda_allocator
+
+INTERRUPTED = "interrupted: run again with --resume to continue from the last checkpoint"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option, as both commands show it."""
+
+    name: str  # the Python name; the flag is --name with dashes ("set_" -> --set, as Invoke spells it)
+    kind: type  # str takes a value, bool is a flag, list is repeatable
+    help: str
+    default: Any = None  # None: not given (the preset or the file decides)
+    metavar: str | None = None  # argparse's placeholder for the value
+    setting: bool = False  # names a TrainConfig field: a given value becomes an override
+    launch: bool = False  # the Invoke task's only: read by accelerate launch, not passed to the training module
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.rstrip("_").replace("_", "-")
+
+
+# The order is the order in which the task passes options on to the training module.
+OPTIONS: tuple[Option, ...] = (
+    Option("preset", str, "Recipe to start from: pegasus-samsum (GPU, the default) or smoke (tiny model, CPU, ~1 min)",
+           metavar="NAME"),
+    Option("output_dir", str, "Run folder: final model, checkpoints, metrics, plot, model card", metavar="DIR",
+           setting=True),
+    Option("config", str, "YAML or JSON file of settings, applied over the preset", metavar="FILE"),
+    Option("data", str, "Corpus: corpus.7z, save_to_disk folder, CSV/JSON/JSONL/Parquet file, URL or Hub id",
+           metavar="SOURCE", setting=True),
+    Option("base_model", str, "Model to fine-tune: Hub id, local folder, or 'tiny'", metavar="MODEL", setting=True),
+    Option("max_steps", str, "Optimizer steps; overrides the number of epochs", metavar="N", setting=True),
+    Option("resume", bool, "Continue from the last checkpoint in the run folder", default=False, setting=True),
+    Option("set_", list, "Any setting as KEY=VALUE, e.g. --set learning_rate=5e-5 (repeatable)", metavar="KEY=VALUE"),
+    Option("num_processes", str, "Train on N processes (one per GPU) through accelerate launch (DDP)",
+           metavar="N", launch=True),
+    Option("accelerate_config", str, "accelerate config file (FSDP, DeepSpeed, several machines) for accelerate launch",
+           metavar="FILE", launch=True),
+)
+TRAINING_OPTIONS = tuple(option for option in OPTIONS if not option.launch)  # what the training module takes
+TASK_HELP = {option.name: option.help for option in OPTIONS}  # Invoke's help= for the task
+TASK_ITERABLE = [option.name for option in OPTIONS if option.kind is list]  # Invoke's iterable= for the task
+
+
+def _given(option: Option, value: Any) -> bool:
+    """Whether a value was given: a flag set, a list not empty, a value not None or blank."""
+    return bool(value) if option.kind in (bool, list) else value not in (None, "")
+
+
+# ------------------------------------------------------------------------- the two commands
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The training options on an argparse parser (the launch ones are the Invoke task's); returns it."""
+    for option in TRAINING_OPTIONS:
+        if option.kind is bool:
+            parser.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
+        elif option.kind is list:
+            parser.add_argument(option.flag, dest=option.name, action="append", metavar=option.metavar,
+                                help=option.help)
+        else:
+            parser.add_argument(option.flag, dest=option.name, metavar=option.metavar, help=option.help)
+    return parser
+
+
+def task_signature() -> inspect.Signature:
+    """``(c, *, preset=None, ..., accelerate_config=None)``: Invoke reads a task's options from its signature."""
+    context = inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return inspect.Signature([context] + [inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY,
+                                                            default=option.default) for option in OPTIONS])
+
+
+def takes_options(body: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., Any]:
+    """Turn ``body(c, options)`` into ``task(c, *, preset=None, ...)`` with the table's signature.
+
+    Invoke builds the task's flags from that signature; ``options`` holds every option, defaults
+    filled in, and a misspelt keyword in a direct call is a TypeError as with any function.
+    """
+    signature = task_signature()
+
+    @functools.wraps(body)
+    def task(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return body(bound.arguments["c"], {option.name: bound.arguments[option.name] for option in OPTIONS})
+
+    task.__signature__ = signature  # type: ignore[attr-defined]  # inspect (and so Invoke) reads this first
+    return task
+
+
+# ------------------------------------------------------------------------- what the options mean
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, str]:
+    """``["lr=1e-3", "bf16=false"]`` -> ``{"lr": "1e-3", "bf16": "false"}``; values stay text."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def overrides(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The config settings the options give: the named ones, then ``--set KEY=VALUE`` pairs, which win."""
+    values = {option.name: options[option.name] for option in OPTIONS
+              if option.setting and _given(option, options.get(option.name))}
+    values.update(parse_assignments(options.get("set_") or ()))
+    return values
+
+
+def module_arguments(options: Mapping[str, Any]) -> list[str]:
+    """The given options as ``python -m dialogsum_batch.training`` takes them, in table order."""
+    arguments: list[str] = []
+    for option in TRAINING_OPTIONS:
+        value = options.get(option.name)
+        if not _given(option, value):
+            continue
+        if option.kind is bool:
+            arguments.append(option.flag)
+        elif option.kind is list:
+            arguments += [part for item in value for part in (option.flag, str(item))]
+        else:
+            arguments += [option.flag, str(value)]
+    return arguments
+
+
+class Outcome(NamedTuple):
+    """How a run ended, for the command to print and exit with."""
+
+    code: int  # exit status: 0, a DialogsumError's (1 for bad settings, data or model), 130 when interrupted
+    text: str  # the run folder (for stdout), or one line for a person (for stderr)
+
+
+def run_finetune(options: Mapping[str, Any]) -> Outcome:
+    """Load the config the options describe and train it; expected failures become one line and an exit code."""
+    prepare_cuda_allocator()  # before the trainer's import pulls torch in
+    try:
+        config = load_train_config(options.get("preset"), options.get("config"), overrides(options))
+        from . import trainer  # torch and transformers: seconds to import, so only for settings known to be good
+
+        return Outcome(0, str(trainer.finetune(config)))
+    except DialogsumError as exc:
+        return Outcome(exc.exit_code, f"error: {exc}")
+    except KeyboardInterrupt:
+        return Outcome(130, INTERRUPTED)
