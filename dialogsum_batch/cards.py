@@ -8,7 +8,6 @@ Hub id (a local folder, a private file) is left out of the metadata and named in
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # "org/name" (or a legacy bare name)
+from .hub import is_hub_id, resolve_hub_id
+
 DATA_SUFFIXES = (".7z", ".csv", ".json", ".jsonl", ".parquet", ".gz", ".txt")  # files, never dataset ids
 DATASET_NAMES = {"knkarthick/samsum": "SAMSum"}  # pretty names for the results table
 ROUGE_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
@@ -60,23 +60,21 @@ def hub_model_id(name: str | Path) -> str | None:
     path = Path(text).expanduser()
     if path.exists():
         return cached_repo_id(path, "models")
-    return text if HUB_ID.match(text) else None
+    return text if is_hub_id(text) else None
 
 
 def hub_dataset_id(source: Any) -> str | None:
     """The Hub dataset id of a corpus source (a dead id as its mirror; SAMSum's corpus.7z as SAMSum's), or None."""
     if not isinstance(source, str) or not source.strip():
         return None
-    from .corpora import resolve_hub_id
-
     text = source.strip()
     name = Path(urlparse(text).path if "://" in text else text).name.lower()
-    if name == "corpus.7z":  # the SAMSum authors' archive (corpora.SAMSUM_CORPUS_URL), or a copy of it
+    if name == "corpus.7z":  # the SAMSum authors' archive (hub.SAMSUM_CORPUS_URL), or a copy of it
         return resolve_hub_id("samsum")
     path = Path(text).expanduser()
     if path.exists():
         return cached_repo_id(path, "datasets")
-    if "://" in text or not HUB_ID.match(text) or path.suffix.lower() in DATA_SUFFIXES:
+    if "://" in text or not is_hub_id(text) or path.suffix.lower() in DATA_SUFFIXES:
         return None
     return resolve_hub_id(text)
 

@@ -40,35 +40,26 @@ from urllib.parse import urlparse
 import datasets
 
 from dialogsum_batch.errors import ConfigError, DataError, first_line
-from dialogsum_batch.hub import HUB_ID, SAMSUM_CORPUS_URL
-from dialogsum_batch.logs import library_bars
+from dialogsum_batch.hub import KNOWN_DOWNLOADS, SAMSUM_CORPUS_URL, hub_unreachable, is_hub_id, resolve_hub_id
+from dialogsum_batch.logs import Say, library_bars
+from dialogsum_batch.text import normalise
 
 __all__ = [
     "DEFAULT_CACHE_DIR",
     "DEFAULT_MAX_EXTRACT_BYTES",
     "DEFAULT_MAX_MEMBER_BYTES",
-    "HUB_REDIRECTS",
-    "SAMSUM_CORPUS_URL",
     "ExtractLimits",
     "canonical_split",
     "load_corpus",
-    "resolve_hub_id",
     "split_from_filename",
 ]
 
 logger = logging.getLogger(__name__)
 
-Log = Union[Callable[[str], Any], logging.Logger, None]
+LogTarget = Say | logging.Logger | None  # where load_corpus reports: a callable, a Logger, or this module's logger
 PathLike = Union[str, "os.PathLike[str]"]
 
 DEFAULT_CACHE_DIR = "~/.cache/dialogsum_batch"
-
-# Hub ids that no longer resolve, and where the same data lives now (keys are lower-case).
-# knkarthick/samsum is the community mirror people moved to when Samsung/samsum went 404.
-HUB_REDIRECTS: dict[str, str] = {
-    "samsung/samsum": "knkarthick/samsum",
-    "samsum": "knkarthick/samsum",
-}
 
 SPLIT_ALIASES: dict[str, str] = {
     "train": "train",
@@ -83,15 +74,7 @@ SPLIT_ALIASES: dict[str, str] = {
 SPLIT_ORDER = ("train", "validation", "test")
 FIELDS = ("id", "dialogue", "summary")
 DISK_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
-HUB_PROBE_TIMEOUT_S = 3.0
 DOWNLOAD_TIMEOUT_S = 60.0
-
-# Size and sha256 of downloads whose bytes are known, checked before a file is cached (and on reuse).
-# SAMSum's corpus.7z: the download_checksums that huggingface/datasets recorded for this URL in
-# datasets/samsum/dataset_infos.json (commit 5afdbe0f).
-KNOWN_DOWNLOADS: dict[str, tuple[int, str]] = {
-    SAMSUM_CORPUS_URL: (2_944_100, "a97674c66726f66b98a08ca5e8868fb8af9d4843f2b05c4f839bc5cfe91e8899"),
-}
 
 # How far one archive may expand. SAMSum's corpus.7z expands to about 12 MB: the defaults leave room for
 # corpora forty times larger, and stop a small hostile archive before it fills the disk or memory.
@@ -159,18 +142,13 @@ def split_from_filename(name: str) -> str | None:
     return None
 
 
-def resolve_hub_id(name: str) -> str:
-    """The Hub id to load for ``name``: a working mirror for known dead ids, else ``name``."""
-    return HUB_REDIRECTS.get(name.strip().lower(), name)
-
-
 def load_corpus(
     source: PathLike | Mapping[str, PathLike],
     *,
     splits: str | Sequence[str] | None = None,
     columns: Mapping[str, str] | None = None,
     cache_dir: PathLike | None = None,
-    log: Log = None,
+    log: LogTarget = None,
     max_extract_bytes: int | None = None,
     max_member_bytes: int | None = None,
 ) -> datasets.DatasetDict:
@@ -200,7 +178,7 @@ def load_corpus(
 
 
 def _read_source(
-    source: PathLike | Mapping[str, PathLike], cache: Path, emit: Callable[[str], None], limits: ExtractLimits
+    source: PathLike | Mapping[str, PathLike], cache: Path, emit: Say, limits: ExtractLimits
 ) -> _Source:
     """Read any supported source into tables grouped by split."""
     if isinstance(source, Mapping):
@@ -211,7 +189,7 @@ def _read_source(
     path = Path(text).expanduser()
     if path.exists():
         return _read_path(path, limits)
-    if HUB_ID.match(text) and path.suffix.lower() not in _READERS and path.suffix.lower() != ".7z":
+    if is_hub_id(text) and path.suffix.lower() not in _READERS and path.suffix.lower() != ".7z":
         return _read_hub(text, emit)
     raise DataError(f"{text}: no such file or folder")
 
@@ -232,7 +210,7 @@ def _read_path(path: Path, limits: ExtractLimits) -> _Source:
     )
 
 
-def _read_mapping(source: Mapping[str, PathLike], cache: Path, emit: Callable[[str], None]) -> _Source:
+def _read_mapping(source: Mapping[str, PathLike], cache: Path, emit: Say) -> _Source:
     """Read a ``split -> file`` mapping; each value is a local path or a URL."""
     grouped: dict[str, list[_Table]] = {}
     for split, where in source.items():
@@ -478,7 +456,7 @@ def _byte_cap(name: str, given: int | None, variable: str, default: int) -> int:
     return given
 
 
-def _download(url: str, cache: Path, emit: Callable[[str], None]) -> Path:
+def _download(url: str, cache: Path, emit: Say) -> Path:
     """Fetch ``url`` into the cache once, complete and verified; later calls reuse the file."""
     name = Path(urlparse(url).path).name or "download"
     target = cache / hashlib.sha256(url.encode()).hexdigest()[:16] / name
@@ -604,13 +582,13 @@ def _dataset_table(dataset: datasets.Dataset, label: str) -> _Table:
 # ---------------------------------------------------------------- the Hub
 
 
-def _read_hub(name: str, emit: Callable[[str], None]) -> _Source:
+def _read_hub(name: str, emit: Say) -> _Source:
     """Load a Hub dataset id, failing within seconds when the Hub is out of reach."""
     target = resolve_hub_id(name)
     if target != name:
         emit(f"{name} is no longer on the Hugging Face Hub; loading the mirror {target} "
              f"(original: {SAMSUM_CORPUS_URL})")
-    offline_reason = _hub_offline_reason()
+    offline_reason = hub_unreachable()
     if offline_reason and not _hub_cached(target):
         raise DataError(
             f"{target}: not a local path, and the Hugging Face Hub is out of reach ({offline_reason}) with no cached "
@@ -625,22 +603,6 @@ def _read_hub(name: str, emit: Callable[[str], None]) -> _Source:
     if not isinstance(loaded, datasets.DatasetDict):
         return _Source({"train": [_dataset_table(loaded, target)]}, single=True)
     return _Source({canonical_split(s): [_dataset_table(d, f"{target}[{s}]")] for s, d in loaded.items()})
-
-
-def _hub_offline_reason() -> str | None:
-    """Why the Hub cannot be used now (offline env var, or no answer), or None if it answers."""
-    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(variable, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
-            return f"{variable} is set"
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    try:
-        request = urllib.request.Request(f"{endpoint}/api/datasets?limit=1", method="HEAD")
-        urllib.request.urlopen(request, timeout=HUB_PROBE_TIMEOUT_S).close()
-    except urllib.error.HTTPError:
-        return None  # the Hub answered, even if with an error status
-    except (urllib.error.URLError, OSError) as exc:
-        return f"no answer from {endpoint}: {first_line(getattr(exc, 'reason', exc))}"
-    return None
 
 
 def _hub_cached(name: str) -> bool:
@@ -898,7 +860,7 @@ _READERS: dict[str, Callable[[Path, str], _Table]] = {
 
 
 def _build_split(
-    split: str, tables: list[_Table], columns: Mapping[str, str], emit: Callable[[str], None]
+    split: str, tables: list[_Table], columns: Mapping[str, str], emit: Say
 ) -> datasets.Dataset:
     """Normalise the tables of one split into a Dataset; empty records are dropped and counted."""
     kept: list[dict[str, Any]] = []
@@ -993,11 +955,10 @@ def _reference_texts(row: Mapping[str, Any], columns: tuple[str, ...]) -> list[s
 
 
 def _clean(value: Any) -> str:
-    """Text with CRLF / CR line ends as ``\\n`` and outer whitespace stripped; None is ''."""
+    """Any cell value as normalised text (``text.normalise``: LF line ends, no outer whitespace); None is ''."""
     if value is None:
         return ""
-    text = value if isinstance(value, str) else str(value)
-    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    return normalise(value if isinstance(value, str) else str(value))
 
 
 def _to_dataset(records: list[dict[str, Any]]) -> datasets.Dataset:
@@ -1045,7 +1006,7 @@ def _check_columns(columns: Mapping[str, str] | None) -> dict[str, str]:
     return mapping
 
 
-def _emitter(log: Log) -> Callable[[str], None]:
+def _emitter(log: LogTarget) -> Say:
     """Turn the ``log`` argument into a one-line sink."""
     if log is None:
         return logger.info

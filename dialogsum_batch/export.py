@@ -5,6 +5,7 @@
 * ``ctranslate2``: CTranslate2's own converter, quantized as asked (int8 by default), with the
   tokenizer and ``generation_config.json`` copied beside ``model.bin`` so that
   ``dialogsum-batch --model OUT`` serves it alone (CTranslate2 itself ignores the decoding settings).
+  The conversion is ``backends.ct2_convert``'s, the one the conversion cache uses too.
 
 The export is written to a hidden staging folder beside OUT and renamed into place at the end, so
 a failed or interrupted export never leaves a half-written serving folder behind. The source
@@ -17,36 +18,35 @@ folder is only read.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__, cards
-from .errors import ConfigError, ModelError, first_line
-from .logs import library_bars
-from .modelfiles import LOAD_ERRORS, check_model_folder, load_failure
+from .backends.ct2_convert import (  # QUANTIZATIONS stays importable from here: the CLI's --quantization choices
+    DEFAULT_QUANTIZATION,
+    EXPORT_INFO,
+    QUANTIZATIONS,
+    save_tokenizer,
+    write_ctranslate2,
+    write_info,
+)
+from .errors import ConfigError
+from .hub import is_hub_id
+from .logs import Say, library_bars
+from .modelfiles import LOAD_ERRORS, Advice, check_transformers_folder, load_failure, read_json
 
 FORMATS = ("hf", "ctranslate2")
-QUANTIZATIONS = ("int8", "int8_float32", "int8_bfloat16", "bfloat16", "float16", "float32")
 HF_DTYPES = ("float32", "bfloat16")  # float16 is left out: Pegasus overflows in it
-DEFAULT_QUANTIZATION = "int8"  # what CPU serving wants: ~4x smaller, several times faster
-EXPORT_INFO = "dialogsum_export.json"  # marks a folder as ours (and so safe to replace with --force)
 METRIC_FILES = ("metrics.json", "eval_results.json", "all_results.json", "test_results.json")
-# Config fields CTranslate2's converter reads that transformers 5 no longer writes for configs built in
-# code; the values are what these architectures compute (Pegasus: pre-layer-norm, no embedding norm).
-CONVERTER_DEFAULTS: dict[str, dict[str, bool]] = {
-    "pegasus": {"normalize_before": True, "normalize_embedding": False},
-}
-INSTALL_CT2 = "pip install 'dialogsum-batch[ct2]'"
 HUB_LINK = re.compile(r"\[([^\]]+)\]\(https://huggingface\.co/+\1\)")  # [x](https://huggingface.co/x)
-
-Log = Callable[[str], None]
+EXPORT_ADVICE = Advice(pickle="pass --allow-pickle to read them anyway",
+                       ctranslate2="export from the transformers model instead")
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,12 @@ class ExportSettings:
 # ---------------------------------------------------------------------------- entry point
 
 
-def export_model(settings: ExportSettings, log: Log | None = None) -> Path:
+def export_model(settings: ExportSettings, log: Say | None = None) -> Path:
     """Write the serving folder described by ``settings`` and return its path."""
     settings.check()
     source = Path(settings.source).expanduser()
     out = output_path(settings.output_dir)
-    check_source(source, settings.allow_pickle)
+    check_transformers_folder(source, settings.allow_pickle, EXPORT_ADVICE)
     check_output(out, source, settings.force)
     if log:
         log(f"exporting {source} as {describe_format(settings)}")
@@ -93,7 +93,7 @@ def export_model(settings: ExportSettings, log: Log | None = None) -> Path:
         else:
             write_ctranslate2(source, staging, settings.quantization or DEFAULT_QUANTIZATION)
         write_card(staging, source, settings)
-        write_info(staging, source, settings)
+        write_info(staging, source, settings.format, settings.quantization, settings.dtype)
         replace_dir(staging, out)
     if log:
         log(f"exported {source} as {describe_format(settings)} to {out}")
@@ -107,21 +107,6 @@ def describe_format(settings: ExportSettings) -> str:
 
 
 # ---------------------------------------------------------------------------- checks and staging
-
-
-def check_source(source: Path, allow_pickle: bool) -> None:
-    """The source must be a transformers model folder with weights we agree to read."""
-    if not source.is_dir():
-        raise ModelError(f"model folder '{source}' does not exist")
-    if not (source / "config.json").is_file():
-        raise ModelError(f"{source} has no config.json: not a transformers model folder")
-    if (source / "model.bin").is_file() and not any(source.glob("*.safetensors")):
-        raise ModelError(f"{source} is already a CTranslate2 folder; export from the transformers model instead")
-    if not any(source.glob("*.safetensors")) and not any(source.glob("*.bin")):
-        raise ModelError(f"{source} holds no model weights (*.safetensors)")
-    if not any(source.glob("*.safetensors")) and not allow_pickle:
-        raise ModelError(f"{source} has only pickle weights (*.bin); pass --allow-pickle to read them anyway")
-    check_model_folder(source, allow_pickle)
 
 
 def output_path(raw: str) -> Path:
@@ -215,90 +200,7 @@ def write_hf(source: Path, staging: Path, dtype: str | None, allow_pickle: bool)
     save_tokenizer(source, staging)
 
 
-def save_tokenizer(source: Path, staging: Path) -> None:
-    """Re-save the source tokenizer (tokenizer_config.json names its class, so AutoTokenizer finds it)."""
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot load the tokenizer from {source}: {first_line(exc)}") from exc
-    tokenizer.save_pretrained(staging)
-
-
-# ---------------------------------------------------------------------------- ctranslate2
-
-
-def write_ctranslate2(source: Path, staging: Path, quantization: str) -> None:
-    """Convert with CTranslate2's converter, then add the tokenizer and decoding settings."""
-    converter = make_converter(str(source))
-    try:
-        converter.convert(str(staging), quantization=quantization, force=True)
-    except (*LOAD_ERRORS, NotImplementedError) as exc:
-        raise load_failure(f"CTranslate2 cannot convert {source}", exc) from exc
-    save_tokenizer(source, staging)
-    save_generation_config(source, staging)
-
-
-def make_converter(source: str) -> Any:
-    """A TransformersConverter that fills the config fields the Pegasus loader needs, in memory only."""
-    try:
-        from ctranslate2.converters import TransformersConverter
-    except ImportError as exc:
-        raise ModelError(f"exporting to CTranslate2 needs the ctranslate2 package: {INSTALL_CT2}") from exc
-
-    class FilledConfigConverter(TransformersConverter):
-        """The loaded model's config gets the missing fields; the files on disk stay as they are."""
-
-        def load_model(self, model_class, model_name_or_path, **kwargs):
-            model = super().load_model(model_class, model_name_or_path, **kwargs)
-            fill_converter_fields(model.config)
-            return model
-
-    return FilledConfigConverter(source)
-
-
-def fill_converter_fields(config: Any) -> dict[str, bool]:
-    """Set the CONVERTER_DEFAULTS fields the config lacks; return what was set."""
-    missing = {
-        key: value
-        for key, value in CONVERTER_DEFAULTS.get(getattr(config, "model_type", ""), {}).items()
-        if getattr(config, key, None) is None
-    }
-    for key, value in missing.items():
-        setattr(config, key, value)
-    return missing
-
-
-def save_generation_config(source: Path, staging: Path) -> None:
-    """generation_config.json from the source, or derived from its config.json as transformers does."""
-    from transformers import GenerationConfig
-
-    if (source / "generation_config.json").is_file():
-        generation = GenerationConfig.from_pretrained(source)
-    else:
-        # From the raw config.json, as transformers' own loading does: a loaded PretrainedConfig has already
-        # dropped a transformers-4 config's decoding keys (num_beams, max_length, min_length, length_penalty).
-        generation = GenerationConfig.from_model_config(read_json(source / "config.json") or {})
-    generation.save_pretrained(staging)
-
-
-# ---------------------------------------------------------------------------- card and info
-
-
-def write_info(staging: Path, source: Path, settings: ExportSettings) -> None:
-    """dialogsum_export.json: what this folder is, for the backend and for a later --force."""
-    config = read_json(source / "config.json") or {}
-    info = {
-        "format": settings.format,
-        "quantization": (settings.quantization or DEFAULT_QUANTIZATION) if settings.format == "ctranslate2" else None,
-        "dtype": settings.dtype if settings.format == "hf" else None,
-        "source": str(source),
-        "model_type": config.get("model_type"),
-        "max_source_length": config.get("max_position_embeddings"),
-        "exported_by": f"dialogsum-batch {__version__}",
-    }
-    (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+# ---------------------------------------------------------------------------- card
 
 
 def find_metrics(source: Path) -> dict[str, dict[str, Any]]:
@@ -311,14 +213,6 @@ def find_metrics(source: Path) -> dict[str, dict[str, Any]]:
             if isinstance(data, dict) and name not in found:
                 found[name] = data
     return found
-
-
-def read_json(path: Path) -> Any:
-    """The parsed file, or None when it is missing or not JSON (a card is no reason to fail)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def metric_rows(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -384,7 +278,7 @@ def source_card_body(source: Path) -> str:
     if text.startswith("---"):
         end = text.find("\n---", 3)
         text = text[end + 4:] if end >= 0 else text
-    return HUB_LINK.sub(lambda m: m.group(0) if cards.HUB_ID.match(m.group(1)) else f"`{m.group(1)}`", text).strip()
+    return HUB_LINK.sub(lambda m: m.group(0) if is_hub_id(m.group(1)) else f"`{m.group(1)}`", text).strip()
 
 
 def card_metadata(source: Path, settings: ExportSettings, metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -408,7 +302,7 @@ def base_model_of(source: Path, origin: Mapping[str, Any]) -> str | None:
     """The Hub model this export derives from: the source itself when it is a Hub snapshot, else the
     base model its card names (a local run folder has no Hub page of its own)."""
     named = origin.get("base_model")
-    named = named if isinstance(named, str) and cards.HUB_ID.match(named) else None
+    named = named if isinstance(named, str) and is_hub_id(named) else None
     return cards.hub_model_id(source) or named
 
 

@@ -2,17 +2,23 @@
 
 Progress bars are for a person watching a terminal. Under cron, CI or a pipe a tqdm bar is a
 stream of carriage returns; there ``library_bars`` hides the bars of transformers, datasets and
-huggingface_hub, and the callers log one line per step instead.
+huggingface_hub, and the callers log one line per step instead. ``quiet_transformers`` keeps
+transformers' advisory warnings off stderr too.
+
+``Log`` is the stderr writer; a function that only reports takes a ``Say``, any callable taking one
+line (``Log().info``, ``print``, ``lines.append`` in a test).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import IO, Any
+
+Say = Callable[[str], Any]  # where a function reports its progress, one line a call
 
 
 class Log:
@@ -83,3 +89,11 @@ def library_bars(show: bool | None = None) -> Iterator[bool]:
             (hub.disable_progress_bars if hub_off else hub.enable_progress_bars)()
         if datasets_on:
             datasets.enable_progress_bars()
+
+
+def quiet_transformers() -> None:
+    """transformers' advisory warnings off for the process (errors still show): stderr belongs to our own log
+    and progress bar. Its tqdm bars are ``library_bars``' business."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()

@@ -2,8 +2,10 @@
 
 ``check_model_folder`` reads only small things (config.json, generation_config.json and the
 safetensors headers), so a broken, hostile or absurd folder is refused before transformers,
-CTranslate2 or torch allocate anything for it. Serving (``dialogsum-batch -m DIR``, ``invoke
-evaluate``), fine-tuning's base model and ``invoke export`` all call it. Nothing here imports torch.
+CTranslate2 or torch allocate anything for it. ``check_transformers_folder`` adds the one rule on
+weights: safetensors, or pickle (*.bin) only when the caller allows it; each caller passes only the
+advice its refusals end with. Serving (``dialogsum-batch -m DIR``, ``invoke evaluate``), fine-tuning's
+base model, ``invoke export`` and the CTranslate2 conversion cache all call them. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import pickle
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,17 @@ GENERATION_POSITIVE = ("temperature", "repetition_penalty")
 # What loading a model folder raises for a file that is broken or refused (torch's weights_only
 # refusal of a hostile pickle is an UnpicklingError; a size mismatch a RuntimeError).
 LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError)
+
+
+@dataclass(frozen=True)
+class Advice:
+    """How a refusal of a folder's weights ends: what to do instead, in the words of the command refusing."""
+
+    pickle: str = "pass --allow-pickle to load them anyway"  # the folder has only pickle (*.bin) weights
+    ctranslate2: str = "use --backend auto or --backend ctranslate2"  # the folder is a CTranslate2 one
+
+
+SERVING = Advice()  # dialogsum-batch and invoke evaluate, the CTranslate2 conversion cache included
 
 
 def load_failure(what: str, exc: BaseException) -> ModelError:
@@ -66,6 +80,49 @@ def check_model_folder(path: str | Path, allow_pickle: bool = False) -> None:
         check_generation(generation, folder / "generation_config.json")
     for weights in sorted(folder.glob("*.safetensors")):
         check_safetensors(weights)
+
+
+def weight_kind(folder: Path) -> str | None:
+    """The weights a folder holds, as the loaders tell them apart: ``safetensors``, ``ctranslate2``
+    (model.bin), ``pickle`` (any other *.bin), or None."""
+    if any(folder.glob("*.safetensors")):
+        return "safetensors"
+    if (folder / "model.bin").is_file():
+        return "ctranslate2"
+    return "pickle" if any(folder.glob("*.bin")) else None
+
+
+def check_transformers_folder(path: str | Path, allow_pickle: bool, advice: Advice = SERVING,
+                              name: str | None = None) -> None:
+    """ModelError, one line, unless ``path`` is a transformers model folder whose weights we agree to read.
+
+    Safetensors always; pickle (*.bin) only with ``allow_pickle`` (torch's ``weights_only`` loading refuses
+    hostile ones, but an untrusted pickle is not worth the try unasked). Then ``check_model_folder``.
+    ``name`` is how the messages call the folder (its path by default).
+    """
+    folder = Path(path)
+    label = name or str(path)
+    if not folder.is_dir():
+        raise ModelError(f"model folder '{label}' does not exist")
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{label} has no config.json: not a transformers model folder")
+    kind = weight_kind(folder)
+    if kind == "ctranslate2":
+        raise ModelError(f"{label} is a CTranslate2 folder; {advice.ctranslate2}")
+    if kind is None:
+        raise ModelError(f"{label} holds no model weights (*.safetensors)")
+    if kind == "pickle" and not allow_pickle:
+        raise ModelError(f"{label} has only pickle weights (*.bin); {advice.pickle}")
+    check_model_folder(folder, allow_pickle)
+
+
+def read_json(file: Path) -> Any:
+    """The parsed file, or None when it is missing or not JSON: for files that are no reason to fail
+    (cards, metrics, caches, info files)."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def read_object(file: Path) -> dict[str, Any] | None:

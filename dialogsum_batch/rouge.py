@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from rouge_score import rouge_scorer, tokenize, tokenizers
@@ -165,34 +165,24 @@ def bootstrap_interval(
     }
 
 
-class RougeAccumulator:
-    """Collects per-record scores as they stream by; reports the mean and a bootstrap CI.
-
-    It keeps four floats per record, so a corpus of any realistic size fits in memory.
-    """
+class RougeMean:
+    """Mean ROUGE F x100 of the records added so far, in constant memory however long the stream."""
 
     def __init__(self) -> None:
-        self._records: list[dict[str, float]] = []
+        self.n = 0  # records added
+        self.sums = dict.fromkeys(ROUGE_TYPES, 0.0)
 
-    def add(self, scores: dict[str, float]) -> None:
-        """Add one record's scores (as returned by ``score``)."""
+    def add(self, scores: Mapping[str, float]) -> None:
+        """Add one record's scores (as ``score`` returns them); ValueError naming the ROUGE types missing."""
         missing = [t for t in ROUGE_TYPES if t not in scores]
         if missing:
             raise ValueError(f"ROUGE scores lack {', '.join(missing)}")
-        self._records.append({t: float(scores[t]) for t in ROUGE_TYPES})
-
-    @property
-    def n(self) -> int:
-        """Number of records added so far."""
-        return len(self._records)
+        for rouge_type in ROUGE_TYPES:
+            self.sums[rouge_type] += float(scores[rouge_type])
+        self.n += 1
 
     def mean(self) -> dict[str, float]:
-        """Mean F x100 per ROUGE type over the records added."""
-        plain = _as_matrix(self._records).mean(axis=0)
-        return {t: float(plain[i]) for i, t in enumerate(ROUGE_TYPES)}
+        """Mean F x100 per ROUGE type; {} before the first record."""
+        return {rouge_type: total / self.n for rouge_type, total in self.sums.items()} if self.n else {}
 
-    def bootstrap(
-        self, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
-    ) -> dict[str, dict[str, float]]:
-        """``bootstrap_interval`` over the records added."""
-        return bootstrap_interval(self._records, n_resamples, seed, confidence)
+

@@ -100,6 +100,16 @@ def test_bench_tasks_run_the_scripts():
     assert c.run.call_args_list[-1].args[0].endswith("bench/gpu_check.py --only allocator --cpu-smoke")
 
 
+def test_bench_backends_task_runs_the_script():
+    from dialogsum_batch.tasks.bench import bench_backends
+
+    c = MockContext(run=Result(exited=0), repeat=True)
+    bench_backends(c, records=16, beams="1")
+    command = c.run.call_args.args[0]
+    assert "bench/bench_backends.py" in command and "--records 16" in command and "--beams 1" in command
+    assert "--work-dir" not in command
+
+
 def test_batch_plan_is_within_budget_longest_first_and_loses_no_row():
     """The engine's batch plan (what the throughput figures rest on), over random length mixes."""
     import random

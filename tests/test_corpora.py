@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import datasets
+import py7zr
 import pyarrow as pa
 import pyarrow.parquet as pq
-import py7zr
 import pytest
 
 from dialogsum_batch import corpora, hub
-from dialogsum_batch.corpora import load_corpus, resolve_hub_id, split_from_filename
+from dialogsum_batch.corpora import load_corpus, split_from_filename
 from dialogsum_batch.errors import ConfigError, DataError
 
 SAMSUM_TRAIN = [
@@ -371,10 +371,10 @@ def test_split_names_from_file_names() -> None:
 
 
 def test_samsum_ids_redirect_to_a_live_mirror() -> None:
-    assert resolve_hub_id("Samsung/samsum") == "knkarthick/samsum"
-    assert resolve_hub_id("samsum") == "knkarthick/samsum"
-    assert resolve_hub_id("SAMSUNG/SAMSUM") == "knkarthick/samsum"
-    assert resolve_hub_id("knkarthick/dialogsum") == "knkarthick/dialogsum"
+    assert hub.resolve_hub_id("Samsung/samsum") == "knkarthick/samsum"
+    assert hub.resolve_hub_id("samsum") == "knkarthick/samsum"
+    assert hub.resolve_hub_id("SAMSUNG/SAMSUM") == "knkarthick/samsum"
+    assert hub.resolve_hub_id("knkarthick/dialogsum") == "knkarthick/dialogsum"
     assert hub.SAMSUM_CORPUS_URL.endswith("/corpus.7z")
 
 
@@ -405,7 +405,7 @@ def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch, no_load_dat
 
 
 def test_reachable_hub_goes_through_load_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(corpora, "_hub_offline_reason", lambda: None)
+    monkeypatch.setattr(corpora, "hub_unreachable", lambda: None)
     calls: list[str] = []
 
     def fake_load_dataset(name: str) -> datasets.DatasetDict:

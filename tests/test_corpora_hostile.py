@@ -262,11 +262,11 @@ def test_known_download_is_checked_against_its_digest(tmp_path: Path, monkeypatc
     body = splits_archive(tmp_path / "served.7z").read_bytes()
     cache = tmp_path / "cache"
     with Server(body) as server:
-        monkeypatch.setitem(corpora.KNOWN_DOWNLOADS, server.url, (len(body), "0" * 64))
+        monkeypatch.setitem(hub.KNOWN_DOWNLOADS, server.url, (len(body), "0" * 64))
         with pytest.raises(DataError, match=r"download does not match the known file .*; nothing cached$"):
             load_corpus(server.url, cache_dir=cache)
         assert cached_files(cache) == []
-        monkeypatch.setitem(corpora.KNOWN_DOWNLOADS, server.url, (len(body), hashlib.sha256(body).hexdigest()))
+        monkeypatch.setitem(hub.KNOWN_DOWNLOADS, server.url, (len(body), hashlib.sha256(body).hexdigest()))
         load_corpus(server.url, cache_dir=cache, log=lambda line: None)
         cached = next(cache.rglob("corpus.7z"))
         cached.write_bytes(body[:100])  # a short copy cached by an older version: fetched again on use
@@ -275,7 +275,7 @@ def test_known_download_is_checked_against_its_digest(tmp_path: Path, monkeypatc
 
 
 def test_samsum_digest_is_the_recorded_one() -> None:
-    size, digest = corpora.KNOWN_DOWNLOADS[hub.SAMSUM_CORPUS_URL]
+    size, digest = hub.KNOWN_DOWNLOADS[hub.SAMSUM_CORPUS_URL]
     assert size == 2_944_100 and re.fullmatch(r"[0-9a-f]{64}", digest)
 
 

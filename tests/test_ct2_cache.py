@@ -14,10 +14,16 @@ from click.testing import CliRunner
 from conftest import read_jsonl, write_jsonl
 from invoke import Context
 
-from dialogsum_batch import export
-from dialogsum_batch.backends import ct2_cache, load_backend
+from dialogsum_batch.backends import ct2_cache, ct2_convert, load_backend
 from dialogsum_batch.backends.ct2_cache import (
-    MARKER, Conversion, DigestIndex, cache_key, cache_root, cached_conversion, is_complete, list_entries,
+    MARKER,
+    Conversion,
+    DigestIndex,
+    cache_key,
+    cache_root,
+    cached_conversion,
+    is_complete,
+    list_entries,
 )
 from dialogsum_batch.backends.ctranslate2 import pick_compute_type
 from dialogsum_batch.cli import main
@@ -41,15 +47,15 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def conversions(monkeypatch) -> list[str]:
-    """Every call of the export's CTranslate2 conversion, by quantization (the real conversion still runs)."""
+    """Every call of the CTranslate2 conversion, by quantization (the real conversion still runs)."""
     calls: list[str] = []
-    real = export.write_ctranslate2
+    real = ct2_convert.write_ctranslate2
 
     def counting(source, staging, quantization):
         calls.append(quantization)
         real(source, staging, quantization)
 
-    monkeypatch.setattr(export, "write_ctranslate2", counting)
+    monkeypatch.setattr(ct2_convert, "write_ctranslate2", counting)
     return calls
 
 
@@ -145,13 +151,13 @@ def test_two_processes_starting_at_once_publish_one_complete_entry(tiny_model_di
     code = f"""
 import sys, time
 from pathlib import Path
-from dialogsum_batch import export
+from dialogsum_batch.backends import ct2_convert
 from dialogsum_batch.backends.ct2_cache import Conversion, cached_conversion
-real = export.write_ctranslate2
+real = ct2_convert.write_ctranslate2
 def slow(*args):  # widen the window in which the other process could step in
     time.sleep(1.5)
     real(*args)
-export.write_ctranslate2 = slow
+ct2_convert.write_ctranslate2 = slow
 while not Path({str(go)!r}).exists():
     time.sleep(0.01)
 cached_conversion(Conversion(Path({str(tiny_model_dir)!r}), "int8", "tiny"), print)

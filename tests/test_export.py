@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +14,11 @@ from invoke import MockContext
 from invoke.exceptions import Exit
 from safetensors import safe_open
 
+from dialogsum_batch.backends.ct2_convert import fill_converter_fields
 from dialogsum_batch.errors import ConfigError, ModelError
+from dialogsum_batch.export import EXPORT_INFO, ExportSettings, card_metadata, export_model
 from dialogsum_batch.hub import SAMSUM_CORPUS_URL
-from dialogsum_batch.export import EXPORT_INFO, ExportSettings, card_metadata, export_model, fill_converter_fields
-from dialogsum_batch.tasks.export import bench_backends, export
+from dialogsum_batch.tasks.export import export
 
 EVALUATION_METRICS = {
     "records": 819,
@@ -177,7 +177,7 @@ def test_a_failed_conversion_leaves_nothing_behind(tiny_model_dir, tmp_path, mon
         def convert(self, *args, **kwargs):
             raise ValueError("No conversion is registered for the model configuration X")
 
-    monkeypatch.setattr("dialogsum_batch.export.make_converter", lambda source: Broken())
+    monkeypatch.setattr("dialogsum_batch.backends.ct2_convert.make_converter", lambda source: Broken())
     with pytest.raises(ModelError, match="cannot convert .*No conversion is registered"):
         export_model(ExportSettings(str(tiny_model_dir), str(tmp_path / "out"), "ctranslate2"))
     assert list(tmp_path.iterdir()) == []
@@ -244,13 +244,6 @@ def test_export_task_maps_errors_to_exit(tiny_model_dir, tmp_path):
     with pytest.raises(Exit) as missing:
         export(MockContext(), model="", output_dir="")
     assert missing.value.code == 2
-
-
-def test_bench_task_runs_the_script():
-    context = MockContext(run={re.compile(r".*bench/bench_backends\.py.*"): True})
-    bench_backends(context, records=16, beams="1")
-    command = context.run.call_args[0][0]
-    assert "--records 16" in command and "--beams 1" in command
 
 
 @pytest.mark.parametrize("fmt", ["hf", "ctranslate2"])

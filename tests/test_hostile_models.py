@@ -24,16 +24,16 @@ from dialogsum_batch import export as export_module
 from dialogsum_batch.cli import main
 from dialogsum_batch.errors import ConfigError, ModelError
 from dialogsum_batch.export import EXPORT_INFO, ExportSettings, export_model
-from dialogsum_batch.training.trainer import load_model
+from dialogsum_batch.fixtures.synthetic import generate
 from dialogsum_batch.modelfiles import (
     MAX_PARAMETERS_ENV,
     check_model_folder,
     parameter_estimate,
 )
-from dialogsum_batch.training.presets import SMOKE
-from dialogsum_batch.fixtures.synthetic import generate
 from dialogsum_batch.tasks.evaluation import evaluate
 from dialogsum_batch.tasks.export import export
+from dialogsum_batch.training.presets import SMOKE
+from dialogsum_batch.training.trainer import load_model
 
 
 class Hostile:

@@ -27,6 +27,7 @@ from conftest import read_jsonl
 from dialogsum_batch.backends.resolve import CONVERSION_BOT, CONVERSION_TITLE, PickleOnlyError, resolve_model
 from dialogsum_batch.cli import main
 from dialogsum_batch.errors import ModelError
+from dialogsum_batch.hub import OFFLINE_VARIABLES
 
 DATE = "2024-01-01T00:00:00.000Z"
 CHATS = "".join(json.dumps({"id": f"c{i}", "dialogue": f"Amy: are we still on for {day}?\nBob: yes, see you"}) + "\n"
@@ -194,7 +195,8 @@ def hub(repos, tmp_path, monkeypatch):
 
     server = StandInHub(repos)
     monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for variable in OFFLINE_VARIABLES:  # conftest sets them all; any one would stop the Hub probe
+        monkeypatch.delenv(variable, raising=False)
     # huggingface_hub read these at import, maybe before conftest's isolated HF_HOME: set them as read.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
@@ -257,8 +259,8 @@ def test_a_conversion_by_anyone_else_or_of_an_older_main_is_ignored(hub, repo_id
 def test_finetune_names_its_own_pickle_setting(hub, tmp_path):
     from dataclasses import replace
 
-    from dialogsum_batch.training.trainer import base_model_path
     from dialogsum_batch.training.presets import SMOKE
+    from dialogsum_batch.training.trainer import base_model_path
 
     config = replace(SMOKE, base_model="org/impostor-model")
     with pytest.raises(ModelError, match=r"only pickle weights .*; set allow_pickle=true") as caught:

@@ -21,11 +21,11 @@ from invoke.exceptions import Exit
 
 from dialogsum_batch.backends.common import encode_texts
 from dialogsum_batch.cli import main as cli_main
+from dialogsum_batch.fixtures import project_data_dir
 from dialogsum_batch.fixtures.legacy import DECODING, OFFSET, build_legacy_checkpoint
 from dialogsum_batch.tasks.evaluation import evaluate as evaluate_task
 from dialogsum_batch.tasks.export import export as export_task
 from dialogsum_batch.tasks.training import finetune as finetune_task
-from dialogsum_batch.fixtures import project_data_dir
 
 TEST_FILE = project_data_dir() / "test.jsonl"
 LEGACY_FILES = {"config.json", "spiece.model", "special_tokens_map.json", "tokenizer_config.json"}
@@ -110,7 +110,8 @@ def test_token_ids_are_sentencepiece_ids_plus_the_offset_then_eos(legacy_a, reco
     sp = spm.SentencePieceProcessor(model_file=str(legacy_a / "spiece.model"))
     texts = dialogues()
     encoded = encode_texts(tokenizer, texts, 1024)  # what both backends feed the model
-    agree = sum(row.ids == [i + OFFSET for i in sp.encode(text)] + [1] for row, text in zip(encoded, texts))
+    agree = sum(row.ids == [i + OFFSET for i in sp.encode(text)] + [1]
+                for row, text in zip(encoded, texts, strict=True))
     record_property("legacy_token_id_agreement", f"{agree}/{len(texts)}")
     print(f"token ids agree with SentencePiece + {OFFSET} on {agree}/{len(texts)} dialogues")
     assert len(texts) >= 80 and agree >= 0.99 * len(texts)
@@ -151,7 +152,7 @@ def test_computes_what_the_tiny_model_it_renumbers_computes(legacy_a, tiny_model
     to_legacy = torch.tensor([i if i < 4 else i + OFFSET - 2 for i in range(size)])
     assert [to_legacy[row.ids].tolist() for row in tiny_ids] == [row.ids for row in legacy_ids]
     tiny, legacy = (AutoModelForSeq2SeqLM.from_pretrained(path).eval() for path in (tiny_model_dir, legacy_a))
-    for tiny_row, legacy_row in zip(tiny_ids, legacy_ids):
+    for tiny_row, legacy_row in zip(tiny_ids, legacy_ids, strict=True):
         with torch.inference_mode():  # teacher-forced on the dialogue's first pieces
             expected = tiny(input_ids=torch.tensor([tiny_row.ids]),
                             decoder_input_ids=torch.tensor([[0] + tiny_row.ids[:15]])).logits

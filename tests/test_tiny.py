@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 
 from dialogsum_batch.errors import ConfigError, InputError
-from dialogsum_batch.fixtures.tiny import (
-    SPECIAL_PIECES,
-    build_tiny_model,
-    main,
-    project_texts,
-    synthetic_texts,
-)
+from dialogsum_batch.fixtures import project_texts
+from dialogsum_batch.fixtures.tiny import SPECIAL_PIECES, build_tiny_model, main, synthetic_texts
 
 BUILD_LIMIT_S = 30.0  # the brief: under 30 s on 2 CPU cores
 

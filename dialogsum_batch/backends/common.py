@@ -1,14 +1,14 @@
-"""What every backend shares, without importing torch: source encoding, output cleanup, CPU threads."""
+"""What every backend shares, without importing torch: the values a backend hands back, source encoding,
+output cleanup, CPU threads. The package re-exports the values; backends import them from here."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from . import Encoded
 
 DEFAULT_SOURCE_LIMIT = 1024
 CHARS_PER_TOKEN_CAP = 32  # cut absurdly long inputs before tokenizing them whole
@@ -17,6 +17,32 @@ GENERATION_KEYS = ("num_beams", "max_new_tokens", "max_length", "min_length", "l
 SMALL_MODEL_PARAMETERS = 20_000_000  # below this, per-op overhead dominates and extra threads only contend
 SAMPLE_SECONDS = 0.25  # how long --threads 0 watches /proc/stat: ~25 clock ticks per CPU at 100 Hz
 PROC_STAT = Path("/proc/stat")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A dialogue's source token ids, already cut to the model's limit."""
+
+    ids: list[int]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One summary and how many tokens it took."""
+
+    text: str
+    tokens: int
+
+
+class OutOfMemory(Exception):
+    """The accelerator ran out of memory on a batch; the caller splits it and retries."""
+
+
+def is_ctranslate2_dir(path: str) -> bool:
+    """A CTranslate2 model folder holds model.bin beside config.json."""
+    folder = Path(path)
+    return (folder / "model.bin").is_file() and (folder / "config.json").is_file()
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], limit: int) -> list[Encoded]:

@@ -1,9 +1,10 @@
 """The CTranslate2 conversion cache: a transformers folder converted once per content and quantization.
 
 ``dialogsum-batch --backend ctranslate2`` on a transformers folder (a training run, a Hub snapshot)
-converts it with the export code into ``~/.cache/dialogsum_batch/ctranslate2/<key>`` and serves from
-there; later runs compute the same key and skip the conversion. ``$XDG_CACHE_HOME`` is honoured and
-``$DIALOGSUM_CACHE`` replaces ``~/.cache/dialogsum_batch`` altogether.
+converts it with the export's own conversion (``ct2_convert``) into
+``~/.cache/dialogsum_batch/ctranslate2/<key>`` and serves from there; later runs compute the same key
+and skip the conversion. ``$XDG_CACHE_HOME`` is honoured and ``$DIALOGSUM_CACHE`` replaces
+``~/.cache/dialogsum_batch`` altogether.
 
 * The key is a sha256 over the names and contents of the weights, config, tokenizer and generation
   files, the quantization, the ctranslate2 version and this cache's layout version: a new fine-tune
@@ -21,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import sha256
@@ -30,6 +31,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ModelError
+from ..logs import Say, library_bars
+from ..modelfiles import check_transformers_folder, read_json
+from . import ct2_convert  # by module: tests count conversions by replacing ct2_convert.write_ctranslate2
 
 try:
     import fcntl
@@ -45,8 +49,6 @@ CHUNK = 1 << 20  # bytes per read while hashing
 SOURCE_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json",
                    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json", "*.model", "vocab.*", "merges.txt")
-
-Say = Callable[[str], None]
 
 
 def cache_root() -> Path:
@@ -74,7 +76,7 @@ class DigestIndex:
 
     def __init__(self, path: Path):
         self.path = path
-        self.known: dict[str, list[Any]] = load_json(path) or {}
+        self.known: dict[str, list[Any]] = read_json(path) or {}
         self.changed = False
 
     def digest(self, file: Path) -> str:
@@ -134,7 +136,7 @@ def cache_key(source: Path, quantization: str, ct2_version: str, digests: Digest
 
 def is_complete(entry: Path, key: str, digests: DigestIndex) -> bool:
     """True when the marker names this key and every file in the folder matches it (and no other is there)."""
-    marker = load_json(entry / MARKER)
+    marker = read_json(entry / MARKER)
     files = marker.get("files") if isinstance(marker, dict) and marker.get("key") == key else None
     if not isinstance(files, dict) or not files:
         return False
@@ -204,12 +206,11 @@ class Conversion:
 
 def cached_conversion(conversion: Conversion, log: Say | None = None) -> Path:
     """A CTranslate2 folder for ``conversion.source``: from the cache, or converted into it now."""
-    from ..export import check_source
     from .ctranslate2 import import_ctranslate2
 
     say = log or (lambda _: None)
     ct2 = import_ctranslate2()
-    check_source(conversion.source, conversion.allow_pickle)
+    check_transformers_folder(conversion.source, conversion.allow_pickle)
     root = writable_root()
     digests = DigestIndex(root / DIGESTS)
     key = cache_key(conversion.source, conversion.quantization, ct2.__version__, digests)
@@ -270,13 +271,9 @@ def build_entry(conversion: Conversion, entry: Path, key: str, ct2_version: str,
 
 def convert_into(conversion: Conversion, staging: Path) -> None:
     """The export's own CTranslate2 conversion (tokenizer and generation config copied) and its info file."""
-    from ..export import ExportSettings, write_ctranslate2, write_info
-    from ..logs import library_bars
-
     with library_bars():  # no tqdm bars under cron or CI
-        write_ctranslate2(conversion.source, staging, conversion.quantization)
-    write_info(staging, conversion.source, ExportSettings(str(conversion.source), str(staging), "ctranslate2",
-                                                          conversion.quantization))
+        ct2_convert.write_ctranslate2(conversion.source, staging, conversion.quantization)
+    ct2_convert.write_info(staging, conversion.source, "ctranslate2", conversion.quantization)
 
 
 def entry_meta(conversion: Conversion, key: str, ct2_version: str, seconds: float) -> dict[str, Any]:
@@ -322,7 +319,7 @@ def list_entries(root: Path | None = None) -> list[CacheEntry]:
 
 
 def describe_entry(path: Path) -> CacheEntry:
-    marker = load_json(path / MARKER)
+    marker = read_json(path / MARKER)
     meta = marker if isinstance(marker, dict) else {}
     size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
     stamp = (path / MARKER) if meta else path
@@ -364,14 +361,6 @@ def clear_leftovers(root: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def load_json(path: Path) -> Any:
-    """The parsed file, or None when it is missing or not JSON."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -14,7 +14,6 @@ Torch is not needed to serve.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +21,20 @@ from typing import Any
 
 from ..config import DecodeSettings, ModelSettings
 from ..errors import ModelError, first_line
-from . import Encoded, Generated, OutOfMemory, is_ctranslate2_dir
-from .common import DEFAULT_SOURCE_LIMIT, auto_threads, clean, encode_texts, generation_summary, usable_cores
+from .common import (
+    DEFAULT_SOURCE_LIMIT,
+    Encoded,
+    Generated,
+    OutOfMemory,
+    auto_threads,
+    clean,
+    encode_texts,
+    generation_summary,
+    is_ctranslate2_dir,
+    usable_cores,
+)
+from .ct2_convert import INSTALL_CT2, read_info
 
-INSTALL = "pip install 'dialogsum-batch[ct2]'"
-EXPORT_INFO = "dialogsum_export.json"  # written by dialogsum_batch.export
 OVERFLOWING = ("float16", "int8_float16")  # compute types whose activations overflow in Pegasus
 
 
@@ -80,7 +88,8 @@ def import_ctranslate2() -> Any:
     try:
         import ctranslate2
     except ImportError as exc:
-        raise ModelError(f"this model is a CTranslate2 folder, which needs the ctranslate2 package: {INSTALL}") from exc
+        raise ModelError(f"this model is a CTranslate2 folder, which needs the ctranslate2 package: "
+                         f"{INSTALL_CT2}") from exc
     return ctranslate2
 
 
@@ -145,15 +154,6 @@ def estimated_parameters(path: str, quantization: str | None) -> int:
         return (Path(path) / "model.bin").stat().st_size // width
     except OSError:
         return 0
-
-
-def read_info(path: str) -> dict[str, Any]:
-    """dialogsum_export.json when the folder has one (a folder converted elsewhere has not)."""
-    try:
-        data = json.loads((Path(path) / EXPORT_INFO).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def load_generation(path: str, decode: DecodeSettings) -> Any:

@@ -6,34 +6,28 @@ pull request that SFconvertbot opened on top of main (``refs/pr/N``). See
 ``transformers.safetensors_conversion``; downloading main first and loading the folder would skip it.
 
 Offline, huggingface_hub retries for about half a minute before it gives up; a cron job deserves
-a one-line answer in a second or two instead.
+a one-line answer in a second or two instead: ``hub.hub_unreachable`` is asked first.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 from ..config import MODEL_ENV
 from ..errors import ModelError, first_line
+from ..hub import hub_endpoint, hub_unreachable, is_hub_id
+from ..logs import Say
+from ..modelfiles import weight_kind
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 WANTED_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "model.bin"]  # model.bin: CTranslate2
 PICKLE_FILES = ["*.bin"]
-PROBE_SECONDS = 3.0
 # What transformers looks for; only this author is trusted, so nobody else's PR can slip weights in.
 CONVERSION_TITLE = "Adding `safetensors` variant of this model"
 CONVERSION_BOT = "SFconvertbot"
-
-Say = Callable[[str], None]
 
 
 class PickleOnlyError(ModelError):
@@ -53,7 +47,7 @@ def resolve_model(name: str, allow_pickle: bool = False, log: Say | None = None)
     say = log or (lambda _: None)
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
-    if not HUB_ID.match(name) or name.startswith((".", "/", "~")):
+    if not is_hub_id(name):  # ./run, /srv/model and ~/model are paths that do not exist, never ids
         raise ModelError(f"model folder '{name}' does not exist; pass --model DIR or set {MODEL_ENV}")
     cached = cached_snapshot(name, allow_pickle)
     if cached:
@@ -85,8 +79,8 @@ def patterns(allow_pickle: bool) -> list[str]:
 
 def has_weights(folder: Path, allow_pickle: bool) -> bool:
     """Weights the loaders will accept: safetensors, a CTranslate2 model.bin, or pickle when allowed."""
-    return (any(folder.glob("*.safetensors")) or (folder / "model.bin").is_file()
-            or (allow_pickle and any(folder.glob("*.bin"))))
+    kind = weight_kind(folder)
+    return kind in ("safetensors", "ctranslate2") or (kind == "pickle" and allow_pickle)
 
 
 # ----------------------------------------------------------------------------- the cache (no network)
@@ -122,28 +116,6 @@ def cached_pull_requests(repo_id: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- the Hub
-
-
-def hub_endpoint() -> str:
-    """HF_ENDPOINT as it is now: huggingface_hub reads it once, at import, so pass it on to every call."""
-    from huggingface_hub import constants
-
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def hub_unreachable() -> str | None:
-    """Why the Hub cannot be reached, or None when a TCP connection succeeds."""
-    from huggingface_hub import constants
-
-    if constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return "HF_HUB_OFFLINE is set"
-    endpoint = urlparse(hub_endpoint())
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname or "", port), timeout=PROBE_SECONDS).close()
-    except OSError as exc:
-        return f"{endpoint.hostname}: {exc.strerror or exc}"
-    return None
 
 
 def download(repo_id: str, allow_pickle: bool) -> tuple[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
@@ -12,10 +11,9 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..config import DecodeSettings, ModelSettings
 from ..errors import ModelError
-from ..logs import library_bars
-from ..modelfiles import LOAD_ERRORS, load_failure
-from . import Encoded, Generated, OutOfMemory
-from .common import DEFAULT_SOURCE_LIMIT, clean, encode_texts, generation_summary
+from ..logs import library_bars, quiet_transformers
+from ..modelfiles import LOAD_ERRORS, check_transformers_folder, load_failure
+from .common import DEFAULT_SOURCE_LIMIT, Encoded, Generated, OutOfMemory, clean, encode_texts, generation_summary
 from .common import auto_threads as shared_auto_threads
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -42,17 +40,6 @@ def pick_dtype(asked: str, device: torch.device, forced: bool) -> torch.dtype:
     return torch.float32
 
 
-def check_weights(path: str, allow_pickle: bool) -> None:
-    folder = Path(path)
-    if any(folder.glob("*.safetensors")) or allow_pickle:
-        return
-    if (folder / "model.bin").is_file():
-        raise ModelError(f"{path} is a CTranslate2 folder; use --backend auto or --backend ctranslate2")
-    if any(folder.glob("*.bin")):
-        raise ModelError(f"{path} has only pickle weights (*.bin); pass --allow-pickle to load them anyway")
-    raise ModelError(f"{path} holds no model weights (*.safetensors)")
-
-
 class TransformersBackend:
     """Batched ``generate`` with right padding, under ``torch.inference_mode``."""
 
@@ -71,7 +58,7 @@ class TransformersBackend:
     def load(cls, path: str, model: ModelSettings, decode: DecodeSettings) -> TransformersBackend:
         device = pick_device(model.device)
         dtype = pick_dtype(model.dtype, device, model.force_dtype)
-        check_weights(path, model.allow_pickle)
+        check_transformers_folder(path, model.allow_pickle)  # safetensors, or pickle when allowed: one line if not
         quiet_transformers()
         try:
             with library_bars(show=False):  # stderr belongs to our own log and progress bar
@@ -107,7 +94,7 @@ class TransformersBackend:
             raise OutOfMemory(str(exc)) from exc
         texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
         lengths = (output[:, 1:] != self.pad_id).sum(dim=1).tolist()
-        return [Generated(clean(text), int(n)) for text, n in zip(texts, lengths)]
+        return [Generated(clean(text), int(n)) for text, n in zip(texts, lengths, strict=True)]
 
     def _generate(self, input_ids: torch.Tensor, mask: torch.Tensor, ragged: bool) -> torch.Tensor:
         """Encode with a key-padding mask, then decode from the encoder's output.
@@ -128,7 +115,7 @@ class TransformersBackend:
         sizes = [len(row) for row in batch]
         longest = max(sizes)
         flat: list[int] = []
-        for row, size in zip(batch, sizes):
+        for row, size in zip(batch, sizes, strict=True):
             flat.extend(row)
             flat.extend([self.pad_id] * (longest - size))
         ids = torch.tensor(flat, dtype=torch.long).view(len(batch), longest)
@@ -177,13 +164,6 @@ CACHE_ARGUMENT = cache_argument()
 def auto_threads(model) -> int:
     """CPU threads for ``--threads 0``: the rule both backends share (``common.auto_threads``) on this model's size."""
     return shared_auto_threads(sum(p.numel() for p in model.parameters()))
-
-
-def quiet_transformers() -> None:
-    """stderr belongs to our own log and progress bar: no advisory warnings (bars: logs.library_bars)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
 
 
 def source_limit(config) -> int:

@@ -1,4 +1,5 @@
-"""``invoke bench`` (throughput against the usual ways, and flat memory), ``invoke gpu-check``.
+"""``invoke bench`` (throughput against the usual ways, and flat memory), the backend, conversion-cache and
+thread benchmarks, and ``invoke gpu-check``.
 
 Thin wrappers: each runs a script under ``bench/`` so that a benchmark has one entry point whether
 started by hand or through invoke, and so that every measurement gets a fresh process.
@@ -85,6 +86,14 @@ CT2_CACHE_HELP = {
     "output_dir": "Where the JSON and Markdown results go",
     "work_dir": "Where models, the benchmark's cache and outputs are kept [default: $TMPDIR/dialogsum-bench]",
 }
+BACKENDS_HELP = {
+    "records": "Synthetic dialogues per measurement",
+    "threads": "CPU threads for both backends (0 = every core)",
+    "beams": "Comma list of beam sizes to measure, e.g. 1,4",
+    "repeats": "Timed runs per measurement; the best counts (steadier on shared cores)",
+    "output_dir": "Where the JSON and Markdown results go",
+    "work_dir": "Where the benchmark model and its exports are kept between runs [default: $TMPDIR/dialogsum-bench]",
+}
 THREADS_HELP = {
     "records": "Records per run",
     "busy_seconds": "Length of the busy minute before each run of that case (shorten for a smoke run)",
@@ -93,6 +102,17 @@ THREADS_HELP = {
     "output_dir": "Where the JSON and Markdown results go",
     "work_dir": "Where the benchmark model is kept [default: $TMPDIR/dialogsum-bench]",
 }
+
+
+@register(help=BACKENDS_HELP)
+def bench_backends(c, records=64, threads=0, beams="1,4", repeats=1, output_dir="bench/results", work_dir=""):
+    """Dialogues/s of transformers fp32 vs CTranslate2 fp32 and int8 on CPU, mid-size random Pegasus.
+
+    invoke bench-backends --records 64
+    """
+    python(c, "bench/bench_backends.py", [
+        "--records", str(records), "--threads", str(threads), "--beams", str(beams), "--repeats", str(repeats),
+        "--output-dir", str(output_dir)], work_dir)
 
 
 @register(help=CT2_CACHE_HELP)

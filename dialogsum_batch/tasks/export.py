@@ -1,9 +1,6 @@
-"""``invoke export`` (serving folders) and ``invoke bench-backends`` (transformers vs CTranslate2 speed)."""
+"""``invoke export``: a trained model as a self-contained serving folder (transformers or CTranslate2)."""
 
 from __future__ import annotations
-
-import shlex
-import sys
 
 from invoke.exceptions import Exit
 
@@ -17,15 +14,6 @@ EXPORT_HELP = {
     "dtype": "hf only: float32 or bfloat16 [default: the source's dtype]",
     "force": "Replace OUTPUT_DIR when it holds a previous export",
     "allow_pickle": "Read *.bin (pickle) weights when the source has no safetensors",
-}
-
-BENCH_HELP = {
-    "records": "Synthetic dialogues per measurement",
-    "threads": "CPU threads for both backends (0 = every core)",
-    "beams": "Comma list of beam sizes to measure, e.g. 1,4",
-    "repeats": "Timed runs per measurement; the best counts (steadier on shared cores)",
-    "output_dir": "Where the JSON and Markdown results go",
-    "work_dir": "Where the benchmark model and its exports are kept between runs [default: $TMPDIR/dialogsum-bench]",
 }
 
 
@@ -48,14 +36,3 @@ def export(c, model="", format="hf", output_dir="", quantization=None, dtype=Non
         return export_model(settings, log=Log().info)
     except DialogsumError as exc:
         raise Exit(f"error: {exc}", code=exc.exit_code) from exc
-
-
-@register(help=BENCH_HELP)
-def bench_backends(c, records=64, threads=0, beams="1,4", repeats=1, output_dir="bench/results", work_dir=""):
-    """Dialogues/s of transformers fp32 vs CTranslate2 fp32 and int8 on CPU, mid-size random Pegasus.
-
-    invoke bench-backends --records 64
-    """
-    args = ["--records", str(records), "--threads", str(threads), "--beams", str(beams), "--repeats", str(repeats),
-            "--output-dir", str(output_dir)] + (["--work-dir", str(work_dir)] if work_dir else [])
-    c.run(shlex.join([sys.executable, "bench/bench_backends.py", *args]), pty=False)
