@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 SYSTEMS = {  # name -> (backend, export quantization or None for the transformers folder)
     "transformers fp32": ("transformers", None),
@@ -114,7 +114,12 @@ def measure(path: str, backend: str, beams: int, records: int, threads: int, rep
     model = ModelSettings(name=path, backend=backend, device="cpu", threads=threads)
     settings = RunSettings(model=model, decode=DecodeSettings(num_beams=beams))
     loaded = load_backend(model, settings.decode)
-    run = lambda rows: Engine(loaded, settings, lambda _: None, on_bad=fail).run(rows)  # noqa: E731
+    def run(rows: list) -> dict[str, int]:
+        engine = Engine(loaded, settings.batch)
+        outcomes = [o if o.error is None else fail(o.error) for o in engine.run(rows)]
+        return {"records": len(outcomes), "generated_tokens": sum(o.tokens for o in outcomes),
+                "real_tokens": engine.counts.real_tokens, "batches": engine.counts.batches}
+
     run(synthetic_records(WARMUP_RECORDS, offset=records))
     rows = synthetic_records(records)
     walls, cpus = [], []
@@ -124,15 +129,16 @@ def measure(path: str, backend: str, beams: int, records: int, threads: int, rep
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     seconds, cpu_seconds = min(walls), min(cpus)
-    return {"records": stats.records, "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
-            "dialogues_per_s": round(stats.records / seconds, 3),
-            "dialogues_per_cpu_s": round(stats.records / cpu_seconds, 3),
-            "generated_tokens_per_s": round(stats.generated_tokens / seconds, 1),
-            "source_tokens_mean": round(stats.real_tokens / max(stats.records, 1), 1), "batches": stats.batches,
+    return {"records": stats["records"], "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
+            "dialogues_per_s": round(stats["records"] / seconds, 3),
+            "dialogues_per_cpu_s": round(stats["records"] / cpu_seconds, 3),
+            "generated_tokens_per_s": round(stats["generated_tokens"] / seconds, 1),
+            "source_tokens_mean": round(stats["real_tokens"] / max(stats["records"], 1), 1),
+            "batches": stats["batches"],
             "describe": loaded.describe()}
 
 
-def fail(error: Exception) -> None:
+def fail(error: Exception) -> NoReturn:
     raise error
 
 

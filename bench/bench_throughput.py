@@ -100,9 +100,9 @@ def load_context(case: Case, work_dir: Path) -> Context:
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from dialogsum_batch.backends.transformers import auto_threads, quiet_transformers
+    from dialogsum_batch.backends.transformers import auto_threads
     from dialogsum_batch.config import BatchSettings
-    from dialogsum_batch.logs import library_bars
+    from dialogsum_batch.logs import library_bars, quiet_transformers
 
     quiet_transformers()
     path = model_dir(case.model, work_dir)
@@ -200,21 +200,24 @@ def run_ctranslate2(ctx: Context) -> Measure:
 def run_ours(ctx: Context) -> Measure:
     """The Engine and TransformersBackend, as the dialogsum-batch command runs them."""
     from dialogsum_batch.backends.transformers import TransformersBackend
-    from dialogsum_batch.config import BatchSettings, RunSettings
+    from dialogsum_batch.config import BatchSettings
     from dialogsum_batch.inference.engine import Engine
     from dialogsum_batch.inference.records import Record
 
     backend = TransformersBackend(ctx.model, ctx.tokenizer, ctx.generation, NOTEBOOK_LENGTH)
-    settings = RunSettings(batch=BatchSettings(batch_tokens=ctx.batch_tokens))
-    outputs: list[dict[str, Any]] = []
-    engine = Engine(backend, settings, outputs.append, on_bad=raise_error)
+    engine = Engine(backend, BatchSettings(batch_tokens=ctx.batch_tokens))
     records = (Record(i, str(i), text) for i, text in enumerate(ctx.texts))
-    stats = engine.run(records)
-    report = stats.report()
-    extra = {"generate_seconds": report["generate_seconds"], "batches": stats.batches,
-             "wall_over_generate": round(report["seconds"] / max(report["generate_seconds"], 1e-9), 3)}
-    return Measure("ours", report["seconds"], stats.records, stats.generated_tokens, stats.real_tokens,
-                   stats.padded_tokens, 0.0, extra)
+    started = time.perf_counter()
+    outcomes = list(engine.run(records))
+    seconds = time.perf_counter() - started
+    for outcome in outcomes:
+        if outcome.error:
+            raise_error(outcome.error)
+    work = engine.counts
+    extra = {"generate_seconds": round(work.generate_seconds, 3), "batches": work.batches,
+             "wall_over_generate": round(seconds / max(work.generate_seconds, 1e-9), 3)}
+    return Measure("ours", round(seconds, 3), len(outcomes), sum(o.tokens for o in outcomes), work.real_tokens,
+                   work.padded_tokens, 0.0, extra)
 
 
 def raise_error(error: Exception) -> None:

@@ -111,20 +111,19 @@ def make_backend(model: Any, tokenizer: Any, beams: int, max_new_tokens: int) ->
 
 
 def run_engine(backend: Any, texts: list[str], batch_tokens: int, max_batch_size: int
-               ) -> tuple[Any, list[dict], list[str]]:
-    """The Engine over ``texts`` (bad records skipped, as ``--on-error skip``): Stats, outputs, error lines."""
-    from dialogsum_batch.config import BatchSettings, RunSettings
+               ) -> tuple[Any, int, list[dict], list[str]]:
+    """The Engine over ``texts`` (bad records kept aside, as ``--on-error skip``): its counts, the summary tokens
+    generated, the outputs and the error lines."""
+    from dialogsum_batch.config import BatchSettings
     from dialogsum_batch.inference.engine import Engine
     from dialogsum_batch.inference.records import Record
 
-    outputs: list[dict] = []
-    errors: list[str] = []
-    settings = RunSettings(batch=BatchSettings(batch_tokens=batch_tokens, max_batch_size=max_batch_size),
-                           on_error="skip")
-    engine = Engine(backend, settings, outputs.append, on_bad=lambda error: errors.append(str(error)),
+    engine = Engine(backend, BatchSettings(batch_tokens=batch_tokens, max_batch_size=max_batch_size),
                     log=lambda line: print(f"[engine] {line}", file=sys.stderr))
-    stats = engine.run(Record(i, str(i), text) for i, text in enumerate(texts))
-    return stats, outputs, errors
+    outcomes = list(engine.run(Record(i, str(i), text) for i, text in enumerate(texts)))
+    outputs = [{"id": o.item.id, "summary": o.summary} for o in outcomes if o.error is None]
+    errors = [str(o.error) for o in outcomes if o.error is not None]
+    return replace(engine.counts), sum(o.tokens for o in outcomes), outputs, errors
 
 
 def release_gpu_memory() -> None:
@@ -265,7 +264,7 @@ def check_oom_split(check: Check) -> dict[str, Any]:
     run_engine(backend, long_texts[:2], batch_tokens=4096, max_batch_size=2)  # cuBLAS handles, workspaces
     ballast, left = fill_memory(check, leave_gb=1.0)
     try:
-        stats, outputs, errors = run_engine(backend, long_texts, batch_tokens=64 * 1024, max_batch_size=64)
+        stats, _, outputs, errors = run_engine(backend, long_texts, batch_tokens=64 * 1024, max_batch_size=64)
     finally:
         del ballast
         if torch.cuda.is_available():
@@ -332,12 +331,12 @@ def time_engine(backend: Any, texts: list[str], batch_tokens: int | None, max_ba
         torch.cuda.reset_peak_memory_stats()
     synchronize()
     started = time.perf_counter()
-    stats, outputs, errors = run_engine(backend, texts, tokens, rows)
+    stats, generated_tokens, outputs, errors = run_engine(backend, texts, tokens, rows)
     synchronize()
     seconds = time.perf_counter() - started
     return {"batch_tokens": tokens, "max_batch_size": rows, "seconds": round(seconds, 2),
             "dialogues_per_second": round(len(outputs) / seconds, 2),
-            "generated_tokens_per_second": round(stats.generated_tokens / seconds, 1),
+            "generated_tokens_per_second": round(generated_tokens / seconds, 1),
             "padding_efficiency": round(stats.real_tokens / max(stats.padded_tokens, 1), 4),
             "wall_over_generate": round(seconds / max(stats.generate_seconds, 1e-9), 3),
             "batches": stats.batches, "oom_splits": stats.oom_splits, "errors": len(errors),

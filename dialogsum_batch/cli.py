@@ -8,13 +8,15 @@ import sys
 import click
 
 from . import __version__
-from .config import DEFAULT_MODEL, MODEL_ENV, BatchSettings, DecodeSettings, FieldNames, ModelSettings, RunSettings
+from .backends import registry
+from .config import DEFAULT_MODEL, MODEL_ENV, BatchSettings, DecodeSettings, FieldNames, LongSettings, ModelSettings, RunSettings
 from .errors import DialogsumError
-from .export import QUANTIZATIONS
+from .backends.ct2_convert import QUANTIZATIONS
 from .logs import Log, library_bars, stderr_is_terminal
 from .inference.outputs import same_file
 from .inference.records import MAX_LINE_BYTES
-from .inference.job import JobFiles, run_job, written_files
+from .inference.job import JobFiles, written_files
+from .inference.runner import run_job
 
 EPILOG = """\b
 Exit codes:
@@ -45,6 +47,13 @@ def parse_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def parse_backend(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    known = ["auto", *sorted(registry())]  # the built-ins and those of the dialogsum_batch.backends entry points
+    if value not in known:
+        raise click.BadParameter(f"expected one of {', '.join(known)}, got {value!r}")
+    return value
+
+
 def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name.strip() for item in value for name in item.split(",") if name.strip())
 
@@ -64,8 +73,9 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option("--reference-field", default="summary", help="JSONL field holding reference summaries, for ROUGE.")
 @click.option("--keep-fields", multiple=True, callback=parse_keep,
               help="Input fields copied to the output (comma list, repeatable; * for all).")
-@click.option("--backend", type=click.Choice(["auto", "transformers", "ctranslate2"]), default="auto",
-              help="Inference backend; auto picks CTranslate2 for a folder holding model.bin.")
+@click.option("--backend", default="auto", envvar="DIALOGSUM_BACKEND", show_envvar=True, callback=parse_backend,
+              help="auto, transformers, ctranslate2 or a plugin's; auto picks CTranslate2 for a folder holding "
+                   "model.bin.")
 @click.option("--device", default="auto", callback=parse_device, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
               help="Weights dtype; auto is bfloat16 on a GPU that has it, else float32.")
@@ -89,7 +99,14 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
               help="Records read ahead and sorted by length.")
 @click.option("--max-wait", default=BatchSettings.max_wait, type=click.FloatRange(0), metavar="SECONDS",
               help="Live input: batch the records read so far once the oldest has waited this long and no "
-                   "more is ready; 0 waits for full windows.")
+                   "more is ready; 0 always waits for full windows.")
+@click.option("--long", "long_mode", type=click.Choice(["truncate", "chunk"]), default=LongSettings.mode,
+              help="A dialogue longer than --max-source-length: cut it (flagged truncated), or summarize it in "
+                   "pieces at turn boundaries and then their joined summaries (chunks: N).")
+@click.option("--long-overlap", default=LongSettings.overlap, type=click.IntRange(0), metavar="TURNS",
+              help="--long chunk: turns repeated at the start of the next piece.")
+@click.option("--long-target", default=LongSettings.target, type=click.IntRange(1), metavar="TOKENS",
+              help="--long chunk: joined piece summaries longer than this are summarized again.")
 @click.option("--unordered", is_flag=True, help="Write results as batches finish, not in input order.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
               help="Bad record: stop (exit 1) or skip it and go on (exit 3).")
@@ -168,15 +185,22 @@ def check_written_files(files: JobFiles) -> None:
 
 def build_settings(options: dict) -> RunSettings:
     """One frozen RunSettings from the parsed options."""
-    model = ModelSettings(options["model"], options["backend"], options["device"], options["dtype"],
-                          options["force_dtype"], options["max_source_length"], options["trust_remote_code"],
-                          options["allow_pickle"], options["threads"], quantization=options["quantization"])
-    decode = DecodeSettings(options["num_beams"], options["max_new_tokens"], options["length_penalty"],
-                            options["no_repeat_ngram_size"])
-    batch = BatchSettings(options["batch_tokens"], options["max_batch_size"], options["sort_window"],
-                          options["unordered"], max_wait=options["max_wait"])
-    fields = FieldNames(options["text_field"], options["id_field"], options["reference_field"])
-    return RunSettings(model, decode, batch, fields, options["keep_fields"], options["on_error"], options["shard"])
+    model = ModelSettings(
+        name=options["model"], backend=options["backend"], device=options["device"], dtype=options["dtype"],
+        force_dtype=options["force_dtype"], max_source_length=options["max_source_length"],
+        trust_remote_code=options["trust_remote_code"], allow_pickle=options["allow_pickle"],
+        threads=options["threads"], quantization=options["quantization"],
+    )
+    decode = DecodeSettings(num_beams=options["num_beams"], max_new_tokens=options["max_new_tokens"],
+                            length_penalty=options["length_penalty"],
+                            no_repeat_ngram_size=options["no_repeat_ngram_size"])
+    batch = BatchSettings(batch_tokens=options["batch_tokens"], max_batch_size=options["max_batch_size"],
+                          sort_window=options["sort_window"], unordered=options["unordered"],
+                          max_wait=options["max_wait"])
+    long = LongSettings(mode=options["long_mode"], overlap=options["long_overlap"], target=options["long_target"])
+    fields = FieldNames(text=options["text_field"], id=options["id_field"], reference=options["reference_field"])
+    return RunSettings(model=model, decode=decode, batch=batch, long=long, fields=fields, keep_fields=options["keep_fields"],
+                       on_error=options["on_error"], shard=options["shard"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,7 +45,16 @@ class BatchSettings:
     max_batch_size: int = 64  # rows per batch, whatever their length
     sort_window: int = 2048  # records held at once and sorted by length (memory bound)
     unordered: bool = False  # write results as batches finish instead of in input order
-    max_wait: float = 0.0  # seconds a record may wait for its window to fill while input runs dry; 0 = no limit
+    max_wait: float = 1.0  # seconds a record may wait for its window to fill while input runs dry; 0 = no limit
+
+
+@dataclass(frozen=True)
+class LongSettings:
+    """What becomes of a dialogue longer than the model's source limit."""
+
+    mode: str = "truncate"  # truncate: cut at the limit (flagged); chunk: summarize pieces, then their summaries
+    overlap: int = 1  # chunk: turns repeated at the start of the next piece, so a reply keeps its question
+    target: int = 128  # chunk: joined piece summaries longer than this many tokens are summarized again
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class RunSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    long: LongSettings = field(default_factory=LongSettings)
     fields: FieldNames = field(default_factory=FieldNames)
     keep_fields: tuple[str, ...] = ()  # input fields copied to the output ("*" = all)
     on_error: str = "fail"  # fail | skip

@@ -20,7 +20,7 @@ Written into the output folder:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,14 @@ from typing import Any
 import numpy as np
 
 from . import rouge
-from .backends import Backend, Encoded, Generated, load_backend
+from .backends import Backend, load_backend
 from .baselines import BASELINES
 from .config import BatchSettings, DecodeSettings, ModelSettings, RunSettings
-from .inference.engine import Engine
 from .errors import ConfigError, DataError, InputError
+from .inference.engine import Engine
 from .inference.records import Record
+from .logs import Say
+from .plots import new_figure, save_figure
 
 MODEL_SYSTEM = "model"
 PLOT_FILE = "rouge_by_length.png"
@@ -44,9 +46,6 @@ CONFIDENCE = 0.95
 ROUGE_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 # ROUGE-1 / ROUGE-2 of the baselines on SAMSum test in Gliwa et al. (2019), Table 2.
 PAPER_SAMSUM_TEST = {"lead3": (31.40, 8.68), "longest3": (32.46, 10.27)}
-
-Log = Callable[[str], None]
-
 
 # ---------------------------------------------------------------------------- inputs
 
@@ -64,7 +63,7 @@ def make_settings(model: str | None, *, backend: str = "auto", device: str = "au
     )
 
 
-def load_rows(data: str | Path, split: str = "test", limit: int | None = None, log: Log | None = None
+def load_rows(data: str | Path, split: str = "test", limit: int | None = None, log: Say | None = None
               ) -> list[dict[str, Any]]:
     """The rows of one split of anything ``load_corpus`` reads; a single file is that split."""
     from .corpora import load_corpus  # datasets is heavy: import it only when data is read
@@ -93,29 +92,17 @@ def rows_to_records(rows: Iterable[Mapping[str, Any]], source: str = "data") -> 
 # ---------------------------------------------------------------------------- systems
 
 
-class _EvaluationEngine(Engine):
-    """The batch engine, also passing on each summary's token count (its output drops it)."""
-
-    def _output(self, record: Record, source: Encoded, generated: Generated) -> dict[str, Any]:
-        out = super()._output(record, source, generated)
-        out["tokens"] = generated.tokens
-        return out
-
-
 def model_predictions(records: Sequence[Record], backend: Backend, settings: RunSettings,
-                      log: Log | None = None) -> list[dict[str, Any]]:
-    """Scored summaries from the batch engine, in record order."""
-    outputs: list[dict[str, Any]] = []
-
-    def fail(error: InputError) -> None:
-        raise error
-
-    ordered = replace(settings, on_error="fail", batch=replace(settings.batch, unordered=False))
-    engine = _EvaluationEngine(backend, ordered, outputs.append, fail, log=log or (lambda _: None))
-    engine.run(replace(record, references=()) for record in records)  # scored once, below, at full precision
-    if [out["id"] for out in outputs] != [record.id for record in records]:
-        raise DataError(f"the engine returned {len(outputs)} summaries for {len(records)} records, or out of order")
-    return [_prediction(r, o["summary"], o["tokens"], bool(o.get("truncated"))) for r, o in zip(records, outputs)]
+                      log: Say | None = None) -> list[dict[str, Any]]:
+    """Scored summaries from the batch engine (as ``dialogsum-batch`` runs it), in record order."""
+    engine = Engine(backend, replace(settings.batch, unordered=False), long=settings.long, log=log or (lambda _: None))
+    predictions = []
+    for outcome in engine.run(records):
+        if outcome.error is not None:
+            raise outcome.error
+        record = records[outcome.position]
+        predictions.append(_prediction(record, outcome.summary or "", outcome.tokens, outcome.truncated))
+    return predictions
 
 
 def baseline_predictions(records: Sequence[Record], baseline: str) -> list[dict[str, Any]]:
@@ -231,12 +218,7 @@ def binned_means(x: Sequence[float], y: Sequence[float], bins: int = 8) -> tuple
 def plot_rouge_by_length(path: Path, systems: Mapping[str, Sequence[dict[str, Any]]],
                          rouge_type: str = "rougeLsum") -> None:
     """Per-record ROUGE against dialogue words, one colour per system, with binned means as lines."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 4.5), dpi=120)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, (axes,) = new_figure(size=(7, 4.5), dpi=120)
     for index, (name, predictions) in enumerate(systems.items()):
         colour = f"C{index}"
         x = [p["dialogue_words"] for p in predictions]
@@ -249,8 +231,7 @@ def plot_rouge_by_length(path: Path, systems: Mapping[str, Sequence[dict[str, An
     axes.set_ylim(0, 100)
     axes.set_title(f"{ROUGE_LABELS.get(rouge_type, rouge_type)} per record against dialogue length")
     axes.legend(loc="upper right")
-    figure.tight_layout()
-    figure.savefig(path)
+    save_figure(figure, path)
 
 
 # ---------------------------------------------------------------------------- the whole run
@@ -270,7 +251,7 @@ def check_request(model: str | None, baseline: str | None, bootstrap: int, limit
 
 def evaluate(model: str | None, data: str | Path, split: str = "test", output_dir: str | Path = "runs/eval",
              baseline: str | None = None, settings: RunSettings | None = None, *, limit: int | None = None,
-             bootstrap: int = 1000, seed: int = 0, backend: Backend | None = None, log: Log | None = None
+             bootstrap: int = 1000, seed: int = 0, backend: Backend | None = None, log: Say | None = None
              ) -> dict[str, Any]:
     """Evaluate ``model`` and/or ``baseline`` on ``split`` of ``data``; write OUT; return metrics.json's dict.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from dialogsum_batch.backends import Encoded, Generated, OutOfMemory
+from dialogsum_batch.backends import BACKENDS, Encoded, Generated, OutOfMemory
 
 # Property tests: a few seconds' worth in CI, thousands of examples under `invoke fuzz`.
 settings.register_profile("ci", max_examples=40, deadline=None,
@@ -113,9 +113,10 @@ class FakeBackend:
 
 @pytest.fixture
 def fake_backend(monkeypatch) -> FakeBackend:
-    """A FakeBackend that the CLI loads in place of a real model."""
+    """A FakeBackend in the backend registry, chosen the way a user chooses a plugin's (DIALOGSUM_BACKEND)."""
     backend = FakeBackend()
-    monkeypatch.setattr("dialogsum_batch.inference.job.load_backend", lambda model, decode, log=None: backend)
+    monkeypatch.setitem(BACKENDS, "fake", lambda model, decode, log=None: backend)
+    monkeypatch.setenv("DIALOGSUM_BACKEND", "fake")
     return backend
 
 

@@ -18,7 +18,8 @@ import common  # noqa: E402
 
 
 def test_the_tasks_run_the_scripts_with_their_options():
-    from dialogsum_batch.tasks.bench import bench_ct2_cache, bench_threads as threads_task
+    from dialogsum_batch.tasks.bench import bench_ct2_cache
+    from dialogsum_batch.tasks.bench import bench_threads as threads_task
 
     c = MockContext(run=Result(exited=0), repeat=True)
     bench_ct2_cache(c, records=8, beams="1", repeats=1, trained="runs/smoke", work_dir="w")

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FakeBackend, read_jsonl, write_jsonl
 
+from dialogsum_batch.backends import BACKENDS
 from dialogsum_batch.cli import main
 from dialogsum_batch.inference.outputs import OutputLock
 
@@ -99,14 +100,16 @@ SLOW_RUN = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
     from conftest import FakeBackend
-    import dialogsum_batch.inference.job as runner
+    from dialogsum_batch.backends import BACKENDS
 
     class Slow(FakeBackend):
         def generate(self, batch):
             time.sleep(0.05)
             return super().generate(batch)
 
-    runner.load_backend = lambda model, decode, log=None: Slow()
+    BACKENDS["fake"] = lambda model, decode, log=None: Slow()
+    import os
+    os.environ["DIALOGSUM_BACKEND"] = "fake"
     from dialogsum_batch.cli import main
     main(sys.argv[1:], prog_name="dialogsum-batch")
 """)
@@ -186,7 +189,8 @@ def test_shards_partition_the_input(fake_backend, tmp_path):
 
 def test_out_of_memory_splits_batches_and_loses_nothing(monkeypatch, tmp_path):
     backend = FakeBackend(oom_above=2)
-    monkeypatch.setattr("dialogsum_batch.inference.job.load_backend", lambda model, decode, log=None: backend)
+    monkeypatch.setitem(BACKENDS, "fake", lambda model, decode, log=None: backend)
+    monkeypatch.setenv("DIALOGSUM_BACKEND", "fake")
     rows = [{"id": f"o{i}", "dialogue": f"A: {i}"} for i in range(10)]
     metrics = tmp_path / "m.json"
     result = run(["-m", "x", "--metrics-out", str(metrics)], stdin="".join(json.dumps(r) + "\n" for r in rows))
@@ -199,7 +203,8 @@ def test_out_of_memory_splits_batches_and_loses_nothing(monkeypatch, tmp_path):
 def test_record_that_never_fits_becomes_an_error_record(monkeypatch, tmp_path):
     backend = FakeBackend()
     backend.oom_ids = {4}  # FakeBackend numbers texts from 2: the third record
-    monkeypatch.setattr("dialogsum_batch.inference.job.load_backend", lambda model, decode, log=None: backend)
+    monkeypatch.setitem(BACKENDS, "fake", lambda model, decode, log=None: backend)
+    monkeypatch.setenv("DIALOGSUM_BACKEND", "fake")
     stdin = "".join(json.dumps({"id": f"o{i}", "dialogue": f"A: {i}"}) + "\n" for i in range(5))
     errors = tmp_path / "errors.jsonl"
     result = run(["-m", "x", "--on-error", "skip", "--errors-out", str(errors)], stdin=stdin)

@@ -1,7 +1,7 @@
 """Past one process, on CPU with two gloo processes: dialogsum-batch under torchrun / accelerate launch writes
 what one process writes, and ``invoke finetune --num-processes 2`` trains one DDP run whose folder serves.
 
-The pure pieces (dealing, placing, merging, the launch command) are tested in-process; the launches share
+The pure pieces (dealing, merging, counting, the launch command) are tested in-process; the launches share
 module fixtures. About two minutes on 2 CPU cores, most of it process start-up.
 """
 
@@ -24,9 +24,9 @@ from invoke.exceptions import Exit
 from conftest import read_jsonl, write_jsonl
 from dialogsum_batch.cli import main as cli_main
 from dialogsum_batch.config import ModelSettings
-from dialogsum_batch.inference.parallel import (Outcome, World, deal, detect_world, launch_command, merge, place,
-                                         rank_model, summed)
-from dialogsum_batch.inference.engine import Stats
+from dialogsum_batch.inference.engine import EngineCounts, Outcome
+from dialogsum_batch.inference.parallel import ShareDone, World, deal, detect_world, merge, rank_model
+from dialogsum_batch.training.launch import launch_command
 from dialogsum_batch.errors import InputError
 from dialogsum_batch.inference.outputs import OutputLock
 from dialogsum_batch.inference.records import BadRecord, Record
@@ -67,22 +67,22 @@ def test_round_robin_shares_merge_back_in_input_order():
     window = [record(i) for i in range(11)]
     shares = deal(window, 3)
     assert [[r.index for r in share] for share in shares] == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]
-    outcomes = [Outcome(results=[(j, {"id": item.id}) for j, item in enumerate(share)]) for share in shares]
-    assert [r["id"] for r in merge(outcomes, len(window))] == [r.id for r in window]
+    done = [ShareDone([Outcome(j, None, f"summary of {item.id}") for j, item in enumerate(share)]) for share in shares]
+    merged = merge(done, window)
+    assert [o.item for o in merged] == window  # each outcome finds its record again, by position alone
+    assert [o.position for o in merged] == list(range(11))
+    assert [o.summary for o in merged] == [f"summary of {r.id}" for r in window]
 
 
-def test_results_find_their_records_in_any_order_and_gaps_stay_gaps():
+def test_outcomes_an_interrupted_rank_did_not_finish_stay_gaps():
     bad = BadRecord(2, InputError("in.jsonl", 3, "invalid JSON"))
-    items = [record(0, "x"), record(1, "x"), bad, record(3)]
-    oom = InputError("in.jsonl", 4, "out of memory even alone")  # the Engine's verdict on record 3
-    placed = place(items, [oom, {"id": "x", "n": 1}, bad.error, {"id": "x", "n": 2}])
-    assert placed == [(3, oom), (0, {"id": "x", "n": 1}), (2, bad.error), (1, {"id": "x", "n": 2})]
-    twins = [record(0, "x"), record(1, "x")]  # the first of two records with one id ran out of memory
-    assert place(twins, [InputError("in.jsonl", 1, "out of memory"), {"id": "x"}])[1] == (1, {"id": "x"})
-    interrupted = place(items, [{"id": "x", "n": 1}])  # an interrupted Engine returns only what it finished
-    assert merge([Outcome(results=interrupted)], len(items)) == [{"id": "x", "n": 1}]
-    with pytest.raises(RuntimeError, match="matches no record"):
-        place(items, [{"id": "stranger"}])
+    window = [record(0, "x"), record(1, "x"), bad, record(3)]  # repeated ids need no matching: positions place
+    oom = InputError("in.jsonl", 4, "out of memory even alone")
+    done = [ShareDone([Outcome(1, None, error=bad.error)]),  # rank 0: items 0 and 2; item 0 unfinished
+            ShareDone([Outcome(0, None, "second x"), Outcome(1, None, error=oom)], interrupted=signal.SIGTERM)]
+    merged = merge(done, window)
+    assert [(o.position, o.item, o.summary, o.error) for o in merged] == \
+        [(1, window[1], "second x", None), (2, bad, None, bad.error), (3, window[3], None, oom)]
 
 
 def test_bad_records_cross_process_boundaries():
@@ -93,15 +93,13 @@ def test_bad_records_cross_process_boundaries():
 
 
 def test_summary_counts_come_from_every_rank():
-    written = Stats(records=5, errors=1)
-    parts = [{"batches": 2, "oom_splits": 0, "real_tokens": 10, "padded_tokens": 12, "generated_tokens": 30,
-              "generate_seconds": 1.5},
-             {"batches": 3, "oom_splits": 1, "real_tokens": 20, "padded_tokens": 25, "generated_tokens": 40,
-              "generate_seconds": 2.5}]
-    total = summed(written, parts)
-    assert (total.records, total.errors, total.batches, total.oom_splits) == (5, 1, 5, 1)
-    assert (total.real_tokens, total.padded_tokens, total.generated_tokens) == (30, 37, 70)
+    total = EngineCounts()
+    for part in (EngineCounts(2, 0, 10, 12, 1.5), EngineCounts(3, 1, 20, 25, 2.5)):
+        total.add(part, side_by_side=True)
+    assert (total.batches, total.oom_splits, total.real_tokens, total.padded_tokens) == (5, 1, 30, 37)
     assert total.generate_seconds == 2.5  # side by side, not one after the other
+    total.add(EngineCounts(generate_seconds=1.0))  # one after the other: the times add up
+    assert total.generate_seconds == 3.5
 
 
 def test_a_forwarded_second_signal_is_the_same_stop():

@@ -422,9 +422,11 @@ FAKE_RUN = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from conftest import FakeBackend
-    import dialogsum_batch.inference.job as runner
+    from dialogsum_batch.backends import BACKENDS
 
-    runner.load_backend = lambda model, decode, log=None: FakeBackend()
+    BACKENDS["fake"] = lambda model, decode, log=None: FakeBackend()
+    import os
+    os.environ["DIALOGSUM_BACKEND"] = "fake"
     from dialogsum_batch.cli import main
     main(sys.argv[1:], prog_name="dialogsum-batch")
 """)

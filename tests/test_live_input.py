@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ def test_a_cut_ends_the_window_read_so_far_and_is_never_an_item():
     stream = [CUT, 1, CUT, CUT, 2, 3, 4, CUT, 5]
     assert list(windows(stream, 2)) == [[1], [2, 3], [4], [5]]
     assert list(windows(stream, 2, closes=lambda item: item == 2)) == [[1], [2], [3, 4], [5]]
+    assert [window.live for window in windows(stream, 2)] == [True, False, True, False]  # a CUT ended it, or not
 
 
 def test_the_feed_cuts_once_per_stall_and_never_under_steady_input():
@@ -194,3 +196,48 @@ def test_two_processes_write_each_summary_while_stdin_is_still_open(live):
 def test_max_wait_must_not_be_negative():
     result = CliRunner().invoke(main, ["-m", "x", "--max-wait", "-1"], input="")
     assert result.exit_code == 2 and "--max-wait" in result.stderr
+
+
+SLOW_FAKE = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from conftest import FakeBackend
+from dialogsum_batch.backends import BACKENDS
+
+class Slow(FakeBackend):
+    def generate(self, batch):
+        time.sleep(0.4)
+        return super().generate(batch)
+
+BACKENDS["fake"] = lambda model, decode, log=None: Slow()
+os.environ["DIALOGSUM_BACKEND"] = "fake"
+from dialogsum_batch.cli import main
+main(sys.argv[1:], prog_name="dialogsum-batch")
+"""
+
+
+def test_a_stop_while_a_cut_window_is_summarized_finishes_that_window(tmp_path):
+    """The records of a window a stall cut short came from a producer that cannot send them again: a SIGTERM
+    that lands while they are being summarized writes them all, then stops (143)."""
+    script = tmp_path / "slow_fake.py"
+    script.write_text(SLOW_FAKE.format(tests=str(REPO / "tests")), encoding="utf-8")
+    process = subprocess.Popen([sys.executable, str(script), "-m", "x", "--max-wait", "0.3", "--max-batch-size", "1"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        process.stdin.write("".join(record(i) for i in range(4)))
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline())["id"] == "r0"  # the cut window is being summarized
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        rows = [json.loads(line) for line in process.stdout.read().splitlines() if line.strip()]
+    finally:
+        process.kill()
+        process.stdin.close()
+    assert code == 143
+    assert [row["id"] for row in rows] == ["r1", "r2", "r3"]
+
+
+def test_live_input_is_on_by_default():
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    assert "--max-wait SECONDS" in help_text and "[default: 1.0" in help_text.split("--max-wait", 1)[1][:400]

@@ -2,39 +2,23 @@
 
 A backend turns dialogues into token ids (so batches can be planned by length) and
 batches of ids into summaries. Other packages add backends through the
-``dialogsum_batch.backends`` entry-point group.
+``dialogsum_batch.backends`` entry-point group. The values a backend hands back (``Encoded``,
+``Generated``, ``OutOfMemory``) live in ``common`` and are re-exported here; no module of this
+package imports the package itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
 
 from ..config import DecodeSettings, ModelSettings
 from ..errors import ConfigError, ModelError
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A dialogue's source token ids, already cut to the model's limit."""
-
-    ids: list[int]
-    truncated: bool
-
-
-@dataclass(frozen=True)
-class Generated:
-    """One summary and how many tokens it took."""
-
-    text: str
-    tokens: int
-
-
-class OutOfMemory(Exception):
-    """The accelerator ran out of memory on a batch; the caller splits it and retries."""
+from ..logs import Say
+from .common import Encoded, Generated, OutOfMemory, is_ctranslate2_dir  # noqa: F401 (re-exported)
 
 
 class Backend(Protocol):
@@ -49,18 +33,27 @@ class Backend(Protocol):
     def describe(self) -> dict[str, object]: ...
 
 
-Loader = Callable[[str, ModelSettings, DecodeSettings], Backend]
+# A loader gets the model as the user named it (folder or Hub id) and finds it itself: the built-in ones
+# through ``model_folder``, a plugin (or a test's fake) however it likes.
+Loader = Callable[[ModelSettings, DecodeSettings, Say | None], Backend]
 
 
-def _transformers(path: str, model: ModelSettings, decode: DecodeSettings) -> Backend:
+def _transformers(model: ModelSettings, decode: DecodeSettings, log: Say | None = None) -> Backend:
     from .transformers import TransformersBackend
 
+    path = model_folder(model, log)
+    if model.quantization:
+        raise ConfigError(f"--quantization applies to CTranslate2, but {model.name} is served by transformers; "
+                          "add --backend ctranslate2 to convert it")
     return TransformersBackend.load(path, model, decode)
 
 
-def _ctranslate2(path: str, model: ModelSettings, decode: DecodeSettings) -> Backend:
+def _ctranslate2(model: ModelSettings, decode: DecodeSettings, log: Say | None = None) -> Backend:
     from .ctranslate2 import CTranslate2Backend
 
+    path = model_folder(model, log)
+    if not is_ctranslate2_dir(path):
+        path, model = convert_for_serving(path, model, log)
     return CTranslate2Backend.load(path, model, decode)
 
 
@@ -75,18 +68,12 @@ def registry() -> dict[str, Loader]:
     return found
 
 
-def is_ctranslate2_dir(path: str) -> bool:
-    """A CTranslate2 model folder holds model.bin beside config.json."""
-    folder = Path(path)
-    return (folder / "model.bin").is_file() and (folder / "config.json").is_file()
-
-
 def detect_backend(path: str) -> str:
     return "ctranslate2" if is_ctranslate2_dir(path) else "transformers"
 
 
-def load_backend(model: ModelSettings, decode: DecodeSettings, log: Callable[[str], None] | None = None) -> Backend:
-    """Resolve the model (local folder or Hub id) and load it with the asked-for backend.
+def model_folder(model: ModelSettings, log: Say | None = None) -> str:
+    """The model's local folder: resolved (a Hub id is downloaded, or found in the cache) and checked.
 
     ``log`` hears which Hub revision was used, when the model came from the Hub.
     """
@@ -95,27 +82,28 @@ def load_backend(model: ModelSettings, decode: DecodeSettings, log: Callable[[st
 
     path = resolve_model(model.name, model.allow_pickle, log)
     check_model_folder(path, model.allow_pickle)  # one line for broken or absurd files, before any allocation
-    name = detect_backend(path) if model.backend == "auto" else model.backend
+    return path
+
+
+def load_backend(model: ModelSettings, decode: DecodeSettings, log: Say | None = None) -> Backend:
+    """Load the model with the asked-for backend; ``auto`` picks CTranslate2 for a folder holding model.bin."""
     loaders = registry()
-    if name not in loaders:
-        raise ModelError(f"unknown backend '{name}'; known: {', '.join(sorted(loaders))}")
-    if name == "ctranslate2" and not is_ctranslate2_dir(path):
-        path, model = convert_for_serving(path, model, log)
-    elif model.quantization and name != "ctranslate2":
-        raise ConfigError(f"--quantization applies to CTranslate2, but {model.name} is served by {name}; "
-                          "add --backend ctranslate2 to convert it")
-    return loaders[name](path, model, decode)
+    if model.backend == "auto":
+        path = model_folder(model, log)
+        model = replace(model, name=path, backend=detect_backend(path))
+    if model.backend not in loaders:
+        raise ModelError(f"unknown backend '{model.backend}'; known: {', '.join(sorted(loaders))}")
+    return loaders[model.backend](model, decode, log)
 
 
-def convert_for_serving(path: str, model: ModelSettings, log: Callable[[str], None] | None
-                        ) -> tuple[str, ModelSettings]:
+def convert_for_serving(path: str, model: ModelSettings, log: Say | None) -> tuple[str, ModelSettings]:
     """A transformers folder asked to serve through CTranslate2: its conversion from the cache, made once.
 
     The conversion takes ``--quantization`` (int8 by default, as ``invoke export``); the folder it
     gives then serves with its own weight type, so the setting is not applied a second time.
     """
-    from ..export import DEFAULT_QUANTIZATION, QUANTIZATIONS
     from .ct2_cache import Conversion, cached_conversion
+    from .ct2_convert import DEFAULT_QUANTIZATION, QUANTIZATIONS
     from .ctranslate2 import check_overflow
 
     quantization = model.quantization or DEFAULT_QUANTIZATION

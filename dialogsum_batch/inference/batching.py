@@ -20,21 +20,28 @@ class Cut:
 CUT = Cut()
 
 
+class Window(list):
+    """A window of items; ``live`` when a stalled input ended it (a CUT), not its size or the end of input."""
+
+    live = False
+
+
 def windows(items: Iterable[T | Cut], size: int, closes: Callable[[T], bool] = lambda item: False
-            ) -> Iterator[list[T]]:
+            ) -> Iterator[Window]:
     """Chunk a stream into lists of at most ``size``; an item for which ``closes`` is true ends its window,
-    and so does a CUT (dropped: it is never an item of a window)."""
-    window: list[T] = []
+    and so does a CUT (dropped: it is never an item of a window), which marks the window ``live``."""
+    window = Window()
     for item in items:
         if isinstance(item, Cut):
             if window:  # a stall with nothing read since the last window cuts nothing
+                window.live = True
                 yield window
-                window = []
+                window = Window()
             continue
         window.append(item)
         if len(window) >= size or closes(item):
             yield window
-            window = []
+            window = Window()
     if window:
         yield window
 
@@ -45,14 +52,14 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int,
 
     Sorting first keeps padding low; longest first makes an out-of-memory show up in the first batch.
     A row longer than the whole budget still gets a batch of its own. Where the cuts fall is chosen
-    to minimise padded tokens plus ``batch_cost`` (default: an eighth of the budget) per batch, the
+    to minimise padded tokens plus ``batch_cost`` (default: an eighth of the budget, at least 1) per batch, the
     price of a batch's fixed per-step work: filling each batch greedily from the longest row puts a
     long row at the head of many short ones at every length gap, which on a few hundred records
     left a quarter of the tokens as padding.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     ends = cheapest_cuts([lengths[i] for i in order], batch_tokens, max_batch_size,
-                         batch_tokens // 8 if batch_cost is None else batch_cost)
+                         max(1, batch_tokens // 8) if batch_cost is None else batch_cost)
     return [order[start:end] for start, end in zip([0, *ends], ends)]
 
 

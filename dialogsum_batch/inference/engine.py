@@ -1,122 +1,85 @@
-"""The batch engine: windows of records, longest-first token-budget batches, results in input order."""
+"""The batch engine: items in, one outcome per item out, in input order. No I/O, no ROUGE, no formatting.
+
+A bounded window of items is read at a time, its records sorted by token length and cut into batches
+under a token budget (longest first, so an out-of-memory shows up at once); each batch is generated and
+its outcomes released as soon as every earlier item's outcome is out. Rows, ROUGE and counts of what was
+written live with the outputs (``outputs.py``); the engine counts only its own work (``EngineCounts``).
+"""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 
-from .. import rouge
 from ..backends import Backend, Encoded, Generated, OutOfMemory
-from .batching import Cut, InOrder, padded_size, plan_batches, windows
-from ..config import RunSettings
+from ..config import BatchSettings, LongSettings
 from ..errors import InputError
+from .batching import Cut, InOrder, padded_size, plan_batches, windows
+from .chunking import split_dialogue
 from .records import BadRecord, Item, Record
 
-Emit = Callable[[dict[str, Any]], None]
-OUTPUT_FIELDS = frozenset({"id", "summary", "reference", "rouge", "truncated"})  # never taken from --keep-fields
+
+MAX_ROUNDS = 4  # --long chunk: rounds of summarizing joined summaries again, at most (each shrinks them)
+MIN_BUDGET = 8  # tokens: a piece budget below this is not worth cutting for
 
 
 class Interrupted(Exception):
-    """A stop was asked for (SIGINT / SIGTERM); finished results were written first."""
+    """A stop was asked for (SIGINT / SIGTERM); the outcomes already finished were yielded first."""
 
 
-class RunningMean:
-    """Mean ROUGE of the records scored so far, in constant memory however long the stream.
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one item: a summary, or the error that kept it from one."""
 
-    Same ``add`` / ``n`` / ``mean`` as ``rouge.RougeAccumulator``, which keeps every record's
-    scores (for bootstrap intervals) and so grows with the input.
-    """
+    position: int  # the item's place in the engine's input, from 0
+    item: Item | None  # None only on the way between processes (the main process holds the items)
+    summary: str | None = None
+    error: InputError | None = None  # unreadable, or out of memory even alone
+    truncated: bool = False  # the source was cut to the model's limit
+    tokens: int = 0  # summary tokens generated (every piece and round of a long record)
+    chunks: int = 0  # --long chunk: the pieces a record longer than the model was summarized in
 
-    def __init__(self) -> None:
-        self.n = 0
-        self.sums = dict.fromkeys(rouge.ROUGE_TYPES, 0.0)
 
-    def add(self, scores: dict[str, float]) -> None:
-        missing = [t for t in rouge.ROUGE_TYPES if t not in scores]
-        if missing:
-            raise ValueError(f"ROUGE scores lack {', '.join(missing)}")
-        for key in self.sums:
-            self.sums[key] += float(scores[key])
-        self.n += 1
+@dataclass(frozen=True)
+class Row:
+    """One sequence to generate: a record, or a piece of a long one (``piece`` set)."""
 
-    def mean(self) -> dict[str, float]:
-        return {key: total / self.n for key, total in self.sums.items()} if self.n else {}
+    place: int  # the record's place in its window
+    ids: list[int]
+    truncated: bool = False
+    piece: int | None = None
 
 
 @dataclass
-class Stats:
-    """What a run did, for the stderr summary and the metrics file."""
+class Long:
+    """A record summarized in pieces: the summaries gathered so far in this round, and the totals."""
 
-    records: int = 0  # summaries written
-    errors: int = 0  # bad records reported
-    truncated: int = 0
-    resumed: int = 0  # already in the output file, skipped
-    other_shards: int = 0  # left to other shards
+    expected: int = 0  # pieces in this round
+    chunks: int = 0  # pieces of the dialogue itself (the first round)
+    tokens: int = 0  # summary tokens generated over every round
+    round: int = 0  # 0: the dialogue's pieces; 1 and on: pieces of joined summaries
+    summaries: dict[int, str] = field(default_factory=dict)
+    failed: bool = False  # a piece ran out of memory even alone: the record is an error
+
+
+@dataclass
+class EngineCounts:
+    """The engine's own work, for the summary: batches, memory back-offs, padding and generation time."""
+
     batches: int = 0
     oom_splits: int = 0
-    real_tokens: int = 0
-    padded_tokens: int = 0
-    generated_tokens: int = 0
+    real_tokens: int = 0  # source tokens batched
+    padded_tokens: int = 0  # the same batches padded to their longest row
     generate_seconds: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
-    scores: RunningMean = field(default_factory=RunningMean)
 
-    def report(self) -> dict[str, Any]:
-        elapsed = time.perf_counter() - self.started
-        result: dict[str, Any] = {
-            "records": self.records, "errors": self.errors, "truncated": self.truncated,
-            "resumed": self.resumed, "other_shards": self.other_shards, "batches": self.batches,
-            "oom_splits": self.oom_splits, "seconds": round(elapsed, 3),
-            "generate_seconds": round(self.generate_seconds, 3),
-            "dialogues_per_second": round(self.records / elapsed, 3) if elapsed > 0 else 0.0,
-            "generated_tokens": self.generated_tokens,
-            "padding_efficiency": round(self.real_tokens / self.padded_tokens, 4) if self.padded_tokens else None,
-        }
-        if self.scores.n:
-            result["rouge"] = {key: round(value, 4) for key, value in self.scores.mean().items()}
-            result["rouge_records"] = self.scores.n
-        return result
-
-
-# ---------------------------------------------------------------------------- filters
-
-
-def shard_of(key: str, count: int) -> int:
-    """A stable shard number in 1..count for a record key (the same on every host and Python)."""
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % count + 1
-
-
-def item_key(item: Item) -> str:
-    if isinstance(item, Record):
-        return item.id
-    return f"{item.error.source}:{item.error.line}"
-
-
-def select(items: Iterable[Item | Cut], stats: Stats, done: Mapping[str, int] | None = None,
-           shard: tuple[int, int] | None = None) -> Iterator[Item | Cut]:
-    """Drop records already in the output (resume) and those of other shards, counting both.
-
-    ``done`` counts each id written so far: a repeated id is skipped only as often as it was
-    written, so duplicates in the input are each summarized once. A CUT (a stalled input) passes through.
-    """
-    pending = Counter(done or {})
-    for item in items:
-        if isinstance(item, Cut):
-            yield item
-        elif shard and shard_of(item_key(item), shard[1]) != shard[0]:
-            stats.other_shards += 1
-        elif isinstance(item, Record) and pending[item.id] > 0:
-            pending[item.id] -= 1
-            stats.resumed += 1
-        else:
-            yield item
+    def add(self, other: EngineCounts, side_by_side: bool = False) -> None:
+        """Add ``other``'s counts; ``side_by_side`` engines (other processes) overlap in time: the longest counts."""
+        for name in (f.name for f in fields(self)):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, max(mine, theirs) if side_by_side and name == "generate_seconds" else mine + theirs)
 
 
 # ---------------------------------------------------------------------------- memory
@@ -152,70 +115,140 @@ def trim_heap() -> None:
 
 
 class Engine:
-    """Runs a stream of records through a backend and hands each result to ``emit`` in input order."""
+    """Runs a stream of items through a backend: ``run`` yields one Outcome per item, in input order
+    (or as batches finish, with ``unordered``).
 
-    def __init__(self, backend: Backend, settings: RunSettings, emit: Emit,
-                 on_bad: Callable[[InputError], None], flush: Callable[[], None] = lambda: None,
-                 should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = lambda _: None,
-                 progress: Callable[[int], None] = lambda _: None):
+    ``should_stop`` is looked at between batches: when it turns true, the outcomes already finished are
+    yielded (gaps skipped; unreadable items are left to be read again) and Interrupted is raised. A window
+    that a stalled input cut short (live input) is finished first: its records came from a producer that
+    cannot send them again, and there are only as many as arrived in about ``max_wait`` seconds.
+    ``close_on_bad``: an unreadable item ends its window, so under ``--on-error fail`` every record before
+    it is finished before the failure is reported.
+    """
+
+    def __init__(self, backend: Backend, batch: BatchSettings, *, long: LongSettings | None = None,
+                 close_on_bad: bool = False, should_stop: Callable[[], bool] = lambda: False,
+                 log: Callable[[str], None] = lambda _: None):
         self.backend = backend
-        self.settings = settings
-        self.emit = emit
-        self.on_bad = on_bad
-        self.flush = flush
+        self.batch = batch
+        self.long = long or LongSettings()
+        self.close_on_bad = close_on_bad
         self.should_stop = should_stop
         self.log = log
-        self.progress = progress
-        self.stats = Stats()
+        self.counts = EngineCounts()
 
-    def run(self, items: Iterable[Item | Cut]) -> Stats:
-        """Summarize everything, a window at a time (a CUT ends one early); an InputError escapes from
-        ``on_bad`` when the policy is to fail."""
-        closes = (lambda item: isinstance(item, BadRecord)) if self.settings.on_error == "fail" else (lambda _: False)
-        for window in windows(items, self.settings.batch.sort_window, closes):
-            self._window(window)
-        return self.stats
+    def run(self, items: Iterable[Item | Cut]) -> Iterator[Outcome]:
+        """Summarize everything, a window at a time (a CUT in ``items`` ends one early)."""
+        closes = (lambda item: isinstance(item, BadRecord)) if self.close_on_bad else (lambda _: False)
+        offset = 0
+        for window in windows(items, self.batch.sort_window, closes):
+            yield from self._window(window, offset, finish=window.live)
+            offset += len(window)
 
-    def _window(self, window: Sequence[Item]) -> None:
-        positions = [p for p, item in enumerate(window) if isinstance(item, Record)]
-        encoded = self.backend.encode([window[p].dialogue for p in positions])  # type: ignore[union-attr]
-        lengths = [len(e.ids) for e in encoded]
-        results: InOrder[Any] = InOrder(len(window))
-        batch = self.settings.batch
-        bad = [(position, item) for position, item in enumerate(window) if isinstance(item, BadRecord)]
-        if not batch.unordered:  # in order, a bad record waits for those before it anyway
-            self._put_all(results, bad)
-        for rows in plan_batches(lengths, batch.batch_tokens, batch.max_batch_size):
-            if self.should_stop():
-                self._release(results.rest(), interrupted=True)
-                raise Interrupted()
-            self._batch(rows, [window[positions[r]] for r in rows], [encoded[r] for r in rows], results, positions)
-            self._release(results.rest() if batch.unordered else results.ready())
-            self.stats.real_tokens += sum(lengths[r] for r in rows)
-            self.stats.padded_tokens += padded_size(lengths, rows)
-            trim_heap()
-        if batch.unordered:  # after every good record of the window, so --on-error fail loses none
-            self._put_all(results, bad)
-        self._release(results.rest() if batch.unordered else results.ready())
+    def _window(self, window: Sequence[Item], offset: int, finish: bool = False) -> Iterator[Outcome]:
+        """The window's records in batches, then (``--long chunk``) rounds of joined piece summaries until each
+        long record is short enough; outcomes released as soon as those before them are out."""
+        results: InOrder[Outcome] = InOrder(len(window))
+        unordered = self.batch.unordered
+        bad = [Outcome(offset + p, item, error=item.error) for p, item in enumerate(window)
+               if isinstance(item, BadRecord)]
+        if not unordered:  # in order, a bad record waits for those before it anyway
+            self._put_all(results, bad, offset)
+        records = [(p, item) for p, item in enumerate(window) if isinstance(item, Record)]
+        pending: dict[int, Long] = {}  # --long chunk: the records in pieces, by window place
+        rows = self._rows([p for p, _ in records], [record.dialogue for _, record in records], pending)
+        while rows:  # the records, then rounds of joined piece summaries that are still too long
+            later: list[Row] = []
+            lengths = [len(row.ids) for row in rows]
+            for batch in plan_batches(lengths, self.batch.batch_tokens, self.batch.max_batch_size):
+                if not finish and self.should_stop():
+                    yield from (o for o in results.rest() if o.error is None)  # bad ones are judged on resume
+                    raise Interrupted()
+                chosen = [rows[b] for b in batch]
+                for row, result in zip(chosen, self._timed_generate([row.ids for row in chosen])):
+                    outcome = self._settle(row, result, window[row.place], offset + row.place, pending, later)
+                    if outcome is not None:
+                        results.put(row.place, outcome)
+                self.counts.real_tokens += sum(lengths[b] for b in batch)
+                self.counts.padded_tokens += padded_size(lengths, batch)
+                trim_heap()
+                yield from results.rest() if unordered else results.ready()
+            rows = later
+        if unordered:  # after every good record of the window, so --on-error fail loses none
+            self._put_all(results, bad, offset)
+        yield from results.rest() if unordered else results.ready()
 
     @staticmethod
-    def _put_all(results: InOrder[Any], values: Sequence[tuple[int, Any]]) -> None:
-        for position, value in values:
-            results.put(position, value)
+    def _put_all(results: InOrder[Outcome], outcomes: Iterable[Outcome], offset: int) -> None:
+        for outcome in outcomes:
+            results.put(outcome.position - offset, outcome)
 
-    def _batch(self, rows: list[int], records: list[Record], encoded: list[Encoded], results: InOrder,
-               positions: list[int]) -> None:
-        started = time.perf_counter()
-        outcomes = self._generate([e.ids for e in encoded])
-        self.stats.generate_seconds += time.perf_counter() - started
-        self.stats.batches += 1
-        for row, record, source, outcome in zip(rows, records, encoded, outcomes):
-            if isinstance(outcome, Generated):
-                value: Any = self._output(record, source, outcome)
+    def _rows(self, places: list[int], texts: list[str], pending: dict[int, Long]) -> list[Row]:
+        """One row per record, or under ``--long chunk`` one per piece of a record longer than the model."""
+        rows = []
+        for place, text, source in zip(places, texts, self.backend.encode(texts)):
+            if source.truncated and self.long.mode == "chunk":
+                rows.extend(self._piece_rows(place, text, pending, Long()))
             else:
-                value = BadRecord(record.index, InputError(record.source, record.line, outcome))
-            results.put(positions[row], value)
-        self.progress(len(rows))
+                rows.append(Row(place, source.ids, truncated=source.truncated))
+        return rows
+
+    def _piece_rows(self, place: int, text: str, pending: dict[int, Long], tally: Long) -> list[Row]:
+        """Rows for the pieces of ``text`` (one when it fits), with the record's tally opened for them."""
+        found = self._pieces(text)
+        pending[place] = Long(expected=len(found), chunks=tally.chunks or len(found), tokens=tally.tokens,
+                              round=tally.round + bool(tally.chunks))
+        return [Row(place, encoded.ids, piece=i) for i, encoded in enumerate(found)]
+
+    def _pieces(self, text: str) -> list[Encoded]:
+        """A text in pieces that fit the model, encoded; where the joins cost tokens the counts did not show,
+        it is cut again on a smaller budget."""
+        limit = self.backend.max_source_length
+
+        def count(texts: Sequence[str]) -> list[int]:
+            return [limit + 1 if e.truncated else len(e.ids) for e in self.backend.encode(list(texts))]
+
+        budget = limit
+        while True:
+            found = self.backend.encode(split_dialogue(text, count, budget, self.long.overlap))
+            if not any(e.truncated for e in found) or budget <= MIN_BUDGET:
+                return found
+            budget = budget * 3 // 4
+
+    def _settle(self, row: Row, result: Generated | str, record: Item, position: int, pending: dict[int, Long],
+                later: list[Row]) -> Outcome | None:
+        """The outcome a generated row completes, if any. A long record's piece summaries are gathered; once
+        all are in, joined text still longer than the target goes back into ``later`` for another round."""
+        tally = pending.get(row.place) if row.piece is not None else None
+        if tally is not None and tally.failed:
+            return None  # a piece of this record already failed it
+        if isinstance(result, str):  # out of memory even alone
+            if tally is not None:
+                tally.failed = True
+            return Outcome(position, record, error=InputError(record.source, record.line, result))  # type: ignore
+        if tally is None:
+            return Outcome(position, record, result.text, truncated=row.truncated, tokens=result.tokens)
+        tally.summaries[row.piece] = result.text  # type: ignore[index]
+        tally.tokens += result.tokens
+        if len(tally.summaries) < tally.expected:
+            return None
+        joined = "\n".join(tally.summaries[i] for i in range(tally.expected))
+        if tally.expected > 1 and tally.round < MAX_ROUNDS and self._tokens(joined) > self.long.target:
+            later.extend(self._piece_rows(row.place, joined, pending, tally))
+            return None
+        del pending[row.place]
+        return Outcome(position, record, joined, tokens=tally.tokens, chunks=tally.chunks)
+
+    def _tokens(self, text: str) -> int:
+        (encoded,) = self.backend.encode([text])
+        return self.backend.max_source_length + 1 if encoded.truncated else len(encoded.ids)
+
+    def _timed_generate(self, rows: list[list[int]]) -> list[Generated | str]:
+        started = time.perf_counter()
+        generated = self._generate(rows)
+        self.counts.generate_seconds += time.perf_counter() - started
+        self.counts.batches += 1
+        return generated
 
     def _generate(self, rows: list[list[int]]) -> list[Generated | str]:
         """Generate, splitting the batch in two on out-of-memory until single rows remain."""
@@ -224,34 +257,7 @@ class Engine:
         except OutOfMemory:
             if len(rows) == 1:
                 return [f"out of memory even alone ({len(rows[0])} source tokens)"]
-        self.stats.oom_splits += 1
+        self.counts.oom_splits += 1
         self.log(f"out of memory on a batch of {len(rows)} x {max(map(len, rows))} tokens; splitting it")
         middle = len(rows) // 2
         return self._generate(rows[:middle]) + self._generate(rows[middle:])
-
-    def _output(self, record: Record, source: Encoded, generated: Generated) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": record.id, "summary": generated.text}
-        if record.references:
-            out["reference"] = record.references[0] if len(record.references) == 1 else list(record.references)
-            out["rouge"] = {k: round(v, 4) for k, v in rouge.score(generated.text, record.references).items()}
-            self.stats.scores.add(out["rouge"])
-        if source.truncated:
-            out["truncated"] = True
-            self.stats.truncated += 1
-        self.stats.generated_tokens += generated.tokens
-        keep = self.settings.keep_fields
-        kept = {k: v for k, v in record.extra.items() if ("*" in keep or k in keep) and k not in OUTPUT_FIELDS}
-        return {**out, **kept}
-
-    def _release(self, values: Iterable[Any], interrupted: bool = False) -> None:
-        try:
-            for value in values:
-                if isinstance(value, BadRecord):
-                    if not interrupted:  # a bad record is read again on resume; no need to judge it now
-                        self.stats.errors += 1
-                        self.on_bad(value.error)
-                else:
-                    self.stats.records += 1
-                    self.emit(value)
-        finally:
-            self.flush()

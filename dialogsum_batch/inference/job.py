@@ -1,27 +1,32 @@
-"""A whole batch job: lock, resume, read, summarize, write, report; returns the exit code cron sees."""
+"""What every batch job does around the engine, in one process or many: its files, the lock, resume and
+shard selection, the writer and errors file, signals, the summary and the exit code cron sees.
+
+``local.py`` (one process) and ``parallel.py`` (under a launcher) build on it; ``runner.run_job`` picks one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..backends import Backend, load_backend
+from ..backends import Backend
 from ..config import RunSettings
-from .engine import Engine, Interrupted, Stats, select
-from ..errors import DataError, InputError
-from .feed import Feed
+from ..errors import DataError
 from ..logs import Log
-from .outputs import (ERROR_KEYS, OUTPUT_KEYS, JsonlWriter, OutputLock, closing_output, done_errors,
-                      error_record, open_output, same_file, scan_written)
-from .records import MAX_LINE_BYTES, STDIN, expand, read_files
+from .batching import Cut
+from .feed import Feed
+from .outputs import (ERROR_KEYS, OUTPUT_KEYS, ErrorSink, JsonlWriter, OutputLock, ResultWriter, Stats,
+                      closing_output, open_output, same_file, scan_written)
+from .records import MAX_LINE_BYTES, STDIN, Item, Record, expand, read_files
 
 EXIT_OK, EXIT_PARTIAL = 0, 3  # failures take their error's exit_code (1, or 75 when locked); usage is Click's 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -108,7 +113,13 @@ def resume_limit(files: JobFiles) -> int:
     return 8 * max(files.max_line_bytes, MAX_LINE_BYTES)
 
 
-Resumed = tuple[Counter[str], set[tuple[str, int | None]]]  # ids in OUTPUT (how often), (source, line) of errors
+@dataclass(frozen=True)
+class Resumed:
+    """What earlier runs wrote, for --resume: how often each id is in OUTPUT, and the bad records already in
+    the errors file (by source and line)."""
+
+    done: Counter[str] = field(default_factory=Counter)
+    seen: set[tuple[str, int | None]] = field(default_factory=set)
 
 
 def read_resumed(files: JobFiles, log: Log) -> Resumed:
@@ -118,7 +129,7 @@ def read_resumed(files: JobFiles, log: Log) -> Resumed:
     model loads: a file that is not ours fails at once, as one line, and is left as it was.
     """
     if not files.resume:
-        return Counter(), set()
+        return Resumed()
     output = scan_written(files.output, OUTPUT_KEYS, resume_limit(files))
     errors = scan_written(files.errors_out, ERROR_KEYS) if files.errors_out else None
     for written in (output, errors):
@@ -127,43 +138,67 @@ def read_resumed(files: JobFiles, log: Log) -> Resumed:
     done = Counter(str(key) for key, in output.rows)
     if done:
         log.info(f"resuming: {sum(done.values())} records already in {files.output}")
-    return done, set(errors.rows) if errors else set()  # type: ignore[arg-type]
+    return Resumed(done, set(errors.rows) if errors else set())  # type: ignore[arg-type]
 
 
-def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = False,
-            backend: Backend | None = None) -> tuple[int, Stats]:
-    """Run the job under its lock; the backend is loaded here unless one is given (tests, tools).
-
-    Under ``accelerate launch`` / ``torchrun`` (WORLD_SIZE > 1) every process calls this and the job is
-    data-parallel (dialogsum_batch.inference.parallel); the main process alone writes, and all return one code.
-    """
-    from .parallel import detect_world, run_parallel
-
-    if detect_world().size > 1:
-        return run_parallel(files, settings, log, progress, backend)
+def claim(files: JobFiles, stack: contextlib.ExitStack, log: Log) -> Resumed:
+    """Take the output's lock (held until ``stack`` closes) and read what earlier runs wrote."""
     path = lock_path(files)
-    stop = StopFlag()
-    with OutputLock(path) if path else contextlib.nullcontext(), stop.installed():
-        done, seen = read_resumed(files, log)
-        backend = backend or load_backend(settings.model, settings.decode, log=log.info)
-        log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
-        return _summarize(files, settings, backend, (done, seen), log, progress, stop)
+    if path:
+        stack.enter_context(OutputLock(path))
+    return read_resumed(files, log)
 
 
-def _summarize(files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log,
-               progress: bool, stop: StopFlag) -> tuple[int, Stats]:
-    done, seen = resumed
-    with contextlib.ExitStack() as stack:
-        errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, seen)
-        writer = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
-        bar = stack.enter_context(progress_bar(progress))
-        feed = stack.enter_context(input_feed(files, settings, stop, log))
-        # A stop while the input is stalled ends the input (feed.cut): the records taken are still finished.
-        engine = Engine(backend, settings, writer.write, errors.report, writer.flush,
-                        lambda: stop() and not feed.cut, log.warning, bar)
-        code = _execute(engine, select(feed, engine.stats, done, settings.shard), stop, feed, log)
-    finish_job(engine.stats, files, backend, log, code)
-    return code, engine.stats
+# ---------------------------------------------------------------------------- selection
+
+
+def shard_of(key: str, count: int) -> int:
+    """A stable shard number in 1..count for a record key (the same on every host and Python)."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count + 1
+
+
+def item_key(item: Item) -> str:
+    if isinstance(item, Record):
+        return item.id
+    return f"{item.error.source}:{item.error.line}"
+
+
+def select(items: Iterable[Item | Cut], stats: Stats, done: Mapping[str, int] | None = None,
+           shard: tuple[int, int] | None = None) -> Iterator[Item | Cut]:
+    """Drop records already in the output (resume) and those of other shards, counting both.
+
+    ``done`` counts each id written so far: a repeated id is skipped only as often as it was
+    written, so duplicates in the input are each summarized once. A CUT (a stalled input) passes through.
+    """
+    pending = Counter(done or {})
+    for item in items:
+        if isinstance(item, Cut):
+            yield item
+        elif shard and shard_of(item_key(item), shard[1]) != shard[0]:
+            stats.other_shards += 1
+        elif isinstance(item, Record) and pending[item.id] > 0:
+            pending[item.id] -= 1
+            stats.resumed += 1
+        else:
+            yield item
+
+
+def selected_input(files: JobFiles, settings: RunSettings, resumed: Resumed, stats: Stats, stop: StopFlag,
+                   log: Log, stack: contextlib.ExitStack) -> tuple[Feed, Iterator[Item | Cut]]:
+    """The job's records as the engine takes them: read ahead (``input_feed``), less those resumed or left to
+    other shards. The feed is returned too: ``feed.cut`` says whether a stop ended the input."""
+    feed = stack.enter_context(input_feed(files, settings, stop, log))
+    return feed, select(feed, stats, resumed.done, settings.shard)
+
+
+def open_writer(files: JobFiles, settings: RunSettings, resumed: Resumed, log: Log, progress: bool,
+                stack: contextlib.ExitStack) -> ResultWriter:
+    """The job's outputs, closed with ``stack``: summaries, the errors file, the counts and the progress bar."""
+    errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, resumed.seen)
+    records = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
+    bar = stack.enter_context(progress_bar(progress))
+    return ResultWriter(records, errors, settings.keep_fields, bar)
 
 
 def input_feed(files: JobFiles, settings: RunSettings, stop: StopFlag, log: Log) -> Feed:
@@ -173,14 +208,9 @@ def input_feed(files: JobFiles, settings: RunSettings, stop: StopFlag, log: Log)
     return Feed(records, stop, max_wait=settings.batch.max_wait)
 
 
-def _execute(engine: Engine, items: Any, stop: StopFlag, feed: Feed, log: Log) -> int:
-    try:
-        engine.run(items)
-    except Interrupted:
-        return interrupted(stop.signal, log)
-    if feed.cut:  # stopped while waiting for input: every record read was written
-        return interrupted(stop.signal, log)
-    return EXIT_PARTIAL if engine.stats.errors else EXIT_OK
+def exit_code(stats: Stats) -> int:
+    """A job that ran to the end: 0, or 3 when bad records were skipped."""
+    return EXIT_PARTIAL if stats.errors else EXIT_OK
 
 
 def interrupted(number: int | None, log: Log) -> int:
@@ -188,27 +218,6 @@ def interrupted(number: int | None, log: Log) -> int:
     name = signal.Signals(number).name if number else "signal"
     log.error(f"interrupted by {name}: finished records were written; rerun with --resume to go on")
     return EXIT_SIGNAL.get(number, 130)  # type: ignore[arg-type]
-
-
-class ErrorSink:
-    """Bad records: raised at once under ``fail``, written to the errors file (and logged) under ``skip``."""
-
-    def __init__(self, path: str | None, policy: str, log: Log, stack: contextlib.ExitStack, append: bool,
-                 seen: set[tuple[str, int | None]] | None = None):
-        self.policy = policy
-        self.log = log
-        # Those already in the file (``seen``, else read here): a rerun with --resume does not repeat them.
-        self.seen = seen if seen is not None else done_errors(path) if append else set()
-        self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path \
-            else None
-
-    def report(self, error: InputError) -> None:
-        if self.policy == "fail":
-            raise error
-        self.log.warning(f"skipped {error}")
-        if self.writer and (error.source, error.line) not in self.seen:
-            self.writer.write(error_record(error))
-            self.writer.flush()
 
 
 def finish_job(stats: Stats, files: JobFiles, backend: Backend, log: Log, code: int,

@@ -1,4 +1,5 @@
-"""Where results go: JSONL writers, the errors file, resume bookkeeping and the output lock."""
+"""Where results go: each outcome as a row (ROUGE when it has references) or a bad record, the counts of
+what was written, JSONL writers, the errors file, resume bookkeeping and the output lock."""
 
 from __future__ import annotations
 
@@ -6,14 +7,122 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .. import rouge
 from ..errors import DataError, InputError, LockedError
-from .records import MAX_LINE_BYTES, bounded_lines, json_type, shorten
+from ..logs import Log
+from .engine import EngineCounts, Outcome
+from .records import MAX_LINE_BYTES, Record, bounded_lines, json_type, shorten
+
+OUTPUT_FIELDS = frozenset({"id", "summary", "reference", "rouge", "truncated", "chunks"})  # never taken from --keep-fields
+
+
+@dataclass
+class Stats:
+    """What a job did, for the stderr summary and the metrics file."""
+
+    records: int = 0  # summaries written
+    errors: int = 0  # bad records reported
+    truncated: int = 0
+    resumed: int = 0  # already in the output file, skipped
+    other_shards: int = 0  # left to other shards
+    generated_tokens: int = 0
+    engine: EngineCounts = field(default_factory=EngineCounts)  # every process's engine, added at the end
+    started: float = field(default_factory=time.perf_counter)
+    scores: rouge.RougeMean = field(default_factory=rouge.RougeMean)
+
+    def report(self) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.started
+        work = self.engine
+        result: dict[str, Any] = {
+            "records": self.records, "errors": self.errors, "truncated": self.truncated,
+            "resumed": self.resumed, "other_shards": self.other_shards, "batches": work.batches,
+            "oom_splits": work.oom_splits, "seconds": round(elapsed, 3),
+            "generate_seconds": round(work.generate_seconds, 3),
+            "dialogues_per_second": round(self.records / elapsed, 3) if elapsed > 0 else 0.0,
+            "generated_tokens": self.generated_tokens,
+            "padding_efficiency": round(work.real_tokens / work.padded_tokens, 4) if work.padded_tokens else None,
+        }
+        if self.scores.n:
+            result["rouge"] = {key: round(value, 4) for key, value in self.scores.mean().items()}
+            result["rouge_records"] = self.scores.n
+        return result
+
+
+def summary_row(record: Record, outcome: Outcome, keep_fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One output line: id and summary, the reference and ROUGE when the record has one, the kept fields."""
+    row: dict[str, Any] = {"id": record.id, "summary": outcome.summary}
+    if record.references:
+        references = record.references
+        row["reference"] = references[0] if len(references) == 1 else list(references)
+        row["rouge"] = {k: round(v, 4) for k, v in rouge.score(outcome.summary or "", references).items()}
+    if outcome.truncated:
+        row["truncated"] = True
+    if outcome.chunks:
+        row["chunks"] = outcome.chunks
+    kept = {k: v for k, v in record.extra.items()
+            if ("*" in keep_fields or k in keep_fields) and k not in OUTPUT_FIELDS}
+    return {**row, **kept}
+
+
+class ErrorSink:
+    """Bad records: raised at once under ``fail``, written to the errors file (and logged) under ``skip``."""
+
+    def __init__(self, path: str | None, policy: str, log: Log, stack: contextlib.ExitStack, append: bool,
+                 seen: set[tuple[str, int | None]] | None = None):
+        self.policy = policy
+        self.log = log
+        # Those already in the file (``seen``, else read here): a rerun with --resume does not repeat them.
+        self.seen = seen if seen is not None else done_errors(path) if append else set()
+        self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path \
+            else None
+
+    def report(self, error: InputError) -> None:
+        if self.policy == "fail":
+            raise error
+        self.log.warning(f"skipped {error}")
+        if self.writer and (error.source, error.line) not in self.seen:
+            self.writer.write(error_record(error))
+            self.writer.flush()
+
+
+class ResultWriter:
+    """The job's outputs: each outcome written as a row, or reported as a bad record, and counted."""
+
+    def __init__(self, records: JsonlWriter, errors: ErrorSink, keep_fields: tuple[str, ...] = (),
+                 progress: Callable[[int], None] = lambda n: None, stats: Stats | None = None):
+        self.records = records
+        self.errors = errors
+        self.keep_fields = keep_fields
+        self.progress = progress
+        self.stats = stats or Stats()
+
+    def write(self, outcomes: Iterable[Outcome]) -> None:
+        """Write in the order given; under ``fail`` the first bad record raises after those before it.
+        Each row is flushed as it is written: a consumer downstream sees a steady flow, a killed job resumes."""
+        for outcome in outcomes:
+            if outcome.error is not None:
+                self.stats.errors += 1
+                self.errors.report(outcome.error)
+            else:
+                self._row(outcome)
+
+    def _row(self, outcome: Outcome) -> None:
+        row = summary_row(outcome.item, outcome, self.keep_fields)  # type: ignore[arg-type]
+        self.records.write(row)
+        self.records.flush()
+        self.stats.records += 1
+        self.stats.truncated += outcome.truncated
+        self.stats.generated_tokens += outcome.tokens
+        if "rouge" in row:
+            self.stats.scores.add(row["rouge"])
+        self.progress(1)
 
 
 # Valid inside JSON strings, but line breaks to str.splitlines() and many JSONL readers: escape them so
@@ -84,9 +193,9 @@ def discard_stdout() -> None:
 
 def same_file(first: str, second: str) -> bool:
     """True when both paths name one file: symlinks resolved, hard links by device and inode."""
-    if os.path.realpath(first) == os.path.realpath(second):
-        return True
     try:
+        if os.path.realpath(first) == os.path.realpath(second):
+            return True
         one, other = os.stat(first), os.stat(second)
     except (OSError, ValueError):  # one of them does not exist (yet): the paths decided
         return False

@@ -1,5 +1,4 @@
-"""Past one process: data-parallel ``dialogsum-batch`` under ``accelerate launch`` or ``torchrun``, and the
-``accelerate launch`` command line behind ``invoke finetune --num-processes``.
+"""Past one process: data-parallel ``dialogsum-batch`` under ``accelerate launch`` or ``torchrun``.
 
 Bulk inference on N processes (one per GPU, or several CPU processes):
 
@@ -8,8 +7,9 @@ Bulk inference on N processes (one per GPU, or several CPU processes):
 * The main process (rank 0) alone holds the lock, reads the resume state, reads the input and owns every
   file. It reads a global window of ``sort_window x N`` records and deals it round-robin (position % N),
   so every rank gets a fair mix of lengths; each rank's Engine sorts and batches its share.
-* Results come back to the main process per window, which writes them in input order, with the errors
-  file, the progress bar and the summary. Memory stays bounded by one window per process.
+* Outcomes come back to the main process per window (without their records, which it holds), and it writes
+  them in input order through the same writer as one process (``job.open_writer``). Memory stays bounded by
+  one window per process.
 * The main process decides when everyone stops (end of input, a signal, a bad record under
   ``--on-error fail``, a failure on any rank) and tells the others, so none hangs and all exit alike.
 
@@ -21,33 +21,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
-import sys
-from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 from ..backends import Backend, load_backend
-from .batching import Cut, windows
 from ..config import ModelSettings, RunSettings
-from .engine import Engine, Interrupted, Stats, select
-from ..errors import DialogsumError, InputError
+from ..errors import DialogsumError
 from ..logs import Log
-from .outputs import JsonlWriter, OutputLock, closing_output, open_output
-from .records import BadRecord, Item, Record
-from .job import (EXIT_OK, EXIT_PARTIAL, ErrorSink, JobFiles, Resumed, StopFlag, finish_job, input_feed,
-                     interrupted, lock_path, progress_bar, read_resumed)
+from .batching import Cut, Window, windows
+from .engine import Engine, EngineCounts, Interrupted, Outcome
+from .job import (JobFiles, Resumed, StopFlag, claim, exit_code, finish_job, interrupted, open_writer,
+                  selected_input)
+from .outputs import ResultWriter, Stats
+from .records import BadRecord, Item
 
 # Messages may wait on the main process reading slow input (stdin from a producer): no early timeout.
 # A peer that dies closes its connections, which ends a wait at once; the launcher then stops the rest.
 MESSAGE_TIMEOUT = timedelta(hours=12)
 # A Ctrl-C reaches each process from the terminal and again as the launcher's SIGTERM: one stop, not two.
 FORWARDED_SIGNAL_GRACE = 5.0
-# Engine counters summed over the ranks for the summary; the main process counts what it writes itself.
-SUMMED_STATS = ("batches", "oom_splits", "real_tokens", "padded_tokens", "generated_tokens")
 
 
 @dataclass(frozen=True)
@@ -107,10 +102,10 @@ class Stop:
 
 
 @dataclass
-class Outcome:
-    """Rank -> main: what its Engine gave for its share, each result with its index in the share."""
+class ShareDone:
+    """Rank -> main: the outcomes of a share, in share order (positions within the share, records left out)."""
 
-    results: list[tuple[int, dict[str, Any] | InputError]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     interrupted: int | None = None  # the signal that stopped the rank's Engine
     failure: tuple[int, str] | None = None  # exit code and message of a DialogsumError
 
@@ -185,86 +180,38 @@ def deal(window: Sequence[Item], size: int) -> list[list[Item]]:
     return [list(window[rank::size]) for rank in range(size)]
 
 
-def where(item: Item) -> tuple[str, int | None]:
-    """The source and line an item came from."""
-    if isinstance(item, BadRecord):
-        return item.error.source, item.error.line
-    return item.source, item.line
-
-
-def place(items: Sequence[Item], results: Sequence[dict[str, Any] | InputError]) -> list[tuple[int, Any]]:
-    """Each Engine result with the index of its item in ``items``, whatever order they came in.
-
-    A summary belongs to the first unclaimed record with its id; a bad record (unreadable, or out of memory
-    even alone) to the item at its source and line. An interrupted Engine returns only some of them.
-    """
-    by_id: dict[str, deque[int]] = defaultdict(deque)
-    by_where: dict[tuple[str, int | None], deque[int]] = defaultdict(deque)
-    for index, item in enumerate(items):
-        if isinstance(item, Record):
-            by_id[item.id].append(index)
-        by_where[where(item)].append(index)
-    placed: list[tuple[int, Any]] = []
-    claimed: set[int] = set()
-    for result in results:
-        queue = by_where[(result.source, result.line)] if isinstance(result, InputError) else by_id[result["id"]]
-        while queue and queue[0] in claimed:  # a record of a repeated id that ended as a bad record
-            queue.popleft()
-        if not queue:
-            raise RuntimeError(f"a result matches no record of the share: {result}")
-        claimed.add(queue[0])
-        placed.append((queue.popleft(), result))
-    return placed
-
-
-def merge(outcomes: Sequence[Outcome], window_size: int) -> list[dict[str, Any] | InputError]:
-    """The ranks' results back in input order; items an interrupted rank did not finish are left out."""
-    slots: list[Any] = [None] * window_size
-    for rank, outcome in enumerate(outcomes):
-        for index, result in outcome.results:
-            slots[rank + index * len(outcomes)] = result
-    return [result for result in slots if result is not None]
-
-
-def summed(written: Stats, counters: Sequence[Mapping[str, float]]) -> Stats:
-    """The job's Stats: what the main process wrote, plus the engine counters of every rank."""
-    for name in SUMMED_STATS:
-        setattr(written, name, sum(part[name] for part in counters))
-    written.generate_seconds = max(part["generate_seconds"] for part in counters)  # ranks generate side by side
-    return written
-
-
-def counters(stats: Stats) -> dict[str, float]:
-    return {name: getattr(stats, name) for name in (*SUMMED_STATS, "generate_seconds")}
+def merge(done: Sequence[ShareDone], window: Sequence[Item]) -> list[Outcome]:
+    """The ranks' outcomes back in input order, each with its record; items an interrupted rank did not
+    finish are left out."""
+    size = len(done)
+    slots: list[Outcome | None] = [None] * len(window)
+    for rank, share in enumerate(done):
+        for outcome in share.outcomes:
+            at = rank + outcome.position * size
+            slots[at] = replace(outcome, position=at, item=window[at])
+    return [outcome for outcome in slots if outcome is not None]
 
 
 # ------------------------------------------------------------------------------ one rank's work
 
 
-class RankEngine:
-    """An Engine whose results are kept for the main process instead of written."""
-
-    def __init__(self, backend: Backend, settings: RunSettings, stop: StopFlag, log: Log):
-        self.results: list[dict[str, Any] | InputError] = []
-        self.stop = stop
-        self.final = False
-        self.engine = Engine(backend, settings, self.results.append, self.results.append,
-                             should_stop=lambda: stop() and not self.final, log=log.warning)
-
-    def work(self, items: list[Item], final: bool = False) -> Outcome:
-        """Summarize a share; a signal or a DialogsumError is reported, not raised. A ``final`` share (the
-        input ended at a stop) is finished whatever the signal: its records were read and cannot be again."""
-        self.results.clear()
-        self.final = final
-        outcome = Outcome()
-        try:
-            self.engine.run(items)
-        except Interrupted:
-            outcome.interrupted = self.stop.signal or signal.SIGINT
-        except DialogsumError as exc:
-            outcome.failure = (exc.exit_code, str(exc))
-        outcome.results = place(items, self.results)
-        return outcome
+def summarize_share(backend: Backend, settings: RunSettings, items: list[Item], stop: StopFlag, log: Log,
+                    counts: EngineCounts, final: bool = False) -> ShareDone:
+    """Summarize a share; a signal or a DialogsumError is reported, not raised. A ``final`` share (the input
+    ended at a stop) is finished whatever the signal: its records were read and cannot be again."""
+    engine = Engine(backend, settings.batch, long=settings.long, close_on_bad=settings.on_error == "fail",
+                    should_stop=lambda: stop() and not final, log=log.warning)
+    done = ShareDone()
+    try:
+        for outcome in engine.run(items):
+            done.outcomes.append(replace(outcome, item=None))  # the main process holds the records
+    except Interrupted:
+        done.interrupted = stop.signal or signal.SIGINT
+    except DialogsumError as exc:
+        done.failure = (exc.exit_code, str(exc))
+    finally:
+        counts.add(engine.counts)
+    return done
 
 
 # ------------------------------------------------------------------------------ the job
@@ -303,21 +250,13 @@ def _job(link: Link, files: JobFiles, settings: RunSettings, log: Log, progress:
          backend: Backend | None) -> tuple[int, Stats]:
     """Lock and resume state from the main process, a model on every rank, then lead or follow."""
     with contextlib.ExitStack() as stack:
-        done = _on_main(link, lambda: _claim(files, stack, log))  # only the main process selects records
+        resumed = _on_main(link, lambda: claim(files, stack, log))  # only the main process selects records
         backend = _on_every_rank(link, lambda: backend or load_backend(settings.model, settings.decode, log=log.info))
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
         log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here "
                  f"({backend.name})")
-        return _lead(link, files, settings, backend, done, log, progress)
-
-
-def _claim(files: JobFiles, stack: contextlib.ExitStack, log: Log) -> Resumed:
-    """Main process: take the lock and read what earlier runs wrote (cutting a torn last line)."""
-    path = lock_path(files)
-    if path:
-        stack.enter_context(OutputLock(path))
-    return read_resumed(files, log)
+        return _lead(link, files, settings, backend, resumed, log, progress)
 
 
 def _on_main(link: Link, action: Callable[[], Any]) -> Any:
@@ -361,18 +300,18 @@ def _rank_error(rank: int, code: int, message: str) -> DialogsumError:
 def _follow(link: Link, settings: RunSettings, backend: Backend, log: Log) -> tuple[int, Stats]:
     """A non-main rank: summarize each share dealt to it until told to stop."""
     stop = StopFlag(grace=FORWARDED_SIGNAL_GRACE)
-    engine = RankEngine(backend, settings, stop, log)
+    stats = Stats()  # the main process counts what is written; this rank only its engine's work
     with stop.installed():
         while True:
             order = link.deal(None)
             if isinstance(order, Stop):
                 if order.finish:
-                    link.collect(counters(engine.engine.stats))
-                return order.code, engine.engine.stats
-            link.collect(engine.work(order.items, order.final))
+                    link.collect(stats.engine)
+                return order.code, stats
+            link.collect(summarize_share(backend, settings, order.items, stop, log, stats.engine, order.final))
 
 
-def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, done: Resumed, log: Log,
+def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log,
           progress: bool) -> tuple[int, Stats]:
     """The main process: read, deal, collect, write in order; then the summary for all ranks.
 
@@ -380,7 +319,7 @@ def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, 
     others as a Stop when they are waiting for an order; when they are busy, the launcher ends them.
     """
     try:
-        return _write_all(link, files, settings, backend, done, log, progress)
+        return _write_all(link, files, settings, backend, resumed, log, progress)
     except BaseException as exc:
         if link.others == "ready":
             link.stop(130 if isinstance(exc, KeyboardInterrupt) else getattr(exc, "exit_code", 1), finish=False)
@@ -389,116 +328,50 @@ def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, 
 
 def _write_all(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log,
                progress: bool) -> tuple[int, Stats]:
-    done, seen = resumed
     stop = StopFlag(grace=FORWARDED_SIGNAL_GRACE)
-    written = Stats()  # records, errors, truncated, ROUGE as written; resumed and other shards as selected
-    engine = RankEngine(backend, settings, stop, log)
+    mine = EngineCounts()
     with contextlib.ExitStack() as stack:
-        sink = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, seen)
-        writer = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
-        bar = stack.enter_context(progress_bar(progress))
+        writer = open_writer(files, settings, resumed, log, progress, stack)
         stack.enter_context(stop.installed())
-        feed = stack.enter_context(input_feed(files, settings, stop, log))
-        items = select(feed, written, done, settings.shard)
-        code = _rounds(link, engine, _global_windows(items, settings, link.world.size),
-                       Writer(writer, sink, written, bar), stop, lambda: feed.cut, log)
+        feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
+
+        def summarize(items: list[Item], final: bool) -> ShareDone:
+            return summarize_share(backend, settings, items, stop, log, mine, final)
+
+        code = _rounds(link, summarize, _global_windows(items, settings, link.world.size), writer, stop,
+                       lambda: feed.cut, log)
         link.stop(code, finish=True)
-    total = summed(written, link.collect(counters(engine.engine.stats)) or [])
-    finish_job(total, files, backend, log, code, processes=link.world.size)
-    return code, total
+    for counts in link.collect(mine) or []:
+        writer.stats.engine.add(counts, side_by_side=True)
+    finish_job(writer.stats, files, backend, log, code, processes=link.world.size)
+    return code, writer.stats
 
 
-def _global_windows(items: Iterator[Item | Cut], settings: RunSettings, size: int) -> Iterator[list[Item]]:
+def _global_windows(items: Iterator[Item | Cut], settings: RunSettings, size: int) -> Iterator[Window]:
     """sort_window x processes items at a time; under ``fail`` a bad record ends its window, and a stalled
     input (a CUT) the window read so far, as in one process."""
     fail = settings.on_error == "fail"
     return windows(items, settings.batch.sort_window * size, lambda item: fail and isinstance(item, BadRecord))
 
 
-@dataclass
-class Writer:
-    """The main process's outputs: summaries, the errors sink, the counts and the progress bar."""
-
-    records: JsonlWriter
-    errors: ErrorSink
-    stats: Stats
-    progress: Callable[[int], None]
-
-    def write(self, results: Sequence[dict[str, Any] | InputError]) -> None:
-        """Write in order; under ``fail`` the first bad record raises after those before it are written."""
-        try:
-            for result in results:
-                if isinstance(result, InputError):
-                    self.stats.errors += 1
-                    self.errors.report(result)
-                else:
-                    self._record(result)
-        finally:
-            self.records.flush()
-
-    def _record(self, value: dict[str, Any]) -> None:
-        self.records.write(value)
-        self.stats.records += 1
-        self.stats.truncated += bool(value.get("truncated"))
-        if "rouge" in value:
-            self.stats.scores.add(value["rouge"])
-        self.progress(1)
-
-
-def _rounds(link: Link, engine: RankEngine, windows_: Iterator[list[Item]], writer: Writer, stop: StopFlag,
-            cut: Callable[[], bool], log: Log) -> int:
+def _rounds(link: Link, summarize: Callable[[list[Item], bool], ShareDone], windows_: Iterator[Window],
+            writer: ResultWriter, stop: StopFlag, cut: Callable[[], bool], log: Log) -> int:
     """Deal each window, summarize the main share, collect and write; returns the exit code.
 
     ``cut()`` is true once a stop ended the input: the window then in hand is the last, finished everywhere.
     """
     for window in windows_:
         shares = deal(window, link.world.size)
-        final = cut()
+        final = cut() or window.live  # a window a stall cut short is finished whatever the signal, as in one process
         link.deal([Work(share, final) for share in shares])
-        outcomes: list[Outcome] = link.collect(engine.work(shares[0], final)) or []
-        for rank, outcome in enumerate(outcomes):
-            if outcome.failure:
-                raise _rank_error(rank, *outcome.failure)
-        writer.write(merge(outcomes, len(window)))
-        caught = stop.signal or next((o.interrupted for o in outcomes if o.interrupted), None)
+        done: list[ShareDone] = link.collect(summarize(shares[0], final)) or []
+        for rank, share in enumerate(done):
+            if share.failure:
+                raise _rank_error(rank, *share.failure)
+        writer.write(merge(done, window))
+        caught = stop.signal or next((share.interrupted for share in done if share.interrupted), None)
         if caught:
             return interrupted(caught, log)
     if cut():  # stopped while waiting for input, between windows
         return interrupted(stop.signal, log)
-    return EXIT_PARTIAL if writer.stats.errors else EXIT_OK
-
-
-# ------------------------------------------------------------------------------ launching fine-tuning
-
-
-def launch_command(module: str, arguments: Sequence[str], num_processes: int | None = None,
-                   config_file: str | None = None, cuda: bool | None = None) -> list[str]:
-    """``accelerate launch [...] -m MODULE ARGS`` for ``num_processes`` processes and/or an accelerate config.
-
-    accelerate's launcher runs from this interpreter (``python -m accelerate.commands.launch``), so an
-    environment whose ``bin`` is not on PATH still launches its own packages.
-
-    A config file decides the kind of launch (DDP, FSDP, DeepSpeed, machines, port) itself. Without one,
-    several processes mean ``--multi_gpu`` (torchrun underneath: NCCL on GPUs, gloo on CPU, where
-    ``accelerate launch --cpu`` would start one process only), one process on a CPU host ``--cpu``, and
-    the rendezvous takes a free port, so two runs on one machine do not collide on 29500.
-    """
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
-    if config_file:
-        command += ["--config_file", config_file]
-    if num_processes is not None:
-        command += ["--num_processes", str(num_processes)]
-    if not config_file:
-        if cuda is None:
-            import torch
-
-            cuda = torch.cuda.is_available()
-        many = (num_processes or 1) > 1
-        command += ["--multi_gpu", "--main_process_port", "0"] if many else [] if cuda else ["--cpu"]
-        # Precision is the Trainer's (TrainConfig.bf16); naming the defaults keeps accelerate from warning.
-        command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    return command + ["-m", module, *arguments]
-
-
-def shell_line(command: Sequence[str]) -> str:
-    return " ".join(shlex.quote(part) for part in command)
+    return exit_code(writer.stats)

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from ..config import FieldNames
 from ..errors import InputError
+from ..text import normalise
 
 RAW_LIMIT = 500  # characters of a bad line kept in error reports
 STDIN = "-"
@@ -39,10 +40,6 @@ class Record:
     source: str = STDIN
     line: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)  # the other input fields
-
-    @property
-    def where(self) -> str:
-        return f"{self.source}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -275,7 +272,7 @@ def to_record(parsed: Parsed, index: int, source: str, names: FieldNames, stdin:
         references = optional_references(fields, names.reference)
         record_id = optional_id(fields, names.id) or default_id
     except ValueError as exc:
-        return BadRecord(index, InputError(source, parsed.line, str(exc), shorten(json.dumps(fields)[:RAW_LIMIT])))
+        return BadRecord(index, InputError(source, parsed.line, str(exc), shorten(json.dumps(fields, ensure_ascii=False))))
     extra = {k: v for k, v in fields.items() if k not in (names.text, names.id, names.reference)}
     return Record(index, record_id, normalise(dialogue), references, source, parsed.line, extra)
 
@@ -315,11 +312,6 @@ def optional_id(fields: Mapping[str, Any], name: str) -> str | None:
 def json_type(value: Any) -> str:
     names = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def normalise(dialogue: str) -> str:
-    """CRLF and CR become LF; outer whitespace goes."""
-    return dialogue.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 def expand(paths: Iterable[str]) -> list[str]:
