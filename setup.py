@@ -43,7 +43,8 @@ setup(
         "pyyaml>=6.0",  # --config FILE for invoke finetune, model card front matter
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6", "ctranslate2>=4.5"],
+        # ruff and import-linter: `invoke test` lints (style, format, the layers) before the suite runs.
+        "test": ["pytest>=8", "hypothesis>=6", "ctranslate2>=4.5", "ruff>=0.6", "import-linter>=2.1"],
         "ct2": ["ctranslate2>=4.5"],
         "nltk": ["nltk>=3.8"],
     },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from . import register
 
@@ -16,24 +17,36 @@ def tiny_model(c, output_dir="runs/tiny-pegasus", seed=0):
     print(f"tiny Pegasus written to {path}")
 
 
-@register(help={"args": "Extra arguments for pytest, e.g. '-k rouge -x'"})
-def test(c, args=""):
-    """Run the test suite (about five and a half minutes on 2 CPU cores)."""
+@register(help={"fix": "Rewrite what ruff can fix (lint and format) instead of only checking"})
+def lint(c, fix=False):
+    """ruff (lint, format) and the import-linter contracts in pyproject.toml: the layers are a test, not a hope."""
+    python = sys.executable
+    c.run(f"{python} -m ruff check {'--fix ' if fix else ''}.", pty=False)
+    c.run(f"{python} -m ruff format {'' if fix else '--check '}.", pty=False)
+    c.run(str(Path(python).with_name("lint-imports")), pty=False)  # import-linter has no ``python -m`` entry
+
+
+@register(help={"args": "Extra arguments for pytest, e.g. '-k rouge -x'", "lint_first": "Lint first (invoke lint)"})
+def test(c, args="", lint_first=True):
+    """Lint, then run the test suite (about six minutes on 2 CPU cores)."""
+    if lint_first:
+        lint(c)
     c.run(f"{sys.executable} -m pytest {args}".strip(), pty=False)
 
 
 @register(help={"output_dir": "Folder for the run, the summaries and the metrics"})
 def quickstart(c, output_dir="runs/quickstart"):
     """The whole job offline: tiny Pegasus fine-tuned on data/, then summarize data/test.jsonl with ROUGE."""
-    from pathlib import Path
-
     from ..fixtures import project_data_dir
 
     c.run(f"invoke finetune --preset smoke --output-dir {output_dir}/model", pty=False)
     sample = project_data_dir() / "test.jsonl"
     out = Path(output_dir)
-    c.run(f"{sys.executable} -m dialogsum_batch -m {out / 'model'} {sample} -o {out / 'summaries.jsonl'} "
-          f"--metrics-out {out / 'metrics.json'} --threads 1", pty=False)
+    c.run(
+        f"{sys.executable} -m dialogsum_batch -m {out / 'model'} {sample} -o {out / 'summaries.jsonl'} "
+        f"--metrics-out {out / 'metrics.json'} --threads 1",
+        pty=False,
+    )
     print(f"summaries: {out / 'summaries.jsonl'}\nmetrics:   {out / 'metrics.json'}")
 
 
@@ -49,12 +62,14 @@ def constraints(c, venv="/tmp/dialogsum-newest", test=False):
     """Resolve the newest versions in a fresh venv and write them to constraints.txt (then review the diff)."""
     import datetime
     import re
-    from pathlib import Path
 
     python = f"{venv}/bin/python"
     c.run(f"{sys.executable} -m venv --clear {venv}", pty=False)
-    c.run(f"{python} -m pip install --quiet --upgrade pip && {python} -m pip install --quiet torch==2.13.0 "
-          f"&& {python} -m pip install --quiet -e '.[test]'", pty=False)
+    c.run(
+        f"{python} -m pip install --quiet --upgrade pip && {python} -m pip install --quiet torch==2.13.0 "
+        f"&& {python} -m pip install --quiet -e '.[test]'",
+        pty=False,
+    )
     frozen = c.run(f"{python} -m pip freeze --exclude-editable", hide=True).stdout
     pins = re.sub(r"^(torch==[^+\n]+)\+\S+$", r"\1", frozen, flags=re.M)  # any torch build satisfies it
     Path("constraints.txt").write_text(CONSTRAINTS_HEADER.format(day=datetime.date.today()) + pins, encoding="utf-8")
