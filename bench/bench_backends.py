@@ -76,8 +76,16 @@ def build_model(work: Path, spec: ModelSpec) -> Path:
     if (folder / "model.safetensors").is_file():
         return folder
     texts = chain(default_texts(), pseudo_words(20000))
-    return build_tiny_model(folder, seed=0, texts=texts, vocab_size=spec.vocab_size, d_model=spec.d_model,
-                            layers=spec.layers, heads=spec.heads, ffn_dim=spec.ffn_dim)
+    return build_tiny_model(
+        folder,
+        seed=0,
+        texts=texts,
+        vocab_size=spec.vocab_size,
+        d_model=spec.d_model,
+        layers=spec.layers,
+        heads=spec.heads,
+        ffn_dim=spec.ffn_dim,
+    )
 
 
 def export_once(model: Path, quantization: str) -> Path:
@@ -94,8 +102,8 @@ def export_once(model: Path, quantization: str) -> Path:
 
 
 def synthetic_records(count: int, offset: int = 0) -> list[Any]:
-    from dialogsum_batch.inference.records import Record
     from dialogsum_batch.fixtures.synthetic import generate
+    from dialogsum_batch.inference.records import Record
 
     rows = list(generate(offset + count, seed=RECORD_SEED))[offset:]
     return [Record(i, row["id"], row["dialogue"]) for i, row in enumerate(rows)]
@@ -114,11 +122,16 @@ def measure(path: str, backend: str, beams: int, records: int, threads: int, rep
     model = ModelSettings(name=path, backend=backend, device="cpu", threads=threads)
     settings = RunSettings(model=model, decode=DecodeSettings(num_beams=beams))
     loaded = load_backend(model, settings.decode)
+
     def run(rows: list) -> dict[str, int]:
         engine = Engine(loaded, settings.batch)
         outcomes = [o if o.error is None else fail(o.error) for o in engine.run(rows)]
-        return {"records": len(outcomes), "generated_tokens": sum(o.tokens for o in outcomes),
-                "real_tokens": engine.counts.real_tokens, "batches": engine.counts.batches}
+        return {
+            "records": len(outcomes),
+            "generated_tokens": sum(o.tokens for o in outcomes),
+            "real_tokens": engine.counts.real_tokens,
+            "batches": engine.counts.batches,
+        }
 
     run(synthetic_records(WARMUP_RECORDS, offset=records))
     rows = synthetic_records(records)
@@ -129,13 +142,17 @@ def measure(path: str, backend: str, beams: int, records: int, threads: int, rep
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     seconds, cpu_seconds = min(walls), min(cpus)
-    return {"records": stats["records"], "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
-            "dialogues_per_s": round(stats["records"] / seconds, 3),
-            "dialogues_per_cpu_s": round(stats["records"] / cpu_seconds, 3),
-            "generated_tokens_per_s": round(stats["generated_tokens"] / seconds, 1),
-            "source_tokens_mean": round(stats["real_tokens"] / max(stats["records"], 1), 1),
-            "batches": stats["batches"],
-            "describe": loaded.describe()}
+    return {
+        "records": stats["records"],
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "dialogues_per_s": round(stats["records"] / seconds, 3),
+        "dialogues_per_cpu_s": round(stats["records"] / cpu_seconds, 3),
+        "generated_tokens_per_s": round(stats["generated_tokens"] / seconds, 1),
+        "source_tokens_mean": round(stats["real_tokens"] / max(stats["records"], 1), 1),
+        "batches": stats["batches"],
+        "describe": loaded.describe(),
+    }
 
 
 def fail(error: Exception) -> NoReturn:
@@ -143,8 +160,22 @@ def fail(error: Exception) -> NoReturn:
 
 
 def measure_in_subprocess(path: Path, backend: str, beams: int, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--measure", str(path), "--backend", backend, "--beams", str(beams),
-               "--records", str(args.records), "--threads", str(args.threads), "--repeats", str(args.repeats)]
+    command = [
+        sys.executable,
+        __file__,
+        "--measure",
+        str(path),
+        "--backend",
+        backend,
+        "--beams",
+        str(beams),
+        "--records",
+        str(args.records),
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"measurement failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
@@ -178,10 +209,16 @@ def environment(threads: int) -> dict[str, Any]:
     import torch
     import transformers
 
-    return {"cpu": cpu_name(), "cores": os.cpu_count(),
-            "threads": threads or len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "ctranslate2": ctranslate2.__version__, "load_before": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": threads or len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "ctranslate2": ctranslate2.__version__,
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,12 +239,19 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         row["speedup"] = round(row["dialogues_per_s"] / base["dialogues_per_s"], 2)
         row["speedup_cpu"] = round(row["dialogues_per_cpu_s"] / base["dialogues_per_cpu_s"], 2)
     env["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    sizes = {name: round(sum(f.stat().st_size for f in p.iterdir() if f.suffix in (".bin", ".safetensors")) / 2**20, 1)
-             for name, p in paths.items()}
-    return {"model": {**asdict(spec), "tag": spec.tag, "weights_mib": sizes, "max_new_tokens": 64},
-            "records": args.records, "repeats": args.repeats, "record_seed": RECORD_SEED, "environment": env,
-            "results": rows,
-            "target": {"int8_over_transformers_fp32": TARGET_SPEEDUP}}
+    sizes = {
+        name: round(sum(f.stat().st_size for f in p.iterdir() if f.suffix in (".bin", ".safetensors")) / 2**20, 1)
+        for name, p in paths.items()
+    }
+    return {
+        "model": {**asdict(spec), "tag": spec.tag, "weights_mib": sizes, "max_new_tokens": 64},
+        "records": args.records,
+        "repeats": args.repeats,
+        "record_seed": RECORD_SEED,
+        "environment": env,
+        "results": rows,
+        "target": {"int8_over_transformers_fp32": TARGET_SPEEDUP},
+    }
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -224,9 +268,11 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["results"]:
-        lines.append(f"| {row['system']} | {row['beams']} | {row['dialogues_per_s']:.2f} | {row['speedup']:.2f}x | "
-                     f"{row['dialogues_per_cpu_s']:.2f} | {row['speedup_cpu']:.2f}x | "
-                     f"{spec['weights_mib'][row['system']]} |")
+        lines.append(
+            f"| {row['system']} | {row['beams']} | {row['dialogues_per_s']:.2f} | {row['speedup']:.2f}x | "
+            f"{row['dialogues_per_cpu_s']:.2f} | {row['speedup_cpu']:.2f}x | "
+            f"{spec['weights_mib'][row['system']]} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -236,8 +282,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for both backends; 0 = every core")
     parser.add_argument("--beams", default="1,4", help="comma list of beam sizes (default 1,4)")
     parser.add_argument("--output-dir", default="bench/results", help="where the JSON and Markdown go")
-    parser.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "dialogsum-bench"),
-                        help="where the model and its exports are kept between runs (default: %(default)s)")
+    parser.add_argument(
+        "--work-dir",
+        default=str(Path(tempfile.gettempdir()) / "dialogsum-bench"),
+        help="where the model and its exports are kept between runs (default: %(default)s)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per measurement; the best counts")
     parser.add_argument("--max-load", type=float, help="first wait until the 1-minute load average is below this")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement of this model folder
@@ -250,8 +299,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(args.measure, args.backend, args.beams[0], args.records, args.threads,
-                                 args.repeats)))
+        print(json.dumps(measure(args.measure, args.backend, args.beams[0], args.records, args.threads, args.repeats)))
         return 0
     wait_for_load(args.max_load)
     report = run_all(args)

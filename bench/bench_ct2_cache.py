@@ -38,7 +38,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    REPO, RESULTS_DIR, WORK_DIR, available_sources, dialogues, environment, markdown_table, model_dir, publish,
+    REPO,
+    RESULTS_DIR,
+    WORK_DIR,
+    available_sources,
+    dialogues,
+    environment,
+    markdown_table,
+    model_dir,
+    publish,
 )
 
 SYSTEMS = {  # name -> (backend, quantization)
@@ -63,16 +71,34 @@ def child_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(model: Path, records: Path, system: str, beams: int, args: argparse.Namespace, tag: str,
-            threads: int | None = None) -> dict[str, Any]:
+def run_cli(
+    model: Path, records: Path, system: str, beams: int, args: argparse.Namespace, tag: str, threads: int | None = None
+) -> dict[str, Any]:
     """One ``dialogsum-batch`` process; its wall time, the engine's figures and the summaries."""
     backend, quantization = SYSTEMS[system]
     folder = Path(args.work_dir) / "ct2-cache-bench" / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     output, metrics = folder / f"{tag}.jsonl", folder / f"{tag}.metrics.json"
-    command = [sys.executable, "-m", "dialogsum_batch", str(records), "-m", str(model), "--backend", backend,
-               "--threads", str(threads or args.threads), "--num-beams", str(beams),
-               "--max-new-tokens", str(args.max_new_tokens), "-o", str(output), "--metrics-out", str(metrics)]
+    command = [
+        sys.executable,
+        "-m",
+        "dialogsum_batch",
+        str(records),
+        "-m",
+        str(model),
+        "--backend",
+        backend,
+        "--threads",
+        str(threads or args.threads),
+        "--num-beams",
+        str(beams),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "-o",
+        str(output),
+        "--metrics-out",
+        str(metrics),
+    ]
     command += ["--quantization", quantization] if quantization else []
     started = time.perf_counter()
     done = subprocess.run(command, env=child_env(cache_dir(args)), capture_output=True, text=True, check=False)
@@ -81,11 +107,20 @@ def run_cli(model: Path, records: Path, system: str, beams: int, args: argparse.
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     report = json.loads(metrics.read_text())
     rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
-    return {"system": system, "beams": beams, "records": report["records"], "process_seconds": round(wall, 3),
-            "engine_seconds": report["seconds"], "dialogues_per_s": report["dialogues_per_second"],
-            "process_dialogues_per_s": round(report["records"] / wall, 3), "threads": report["model"].get("threads"),
-            "dtype": report["model"].get("dtype"), "rouge1": (report.get("rouge") or {}).get("rouge1"),
-            "summaries": [row["summary"] for row in rows], "log": done.stderr}
+    return {
+        "system": system,
+        "beams": beams,
+        "records": report["records"],
+        "process_seconds": round(wall, 3),
+        "engine_seconds": report["seconds"],
+        "dialogues_per_s": report["dialogues_per_second"],
+        "process_dialogues_per_s": round(report["records"] / wall, 3),
+        "threads": report["model"].get("threads"),
+        "dtype": report["model"].get("dtype"),
+        "rouge1": (report.get("rouge") or {}).get("rouge1"),
+        "summaries": [row["summary"] for row in rows],
+        "log": done.stderr,
+    }
 
 
 def cache_dir(args: argparse.Namespace) -> Path:
@@ -115,16 +150,22 @@ def measure_conversion(model: Path, args: argparse.Namespace) -> list[dict[str, 
         match = CONVERTED.search(first["log"])
         if not match or "from the CTranslate2 cache" not in again["log"]:
             raise SystemExit(f"expected a conversion, then a cache hit:\n{first['log']}\n{again['log']}")
-        rows.append({"system": system, "convert_seconds": float(match.group(1)),
-                     "first_process_seconds": first["process_seconds"],
-                     "cached_process_seconds": again["process_seconds"]})
+        rows.append(
+            {
+                "system": system,
+                "convert_seconds": float(match.group(1)),
+                "first_process_seconds": first["process_seconds"],
+                "cached_process_seconds": again["process_seconds"],
+            }
+        )
     return rows
 
 
 def measure_speed(model: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[int, float]]:
     """Best of ``repeats`` rounds per system and beam size; the fp32 identical-summary share per beam size."""
-    records = write_records(Path(args.work_dir) / "ct2-cache-bench" / "records.jsonl",
-                            dialogues(args.records, args.source, seed=1))
+    records = write_records(
+        Path(args.work_dir) / "ct2-cache-bench" / "records.jsonl", dialogues(args.records, args.source, seed=1)
+    )
     best: dict[tuple[str, int], dict[str, Any]] = {}
     for beams in args.beams:
         for round_ in range(args.repeats):
@@ -141,17 +182,24 @@ def measure_speed(model: Path, args: argparse.Namespace) -> tuple[list[dict[str,
 def measure_quality(args: argparse.Namespace) -> dict[str, Any]:
     """ROUGE-1 of every system on the trained tiny model, held-out chats, greedy (one thread: a small model)."""
     model = trained_model(args)
-    rows = [{"id": r["id"], "dialogue": r["dialogue"], "summary": r["summary"]}
-            for r in dialogues(args.trained_records, "synthetic", seed=HELD_OUT_SEED)]
+    rows = [
+        {"id": r["id"], "dialogue": r["dialogue"], "summary": r["summary"]}
+        for r in dialogues(args.trained_records, "synthetic", seed=HELD_OUT_SEED)
+    ]
     records = write_records(Path(args.work_dir) / "ct2-cache-bench" / "held-out.jsonl", rows)
-    runs = {system: run_cli(model, records, system, 1, args, f"quality-{system.split()[1]}", threads=1)
-            for system in SYSTEMS}
+    runs = {
+        system: run_cli(model, records, system, 1, args, f"quality-{system.split()[1]}", threads=1)
+        for system in SYSTEMS
+    }
     base = runs[BASELINE]["rouge1"]
-    return {"model": str(model), "records": len(rows),
-            "rouge1": {system: run["rouge1"] for system, run in runs.items()},
-            "int8_rouge1_difference": round(runs["ctranslate2 int8"]["rouge1"] - base, 3),
-            "fp32_identical": same_share(runs["ctranslate2 fp32"], runs[BASELINE]),
-            "int8_identical": same_share(runs["ctranslate2 int8"], runs[BASELINE])}
+    return {
+        "model": str(model),
+        "records": len(rows),
+        "rouge1": {system: run["rouge1"] for system, run in runs.items()},
+        "int8_rouge1_difference": round(runs["ctranslate2 int8"]["rouge1"] - base, 3),
+        "fp32_identical": same_share(runs["ctranslate2 fp32"], runs[BASELINE]),
+        "int8_identical": same_share(runs["ctranslate2 int8"], runs[BASELINE]),
+    }
 
 
 def trained_model(args: argparse.Namespace) -> Path:
@@ -184,63 +232,113 @@ def with_speedup(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
 
 def verdict(speed: list[dict[str, Any]], identical: dict[int, float]) -> dict[str, Any]:
     int8 = next((r["speedup"] for r in speed if r["system"] == "ctranslate2 int8" and r["beams"] == 1), None)
-    return {"int8_greedy_speedup": int8, "int8_target": TARGET_INT8_SPEEDUP,
-            "int8_pass": int8 is not None and int8 >= TARGET_INT8_SPEEDUP,
-            "fp32_greedy_identical": identical.get(1), "identical_target": TARGET_IDENTICAL,
-            "identical_pass": identical.get(1) is not None and identical[1] >= TARGET_IDENTICAL}
+    return {
+        "int8_greedy_speedup": int8,
+        "int8_target": TARGET_INT8_SPEEDUP,
+        "int8_pass": int8 is not None and int8 >= TARGET_INT8_SPEEDUP,
+        "fp32_greedy_identical": identical.get(1),
+        "identical_target": TARGET_IDENTICAL,
+        "identical_pass": identical.get(1) is not None and identical[1] >= TARGET_IDENTICAL,
+    }
 
 
 def markdown(report: dict[str, Any]) -> str:
     env, quality, targets = report["environment"], report["quality"], report["targets"]
-    conversion = markdown_table(["system", "conversion s", "first process s", "cached process s"],
-                                [[r["system"], r["convert_seconds"], r["first_process_seconds"],
-                                  r["cached_process_seconds"]] for r in report["conversion"]])
-    speed = markdown_table(["system", "beams", "threads", "dialogues/s", "speedup", "process dialogues/s",
-                            "process speedup"],
-                           [[r["system"], r["beams"], r["threads"], r["dialogues_per_s"], f"{r['speedup']:.2f}x",
-                             r["process_dialogues_per_s"], f"{r['process_speedup']:.2f}x"] for r in report["speed"]])
+    conversion = markdown_table(
+        ["system", "conversion s", "first process s", "cached process s"],
+        [
+            [r["system"], r["convert_seconds"], r["first_process_seconds"], r["cached_process_seconds"]]
+            for r in report["conversion"]
+        ],
+    )
+    speed = markdown_table(
+        ["system", "beams", "threads", "dialogues/s", "speedup", "process dialogues/s", "process speedup"],
+        [
+            [
+                r["system"],
+                r["beams"],
+                r["threads"],
+                r["dialogues_per_s"],
+                f"{r['speedup']:.2f}x",
+                r["process_dialogues_per_s"],
+                f"{r['process_speedup']:.2f}x",
+            ]
+            for r in report["speed"]
+        ],
+    )
     rouge = ", ".join(f"{name} {value:.2f}" for name, value in quality["rouge1"].items())
-    return "\n".join([
-        f"Model {report['model']} ({report['source']} records: {report['records']}), {report['max_new_tokens']} new "
-        f"tokens, best of {report['repeats']}; CPU {env['cpu']}, load average {env['load_average']} before, "
-        f"{report['load_after']} after; torch {env['torch']}, ctranslate2 {env['ctranslate2']}.", "",
-        "Conversion into the cache (2 records per process):", "", conversion, "",
-        "Throughput, whole processes, same records and threads:", "", speed, "",
-        "fp32 summaries identical to transformers' (share of records): "
-        + ", ".join(f"{beams} beam(s) {share:.3f}" for beams, share in report["identical"].items()) + ".", "",
-        f"Trained model ({quality['records']} held-out chats, greedy): ROUGE-1 {rouge}; int8 - transformers "
-        f"{quality['int8_rouge1_difference']:+.2f}; identical fp32 {quality['fp32_identical']}, "
-        f"int8 {quality['int8_identical']}.", "",
-        f"Targets: int8 greedy {targets['int8_greedy_speedup']}x (>= {targets['int8_target']}x: "
-        f"{'PASS' if targets['int8_pass'] else 'FAIL'}); fp32 greedy identical {targets['fp32_greedy_identical']} "
-        f"(>= {targets['identical_target']}: {'PASS' if targets['identical_pass'] else 'FAIL'}).",
-    ])
+    return "\n".join(
+        [
+            f"Model {report['model']} ({report['source']} records: {report['records']}), "
+            f"{report['max_new_tokens']} new tokens, best of {report['repeats']}; CPU {env['cpu']}, "
+            f"load average {env['load_average']} before, "
+            f"{report['load_after']} after; torch {env['torch']}, ctranslate2 {env['ctranslate2']}.",
+            "",
+            "Conversion into the cache (2 records per process):",
+            "",
+            conversion,
+            "",
+            "Throughput, whole processes, same records and threads:",
+            "",
+            speed,
+            "",
+            "fp32 summaries identical to transformers' (share of records): "
+            + ", ".join(f"{beams} beam(s) {share:.3f}" for beams, share in report["identical"].items())
+            + ".",
+            "",
+            f"Trained model ({quality['records']} held-out chats, greedy): ROUGE-1 {rouge}; int8 - transformers "
+            f"{quality['int8_rouge1_difference']:+.2f}; identical fp32 {quality['fp32_identical']}, "
+            f"int8 {quality['int8_identical']}.",
+            "",
+            f"Targets: int8 greedy {targets['int8_greedy_speedup']}x (>= {targets['int8_target']}x: "
+            f"{'PASS' if targets['int8_pass'] else 'FAIL'}); fp32 greedy identical {targets['fp32_greedy_identical']} "
+            f"(>= {targets['identical_target']}: {'PASS' if targets['identical_pass'] else 'FAIL'}).",
+        ]
+    )
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    from bench_backends import cpu_name
     import ctranslate2
+    from bench_backends import cpu_name
 
     model = model_dir(args.model, Path(args.work_dir))
     env = {**environment(args.threads), "cpu": cpu_name(), "ctranslate2": ctranslate2.__version__}
     conversion = measure_conversion(model, args)
     speed, identical = measure_speed(model, args)
     quality = measure_quality(args)
-    return {"model": args.model, "source": args.source, "records": args.records, "repeats": args.repeats,
-            "threads": args.threads, "max_new_tokens": args.max_new_tokens, "environment": env,
-            "conversion": conversion, "speed": speed, "identical": identical, "quality": quality,
-            "targets": verdict(speed, identical), "load_after": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "model": args.model,
+        "source": args.source,
+        "records": args.records,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "max_new_tokens": args.max_new_tokens,
+        "environment": env,
+        "conversion": conversion,
+        "speed": speed,
+        "identical": identical,
+        "quality": quality,
+        "targets": verdict(speed, identical),
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="mid", choices=["tiny", "mid", "large"], help="benchmark model (mid)")
     parser.add_argument("--records", type=int, default=96, help="records per speed measurement (96)")
-    parser.add_argument("--source", default=available_sources()[-1],
-                        help="synthetic, dialogsum (../shared/data, real lengths) or a JSONL path (%(default)s)")
+    parser.add_argument(
+        "--source",
+        default=available_sources()[-1],
+        help="synthetic, dialogsum (../shared/data, real lengths) or a JSONL path (%(default)s)",
+    )
     parser.add_argument("--beams", default="1,4", help="comma list of beam sizes (1,4)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="threads for every system (%(default)s: every usable core)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="threads for every system (%(default)s: every usable core)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="rounds of all systems; the best counts (3)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="summary length (32)")
     parser.add_argument("--trained", help="a trained transformers model for the quality figures [default: smoke]")

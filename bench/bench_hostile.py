@@ -101,9 +101,13 @@ def load_in_child(archive: Path, mode: str = "bounded") -> dict[str, Any]:
     if process.returncode != 0:
         raise SystemExit(f"{archive.name}: exit {process.returncode}: {stderr[-2000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
-    return {"archive": archive.name, "archive_kb": round(archive.stat().st_size / 1024, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(time.perf_counter() - started, 2),
-            **result}
+    return {
+        "archive": archive.name,
+        "archive_kb": round(archive.stat().st_size / 1024, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "seconds": round(time.perf_counter() - started, 2),
+        **result,
+    }
 
 
 def build_archives(folder: Path) -> dict[str, Path]:
@@ -126,7 +130,11 @@ def archive_bomb_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[st
     folder = work_dir / "hostile"
     # built in a child: datasets and py7zr imported here would count in every measured child's peak
     subprocess.run([sys.executable, __file__, "--build", str(folder)], check=True, env=child_env())
-    archives = {"normal": folder / "normal-corpus.7z", "over": folder / "bomb-600mb.7z", "under": folder / "bomb-300mb.7z"}
+    archives = {
+        "normal": folder / "normal-corpus.7z",
+        "over": folder / "bomb-600mb.7z",
+        "under": folder / "bomb-300mb.7z",
+    }
     normal = load_in_child(archives["normal"])
     runs = {
         "normal": normal,
@@ -138,10 +146,18 @@ def archive_bomb_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[st
         run["ratio"] = round(run["peak_rss_mb"] / normal["peak_rss_mb"], 2)
         run["judged"] = name.startswith("bomb") and "py7zr's own" not in name
     judged = [run["ratio"] for run in runs.values() if run["judged"]]
-    return {"limit": limit, "bounded": all(ratio <= limit for ratio in judged), "runs": runs,
-            "environment": {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            "python": platform.python_version(), "py7zr": _version("py7zr"),
-                            "cpu_cores": os.cpu_count(), "load_average": list(os.getloadavg())}}
+    return {
+        "limit": limit,
+        "bounded": all(ratio <= limit for ratio in judged),
+        "runs": runs,
+        "environment": {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "python": platform.python_version(),
+            "py7zr": _version("py7zr"),
+            "cpu_cores": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+        },
+    }
 
 
 # ---------------------------------------------------------------------------- an endless input line
@@ -160,8 +176,12 @@ def endless_line_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[st
     folder = work_dir / "hostile"
     model = folder / "tiny-model"
     if not (model / "config.json").is_file():  # built in a child, for the same reason as the archives
-        subprocess.run([sys.executable, "-m", "dialogsum_batch.fixtures.tiny", str(model)], check=True, env=child_env(),
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "dialogsum_batch.fixtures.tiny", str(model)],
+            check=True,
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+        )
     from dialogsum_batch.fixtures.synthetic import generate
 
     lines = [json.dumps(record).encode() + b"\n" for record in generate(LINE_RECORDS, seed=5)]
@@ -171,18 +191,42 @@ def endless_line_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[st
     for run in runs.values():
         run["ratio"] = round(run["peak_rss_mb"] / normal["peak_rss_mb"], 2)
     complete = endless["summaries"] == LINE_RECORDS and endless["errors"] == 1 and normal["summaries"] == LINE_RECORDS
-    return {"limit": limit, "bounded": endless["ratio"] <= limit and complete, "runs": runs,
-            "environment": {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            "python": platform.python_version(), "cpu_cores": os.cpu_count(),
-                            "load_average": list(os.getloadavg())}}
+    return {
+        "limit": limit,
+        "bounded": endless["ratio"] <= limit and complete,
+        "runs": runs,
+        "environment": {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "python": platform.python_version(),
+            "cpu_cores": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+        },
+    }
 
 
 def summarize_in_child(model: Path, lines: list[bytes], line_mb: int) -> dict[str, Any]:
     """One fresh ``dialogsum-batch`` reading ``lines`` from a pipe, a ``line_mb`` MB line in the middle."""
     with tempfile.TemporaryDirectory() as tmp:
         out, errors = Path(tmp) / "out.jsonl", Path(tmp) / "errors.jsonl"
-        command = [sys.executable, "-m", "dialogsum_batch", "-m", str(model), "--threads", "1", "--quiet",
-                   "--max-new-tokens", "16", "--on-error", "skip", "--errors-out", str(errors), "-o", str(out), "-"]
+        command = [
+            sys.executable,
+            "-m",
+            "dialogsum_batch",
+            "-m",
+            str(model),
+            "--threads",
+            "1",
+            "--quiet",
+            "--max-new-tokens",
+            "16",
+            "--on-error",
+            "skip",
+            "--errors-out",
+            str(errors),
+            "-o",
+            str(out),
+            "-",
+        ]
         started = time.perf_counter()
         with tempfile.TemporaryFile() as err:
             process = subprocess.Popen(command, env=child_env(), stdin=subprocess.PIPE, stderr=err)
@@ -193,10 +237,14 @@ def summarize_in_child(model: Path, lines: list[bytes], line_mb: int) -> dict[st
         code = os.waitstatus_to_exitcode(status)
         if code not in (0, 3):
             raise SystemExit(f"dialogsum-batch: exit {code}: {stderr[-2000:]}")
-        return {"input_mb": round((sum(map(len, lines)) + line_mb * 1_000_000) / 1e6, 1), "exit": code,
-                "summaries": len(out.read_text().splitlines()), "errors": len(errors.read_text().splitlines())
-                if errors.exists() else 0, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                "seconds": round(time.perf_counter() - started, 2)}
+        return {
+            "input_mb": round((sum(map(len, lines)) + line_mb * 1_000_000) / 1e6, 1),
+            "exit": code,
+            "summaries": len(out.read_text().splitlines()),
+            "errors": len(errors.read_text().splitlines()) if errors.exists() else 0,
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
 
 
 def feed(pipe: Any, lines: list[bytes], line_mb: int) -> None:
@@ -226,22 +274,47 @@ def _version(package: str) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    rows = [[name, run["archive_kb"], run["outcome"], run["peak_rss_mb"], run["ratio"], run["seconds"],
-             "yes" if run["judged"] else "no"] for name, run in result["runs"].items()]
+    rows = [
+        [
+            name,
+            run["archive_kb"],
+            run["outcome"],
+            run["peak_rss_mb"],
+            run["ratio"],
+            run["seconds"],
+            "yes" if run["judged"] else "no",
+        ]
+        for name, run in result["runs"].items()
+    ]
     table = markdown_table(["load", "archive KB", "outcome", "peak RSS MiB", "x normal", "s", "judged"], rows)
     verdict = "PASS" if result["bounded"] else "FAIL"
-    return (f"# Archive bombs vs a normal corpus load\n\n{verdict}: every judged bomb within "
-            f"{result['limit']}x of the normal load's peak RSS.\n\n{table}\n")
+    return (
+        f"# Archive bombs vs a normal corpus load\n\n{verdict}: every judged bomb within "
+        f"{result['limit']}x of the normal load's peak RSS.\n\n{table}\n"
+    )
 
 
 def line_markdown(result: dict[str, Any]) -> str:
-    rows = [[name, run["input_mb"], run["exit"], run["summaries"], run["errors"], run["peak_rss_mb"], run["ratio"],
-             run["seconds"]] for name, run in result["runs"].items()]
+    rows = [
+        [
+            name,
+            run["input_mb"],
+            run["exit"],
+            run["summaries"],
+            run["errors"],
+            run["peak_rss_mb"],
+            run["ratio"],
+            run["seconds"],
+        ]
+        for name, run in result["runs"].items()
+    ]
     table = markdown_table(["input", "MB", "exit", "summaries", "errors", "peak RSS MiB", "x normal", "s"], rows)
     verdict = "PASS" if result["bounded"] else "FAIL"
-    return (f"# An endless input line vs a normal run\n\n{verdict}: `dialogsum-batch` (tiny model, --threads 1, "
-            f"default --max-line-bytes, --on-error skip) stays within {result['limit']}x of the normal run's peak "
-            f"RSS, and the long line is one error record.\n\n{table}\n")
+    return (
+        f"# An endless input line vs a normal run\n\n{verdict}: `dialogsum-batch` (tiny model, --threads 1, "
+        f"default --max-line-bytes, --on-error skip) stays within {result['limit']}x of the normal run's peak "
+        f"RSS, and the long line is one error record.\n\n{table}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from before) a window of ``--sort-window`` records waits to fill or for the end 
 record waits for the producer to finish: its latency is bounded by this run's length, not by the window
 (at 1 record/s a real, endless producer would wait 2,048 s for the first window).
 
-    python bench/bench_latency.py                                  # tiny model, 1/s x 10 and 100/s x 200
+    python bench/bench_latency.py                # tiny model: 1/s x 10, 100/s x 200, 5,000 at once
     python bench/bench_latency.py --model mid --rates 1:10,100:200 --max-waits 1,0
 """
 
@@ -46,11 +46,32 @@ def lines(count: int, seed: int = 0) -> list[tuple[str, str]]:
 
 def start(model: Path, max_wait: float, args: argparse.Namespace, metrics: Path) -> subprocess.Popen:
     """The command, waiting on stdin once its model has loaded (its stderr says so)."""
-    command = [sys.executable, "-m", "dialogsum_batch", "-m", str(model), "--threads", str(args.threads),
-               "--num-beams", "1", "--max-new-tokens", str(args.max_new_tokens), "--max-wait", str(max_wait),
-               "--metrics-out", str(metrics)]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=child_env(), cwd=REPO)
+    command = [
+        sys.executable,
+        "-m",
+        "dialogsum_batch",
+        "-m",
+        str(model),
+        "--threads",
+        str(args.threads),
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--max-wait",
+        str(max_wait),
+        "--metrics-out",
+        str(metrics),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=REPO,
+    )
     for line in process.stderr:  # drained on a thread from here on, so the child never blocks on it
         if "info: model " in line:  # the job's "model NAME on DEVICE" line
             break
@@ -60,8 +81,9 @@ def start(model: Path, max_wait: float, args: argparse.Namespace, metrics: Path)
     return process
 
 
-def run_case(model: Path, rate: float, count: int, max_wait: float, args: argparse.Namespace,
-             folder: Path) -> dict[str, Any]:
+def run_case(
+    model: Path, rate: float, count: int, max_wait: float, args: argparse.Namespace, folder: Path
+) -> dict[str, Any]:
     """One process fed ``count`` records at ``rate`` per second; latency figures of every record."""
     metrics = folder / f"metrics-{rate}-{max_wait}.json"
     process = start(model, max_wait, args, metrics)
@@ -72,7 +94,8 @@ def run_case(model: Path, rate: float, count: int, max_wait: float, args: argpar
     consumer.start()
     began = time.monotonic()
     for number, (key, line) in enumerate(records):
-        time.sleep(max(0.0, began + number / rate - time.monotonic()))
+        if rate > 0:  # rate 0: as fast as the pipe takes them (cat FILE | dialogsum-batch)
+            time.sleep(max(0.0, began + number / rate - time.monotonic()))
         process.stdin.write(line)
         process.stdin.flush()
         arrived[key] = time.monotonic()
@@ -83,10 +106,19 @@ def run_case(model: Path, rate: float, count: int, max_wait: float, args: argpar
         raise SystemExit(f"{rate}/s, --max-wait {max_wait}: exit {code}, {len(answered)} of {count} summaries")
     waits = [answered[key] - arrived[key] for key, _ in records]
     report = json.loads(metrics.read_text(encoding="utf-8"))
-    return {"rate": rate, "records": count, "max_wait": max_wait, "first_s": round(waits[0], 3),
-            "median_s": round(statistics.median(waits), 3), "mean_s": round(statistics.fmean(waits), 3),
-            "p90_s": round(sorted(waits)[int(0.9 * (count - 1))], 3), "max_s": round(max(waits), 3),
-            "batches": report["batches"], "padding_efficiency": report["padding_efficiency"]}
+    return {
+        "rate": rate,
+        "records": count,
+        "max_wait": max_wait,
+        "first_s": round(waits[0], 3),
+        "median_s": round(statistics.median(waits), 3),
+        "mean_s": round(statistics.fmean(waits), 3),
+        "p90_s": round(sorted(waits)[int(0.9 * (count - 1))], 3),
+        "max_s": round(max(waits), 3),
+        "batches": report["batches"],
+        "padding_efficiency": report["padding_efficiency"],
+        "dialogues_per_second": report["dialogues_per_second"],
+    }
 
 
 def _consume(process: subprocess.Popen, answered: dict[str, float]) -> None:
@@ -95,19 +127,49 @@ def _consume(process: subprocess.Popen, answered: dict[str, float]) -> None:
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
-    rows = [[f"{r['rate']:g}", r["records"], f"{r['max_wait']:g}", r["first_s"], r["median_s"], r["p90_s"],
-             r["max_s"], r["batches"], r["padding_efficiency"]] for r in result["runs"]]
-    table = markdown_table(["records/s", "records", "--max-wait s", "first s", "median s", "p90 s", "max s",
-                            "batches", "padding eff."], rows)
+    rows = [
+        [
+            f"{r['rate']:g}" if r["rate"] else "all at once",
+            r["records"],
+            f"{r['max_wait']:g}",
+            r["first_s"],
+            r["median_s"],
+            r["p90_s"],
+            r["max_s"],
+            r["batches"],
+            r["padding_efficiency"],
+            r.get("dialogues_per_second", ""),
+        ]
+        for r in result["runs"]
+    ]
+    table = markdown_table(
+        [
+            "records/s",
+            "records",
+            "--max-wait s",
+            "first s",
+            "median s",
+            "p90 s",
+            "max s",
+            "batches",
+            "padding eff.",
+            "dialogues/s",
+        ],
+        rows,
+    )
     env = result["environment"]
-    return (f"{table}\n\nSeconds from a record's arrival on stdin to its summary line on stdout. "
-            f"{result['model']} random Pegasus, greedy, max_new_tokens {result['max_new_tokens']}, "
-            f"{result['threads']} thread(s), {env['cpu_cores']} cores, load average {env['load_average']}. "
-            "Stdin is closed after the last record, so with --max-wait 0 every record waits for the end of "
-            "this run, not for a full window of 2,048 (a real, endless producer waits that long: 34 min at 1/s, "
-            "20 s at 100/s). With --max-wait, a producer slower than the engine has its window cut about every "
-            "max-wait seconds (at 100/s some 100 records), hence more batches and a little more padding.\n\n"
-            f"Reproduce: `{command}`\n")
+    return (
+        f"{table}\n\nSeconds from a record's arrival on stdin to its summary line on stdout. "
+        f"{result['model']} random Pegasus, greedy, max_new_tokens {result['max_new_tokens']}, "
+        f"{result['threads']} thread(s), {env['cpu_cores']} cores, load average {env['load_average']}. "
+        "Stdin is closed after the last record, so with --max-wait 0 every record waits for the end of "
+        "this run, not for a full window of 2,048 (a real, endless producer waits that long: 34 min at 1/s, "
+        "20 s at 100/s). With --max-wait, a producer slower than the engine has its window cut about every "
+        "max-wait seconds (at 100/s some 100 records), hence more batches and a little more padding. "
+        "'all at once' is steady fast input (a file piped in): the reader stays ahead, no window is cut, and "
+        "batches, padding and throughput are those of --max-wait 0.\n\n"
+        f"Reproduce: `{command}`\n"
+    )
 
 
 def parse_rates(text: str) -> list[tuple[float, int]]:
@@ -119,8 +181,12 @@ def parse_rates(text: str) -> list[tuple[float, int]]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny", choices=["tiny", "mid"])
-    parser.add_argument("--rates", type=parse_rates, default=parse_rates("1:10,100:200"),
-                        help="RATE:COUNT pairs: records per second and how many records")
+    parser.add_argument(
+        "--rates",
+        type=parse_rates,
+        default=parse_rates("1:10,100:200,0:5000"),
+        help="RATE:COUNT pairs: records per second (0: all at once, as a file piped in) and how many records",
+    )
     parser.add_argument("--max-waits", default="1,0", help="Comma list of --max-wait values to compare")
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
@@ -138,8 +204,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for max_wait in (float(value) for value in args.max_waits.split(",")):
                 runs.append(run_case(model, rate, count, max_wait, args, Path(tmp)))
                 print(f"{rate}/s x {count}, --max-wait {max_wait}: median {runs[-1]['median_s']} s", file=sys.stderr)
-    result = {"model": args.model, "max_new_tokens": args.max_new_tokens, "threads": args.threads, "runs": runs,
-              "environment": environment(args.threads)}
+    result = {
+        "model": args.model,
+        "max_new_tokens": args.max_new_tokens,
+        "threads": args.threads,
+        "runs": runs,
+        "environment": environment(args.threads),
+    }
     command = "python bench/bench_latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
     return publish(f"latency-{args.model}", result, markdown(result, command.strip()), args.output_dir)
 

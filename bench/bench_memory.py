@@ -49,9 +49,23 @@ def run_size(n: int, model: Path, folder: Path, max_new_tokens: int, threads: in
     """One fresh ``dialogsum-batch`` process over ``n`` records; its own peak RSS, speed and counts."""
     source = write_input(folder / f"in-{n}.jsonl", n)
     output, metrics = folder / f"out-{n}.jsonl", folder / f"metrics-{n}.json"
-    command = [sys.executable, "-m", "dialogsum_batch", str(source), "-m", str(model), "-o", str(output),
-               "--max-new-tokens", str(max_new_tokens), "--threads", str(threads), "--metrics-out", str(metrics),
-               "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "dialogsum_batch",
+        str(source),
+        "-m",
+        str(model),
+        "-o",
+        str(output),
+        "--max-new-tokens",
+        str(max_new_tokens),
+        "--threads",
+        str(threads),
+        "--metrics-out",
+        str(metrics),
+        "-q",
+    ]
     errors = folder / f"stderr-{n}.txt"
     started = time.perf_counter()
     with errors.open("w") as stderr:
@@ -63,20 +77,37 @@ def run_size(n: int, model: Path, folder: Path, max_new_tokens: int, threads: in
         raise SystemExit(f"{n} records: exit {code}: {errors.read_text()[-2000:]}")
     written = sum(1 for _ in output.open(encoding="utf-8"))
     report = json.loads(metrics.read_text(encoding="utf-8"))
-    return {"records": n, "written": written, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "process_seconds": round(seconds, 1), "dialogues_per_second": report["dialogues_per_second"],
-            "padding_efficiency": report["padding_efficiency"], "batches": report["batches"],
-            "rouge_records": report.get("rouge_records", 0)}
+    return {
+        "records": n,
+        "written": written,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "process_seconds": round(seconds, 1),
+        "dialogues_per_second": report["dialogues_per_second"],
+        "padding_efficiency": report["padding_efficiency"],
+        "batches": report["batches"],
+        "rouge_records": report.get("rouge_records", 0),
+    }
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
-    rows = [[r["records"], r["written"], r["peak_rss_mb"], r["process_seconds"], r["dialogues_per_second"],
-             r["padding_efficiency"]] for r in result["runs"]]
+    rows = [
+        [
+            r["records"],
+            r["written"],
+            r["peak_rss_mb"],
+            r["process_seconds"],
+            r["dialogues_per_second"],
+            r["padding_efficiency"],
+        ]
+        for r in result["runs"]
+    ]
     table = markdown_table(["records", "written", "peak RSS MiB", "process s", "dialogues/s", "padding eff."], rows)
     verdict = "PASS" if result["flat"] else "FAIL"
-    return (f"{table}\n\nPeak RSS ratio {result['ratio']:.3f} (limit {result['limit']}): {verdict}. "
-            f"Tiny random Pegasus, max_new_tokens {result['max_new_tokens']}, {result['threads']} thread(s); "
-            f"load average {result['environment']['load_average']}.\n\nReproduce: `{command}`\n")
+    return (
+        f"{table}\n\nPeak RSS ratio {result['ratio']:.3f} (limit {result['limit']}): {verdict}. "
+        f"Tiny random Pegasus, max_new_tokens {result['max_new_tokens']}, {result['threads']} thread(s); "
+        f"load average {result['environment']['load_average']}.\n\nReproduce: `{command}`\n"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,12 +130,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs = []
         for n in sizes:
             runs.append(run_size(n, model, Path(tmp), args.max_new_tokens, args.threads))
-            print(f"{n} records: peak RSS {runs[-1]['peak_rss_mb']} MiB, {runs[-1]['process_seconds']} s",
-                  file=sys.stderr)
+            print(
+                f"{n} records: peak RSS {runs[-1]['peak_rss_mb']} MiB, {runs[-1]['process_seconds']} s", file=sys.stderr
+            )
     ratio = runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
     lost = [r["records"] for r in runs if r["written"] != r["records"]]
-    result = {"runs": runs, "ratio": round(ratio, 3), "limit": args.limit, "flat": ratio <= args.limit and not lost,
-              "max_new_tokens": args.max_new_tokens, "threads": args.threads, "environment": environment(args.threads)}
+    result = {
+        "runs": runs,
+        "ratio": round(ratio, 3),
+        "limit": args.limit,
+        "flat": ratio <= args.limit and not lost,
+        "max_new_tokens": args.max_new_tokens,
+        "threads": args.threads,
+        "environment": environment(args.threads),
+    }
     command = "python bench/bench_memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
     table = markdown(result, command.strip())
     write_results(args.name, result, table, args.output_dir)

@@ -33,7 +33,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    REPO, RESULTS_DIR, WORK_DIR, available_sources, dialogues, environment, markdown_table, model_dir, publish,
+    REPO,
+    RESULTS_DIR,
+    WORK_DIR,
+    available_sources,
+    dialogues,
+    environment,
+    markdown_table,
+    model_dir,
+    publish,
 )
 
 CASES = ("idle", "after-busy-minute", "concurrent-job")
@@ -79,9 +87,27 @@ def run_once(model: Path, records: Path, threads: int, args: argparse.Namespace)
     """One ``dialogsum-batch`` process; its wall time and the thread count it ran with."""
     folder = Path(args.work_dir) / "threads-bench"
     metrics = folder / "metrics.json"
-    command = [sys.executable, "-m", "dialogsum_batch", str(records), "-m", str(model), "--backend", args.backend,
-               "--threads", str(threads), "--num-beams", "1", "--max-new-tokens", str(args.max_new_tokens),
-               "-o", str(folder / "out.jsonl"), "--metrics-out", str(metrics), "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "dialogsum_batch",
+        str(records),
+        "-m",
+        str(model),
+        "--backend",
+        args.backend,
+        "--threads",
+        str(threads),
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "-o",
+        str(folder / "out.jsonl"),
+        "--metrics-out",
+        str(metrics),
+        "-q",
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", DIALOGSUM_CACHE=str(folder / "cache"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     load, old_rule = round(os.getloadavg()[0], 2), load_rule(len(os.sched_getaffinity(0)))
@@ -91,8 +117,14 @@ def run_once(model: Path, records: Path, threads: int, args: argparse.Namespace)
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     report = json.loads(metrics.read_text())
-    return {"asked": threads, "threads": report["model"].get("threads"), "process_seconds": round(wall, 3),
-            "engine_seconds": report["seconds"], "load_average_at_start": load, "load_rule_would_pick": old_rule}
+    return {
+        "asked": threads,
+        "threads": report["model"].get("threads"),
+        "process_seconds": round(wall, 3),
+        "engine_seconds": report["seconds"],
+        "load_average_at_start": load,
+        "load_rule_would_pick": old_rule,
+    }
 
 
 def measure_case(case: str, model: Path, records: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -107,12 +139,16 @@ def measure_case(case: str, model: Path, records: Path, args: argparse.Namespace
                 best[threads] = run
     explicit = min((run for asked, run in best.items() if asked), key=lambda run: run["process_seconds"])
     ratio = round(best[0]["process_seconds"] / explicit["process_seconds"], 3)
-    return {"case": case, "runs": list(best.values()), "best_explicit": explicit["asked"], "ratio": ratio,
-            "pass": ratio <= TARGET}
+    return {
+        "case": case,
+        "runs": list(best.values()),
+        "best_explicit": explicit["asked"],
+        "ratio": ratio,
+        "pass": ratio <= TARGET,
+    }
 
 
-def run_in(case: str, model: Path, records: Path, threads: int, args: argparse.Namespace, cores: int
-           ) -> dict[str, Any]:
+def run_in(case: str, model: Path, records: Path, threads: int, args: argparse.Namespace, cores: int) -> dict[str, Any]:
     """One run under the case's load."""
     if case == "after-busy-minute":
         busy_minute(cores, args.busy_seconds)
@@ -127,27 +163,60 @@ def run_in(case: str, model: Path, records: Path, threads: int, args: argparse.N
 
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
-    rows = [[case["case"], run["asked"] or "0 (default)", run["threads"], run["process_seconds"], run["engine_seconds"],
-             run["load_average_at_start"], run["load_rule_would_pick"],
-             f"{case['ratio']:.2f}x {'PASS' if case['pass'] else 'FAIL'}" if not run["asked"] else ""]
-            for case in report["cases"] for run in case["runs"]]
-    table = markdown_table(["case", "--threads", "ran with", "process s", "engine s", "load avg at start",
-                            "load rule would pick", "default / best explicit"], rows)
-    return "\n".join([
-        f"Model {report['model']} ({report['backend']}), {report['records']} {report['source']} records, greedy, "
-        f"{report['max_new_tokens']} new tokens, best of {report['repeats']}; busy minute "
-        f"{report['busy_seconds']} s; {env['cpu_cores']} cores, torch {env['torch']}. Target: the default within "
-        f"{TARGET}x of the best explicit count.", "", table])
+    rows = [
+        [
+            case["case"],
+            run["asked"] or "0 (default)",
+            run["threads"],
+            run["process_seconds"],
+            run["engine_seconds"],
+            run["load_average_at_start"],
+            run["load_rule_would_pick"],
+            f"{case['ratio']:.2f}x {'PASS' if case['pass'] else 'FAIL'}" if not run["asked"] else "",
+        ]
+        for case in report["cases"]
+        for run in case["runs"]
+    ]
+    table = markdown_table(
+        [
+            "case",
+            "--threads",
+            "ran with",
+            "process s",
+            "engine s",
+            "load avg at start",
+            "load rule would pick",
+            "default / best explicit",
+        ],
+        rows,
+    )
+    return "\n".join(
+        [
+            f"Model {report['model']} ({report['backend']}), {report['records']} {report['source']} records, greedy, "
+            f"{report['max_new_tokens']} new tokens, best of {report['repeats']}; busy minute "
+            f"{report['busy_seconds']} s; {env['cpu_cores']} cores, torch {env['torch']}. Target: the default within "
+            f"{TARGET}x of the best explicit count.",
+            "",
+            table,
+        ]
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="mid", choices=["tiny", "mid", "large"], help="benchmark model (mid)")
-    parser.add_argument("--backend", default="transformers", choices=["transformers", "ctranslate2"],
-                        help="backend (ctranslate2 converts the model into a cache in the work folder)")
+    parser.add_argument(
+        "--backend",
+        default="transformers",
+        choices=["transformers", "ctranslate2"],
+        help="backend (ctranslate2 converts the model into a cache in the work folder)",
+    )
     parser.add_argument("--records", type=int, default=96, help="records per run (96)")
-    parser.add_argument("--source", default=available_sources()[-1],
-                        help="synthetic, dialogsum (real lengths) or a JSONL path (%(default)s)")
+    parser.add_argument(
+        "--source",
+        default=available_sources()[-1],
+        help="synthetic, dialogsum (real lengths) or a JSONL path (%(default)s)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=32, help="summary length (32)")
     parser.add_argument("--busy-seconds", type=float, default=60.0, help="length of the busy minute (60)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per setting and case; the best counts (2)")
@@ -171,10 +240,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = dialogues(args.records, args.source, seed=1)
     records = folder / "records.jsonl"
     records.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    report = {"model": args.model, "backend": args.backend, "records": args.records, "source": args.source,
-              "max_new_tokens": args.max_new_tokens, "busy_seconds": args.busy_seconds, "repeats": args.repeats,
-              "environment": environment(0), "target": TARGET,
-              "cases": [measure_case(case, model, records, args) for case in args.cases]}
+    report = {
+        "model": args.model,
+        "backend": args.backend,
+        "records": args.records,
+        "source": args.source,
+        "max_new_tokens": args.max_new_tokens,
+        "busy_seconds": args.busy_seconds,
+        "repeats": args.repeats,
+        "environment": environment(0),
+        "target": TARGET,
+        "cases": [measure_case(case, model, records, args) for case in args.cases],
+    }
     report["pass"] = all(case["pass"] for case in report["cases"])
     return publish(args.name, report, markdown(report), Path(args.output_dir))
 

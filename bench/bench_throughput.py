@@ -30,8 +30,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS_DIR, WORK_DIR, chunks, dialogues, environment, markdown_table, model_dir,  # noqa: E402
-                    peak_rss_mb, reset_peak_rss)
+from common import (  # noqa: E402
+    RESULTS_DIR,
+    WORK_DIR,
+    chunks,
+    dialogues,
+    environment,
+    markdown_table,
+    model_dir,
+    peak_rss_mb,
+    reset_peak_rss,
+)
 
 ANCHORS = ("notebook", "fixed-8", "ctranslate2", "ours")
 DEFAULT_RECORDS = {"tiny": 512, "mid": 192, "large": 24}  # a few minutes per anchor and case on two cores
@@ -69,11 +78,14 @@ class Measure:
 
     def figures(self) -> dict[str, Any]:
         return {
-            "anchor": self.anchor, "seconds": round(self.seconds, 3),
+            "anchor": self.anchor,
+            "seconds": round(self.seconds, 3),
             "dialogues_per_second": round(self.dialogues / self.seconds, 3),
             "generated_tokens_per_second": round(self.generated_tokens / self.seconds, 1),
             "padding_efficiency": round(self.real_tokens / self.padded_tokens, 4) if self.padded_tokens else None,
-            "peak_rss_mb": round(self.peak_rss_mb, 1), "generated_tokens": self.generated_tokens, **self.extra,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "generated_tokens": self.generated_tokens,
+            **self.extra,
         }
 
 
@@ -115,8 +127,9 @@ def load_context(case: Case, work_dir: Path) -> Context:
     generation.update(num_beams=case.beams, max_new_tokens=case.max_new_tokens, no_repeat_ngram_size=0)
     texts = [r["dialogue"] for r in dialogues(case.records or DEFAULT_RECORDS[case.model], case.source)]
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=NOTEBOOK_LENGTH)["input_ids"]]
-    return Context(path, model, tokenizer, generation, texts, lengths, case.batch_tokens or BatchSettings.batch_tokens,
-                   threads)
+    return Context(
+        path, model, tokenizer, generation, texts, lengths, case.batch_tokens or BatchSettings.batch_tokens, threads
+    )
 
 
 def generated_count(output: Any, pad_id: int) -> int:
@@ -138,13 +151,22 @@ def run_notebook(ctx: Context) -> Measure:
     started = time.perf_counter()
     for batch in batches:
         inputs = tok(batch, max_length=NOTEBOOK_LENGTH, truncation=True, padding="max_length", return_tensors="pt")
-        output = ctx.model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                                    generation_config=ctx.generation)
+        output = ctx.model.generate(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], generation_config=ctx.generation
+        )
         [tok.decode(s, skip_special_tokens=True, clean_up_tokenization_spaces=True) for s in output]
         generated += generated_count(output, tok.pad_token_id)
     seconds = time.perf_counter() - started
-    return Measure("notebook", seconds, len(texts), generated, sum(ctx.lengths[:len(texts)]),
-                   NOTEBOOK_LENGTH * len(texts), 0.0, {"records": len(texts)})
+    return Measure(
+        "notebook",
+        seconds,
+        len(texts),
+        generated,
+        sum(ctx.lengths[: len(texts)]),
+        NOTEBOOK_LENGTH * len(texts),
+        0.0,
+        {"records": len(texts)},
+    )
 
 
 def run_fixed(ctx: Context) -> Measure:
@@ -171,10 +193,14 @@ def load_translator(ctx: Context, work_dir: Path) -> Any:
 
     folder = Path(work_dir) / f"{ctx.path.name}-ct2-float32"
     if not (folder / "model.bin").is_file():
-        export_model(ExportSettings(source=str(ctx.path), output_dir=str(folder), format="ctranslate2",
-                                    quantization="float32", force=True))
-    return ctranslate2.Translator(str(folder), device="cpu", compute_type="float32", inter_threads=1,
-                                  intra_threads=ctx.threads)
+        export_model(
+            ExportSettings(
+                source=str(ctx.path), output_dir=str(folder), format="ctranslate2", quantization="float32", force=True
+            )
+        )
+    return ctranslate2.Translator(
+        str(folder), device="cpu", compute_type="float32", inter_threads=1, intra_threads=ctx.threads
+    )
 
 
 def run_ctranslate2(ctx: Context) -> Measure:
@@ -186,15 +212,17 @@ def run_ctranslate2(ctx: Context) -> Measure:
     started = time.perf_counter()
     ids = tok(ctx.texts, truncation=True, max_length=NOTEBOOK_LENGTH)["input_ids"]
     tokens = [tok.convert_ids_to_tokens(row) for row in ids]
-    results = ctx.translator.translate_batch(tokens, max_batch_size=ctx.batch_tokens, batch_type="tokens",
-                                             **decoding.kwargs())
+    results = ctx.translator.translate_batch(
+        tokens, max_batch_size=ctx.batch_tokens, batch_type="tokens", **decoding.kwargs()
+    )
     [tok.decode(tok.convert_tokens_to_ids(r.hypotheses[0]), skip_special_tokens=True) for r in results]
     seconds = time.perf_counter() - started
     generated = sum(len(r.hypotheses[0]) + (0 if r.hypotheses[0][-1:] == [tok.eos_token] else 1) for r in results)
     plan = plan_batches(ctx.lengths, ctx.batch_tokens, len(ctx.lengths))  # CTranslate2's own plan, estimated
     padded = sum(padded_size(ctx.lengths, rows) for rows in plan)
-    return Measure("ctranslate2", seconds, len(ctx.texts), generated, sum(ctx.lengths), padded, 0.0,
-                   {"padding_estimated": True})
+    return Measure(
+        "ctranslate2", seconds, len(ctx.texts), generated, sum(ctx.lengths), padded, 0.0, {"padding_estimated": True}
+    )
 
 
 def run_ours(ctx: Context) -> Measure:
@@ -214,10 +242,21 @@ def run_ours(ctx: Context) -> Measure:
         if outcome.error:
             raise_error(outcome.error)
     work = engine.counts
-    extra = {"generate_seconds": round(work.generate_seconds, 3), "batches": work.batches,
-             "wall_over_generate": round(seconds / max(work.generate_seconds, 1e-9), 3)}
-    return Measure("ours", round(seconds, 3), len(outcomes), sum(o.tokens for o in outcomes), work.real_tokens,
-                   work.padded_tokens, 0.0, extra)
+    extra = {
+        "generate_seconds": round(work.generate_seconds, 3),
+        "batches": work.batches,
+        "wall_over_generate": round(seconds / max(work.generate_seconds, 1e-9), 3),
+    }
+    return Measure(
+        "ours",
+        round(seconds, 3),
+        len(outcomes),
+        sum(o.tokens for o in outcomes),
+        work.real_tokens,
+        work.padded_tokens,
+        0.0,
+        extra,
+    )
 
 
 def raise_error(error: Exception) -> None:
@@ -225,7 +264,10 @@ def raise_error(error: Exception) -> None:
 
 
 RUNNERS: dict[str, Callable[[Context], Measure]] = {
-    "notebook": run_notebook, "fixed-8": run_fixed, "ctranslate2": run_ctranslate2, "ours": run_ours,
+    "notebook": run_notebook,
+    "fixed-8": run_fixed,
+    "ctranslate2": run_ctranslate2,
+    "ours": run_ours,
 }
 
 
@@ -255,8 +297,10 @@ def run_case(case: Case, anchors: list[str], work_dir: Path, log: Callable[[str]
         for anchor in anchors:
             result = measure(ctx, anchor)
             rounds[anchor].append(result)
-            log(f"{case.model} beams={case.beams} round {number + 1}: {anchor:12s} {result.seconds:8.2f} s "
-                f"{result.dialogues / result.seconds:8.2f} dialogues/s")
+            log(
+                f"{case.model} beams={case.beams} round {number + 1}: {anchor:12s} {result.seconds:8.2f} s "
+                f"{result.dialogues / result.seconds:8.2f} dialogues/s"
+            )
     return summarize(case, ctx, rounds)
 
 
@@ -281,10 +325,17 @@ def summarize(case: Case, ctx: Context, rounds: dict[str, list[Measure]]) -> dic
         ours = best["ours"]["dialogues_per_second"]
         for figures in best.values():
             figures["ours_speedup"] = round(ours / figures["dialogues_per_second"], 2)
-    source = {"records": len(ctx.lengths), "mean_tokens": round(statistics.mean(ctx.lengths), 1),
-              "max_tokens": max(ctx.lengths)}
-    return {"case": {**asdict(case), "threads": ctx.threads, "batch_tokens": ctx.batch_tokens},
-            "source_lengths": source, "anchors": best, "environment": environment(ctx.threads)}
+    source = {
+        "records": len(ctx.lengths),
+        "mean_tokens": round(statistics.mean(ctx.lengths), 1),
+        "max_tokens": max(ctx.lengths),
+    }
+    return {
+        "case": {**asdict(case), "threads": ctx.threads, "batch_tokens": ctx.batch_tokens},
+        "source_lengths": source,
+        "anchors": best,
+        "environment": environment(ctx.threads),
+    }
 
 
 # ---------------------------------------------------------------------------- report
@@ -292,21 +343,42 @@ def summarize(case: Case, ctx: Context, rounds: dict[str, list[Measure]]) -> dic
 
 def markdown(results: list[dict[str, Any]], command: str) -> str:
     """One table row per case and anchor, and the command that reproduced it."""
-    headers = ["model", "beams", "anchor", "dialogues/s", "gen tokens/s", "padding eff.", "peak RSS MiB",
-               "ours ×", "wall/generate"]
+    headers = [
+        "model",
+        "beams",
+        "anchor",
+        "dialogues/s",
+        "gen tokens/s",
+        "padding eff.",
+        "peak RSS MiB",
+        "ours ×",
+        "wall/generate",
+    ]
     rows = []
     for result in results:
         case = result["case"]
         for name, f in result["anchors"].items():
-            rows.append([case["model"], case["beams"], name, f["dialogues_per_second"],
-                         f["generated_tokens_per_second"], f["padding_efficiency"], f["peak_rss_mb"],
-                         f.get("ours_speedup"), f.get("wall_over_generate")])
+            rows.append(
+                [
+                    case["model"],
+                    case["beams"],
+                    name,
+                    f["dialogues_per_second"],
+                    f["generated_tokens_per_second"],
+                    f["padding_efficiency"],
+                    f["peak_rss_mb"],
+                    f.get("ours_speedup"),
+                    f.get("wall_over_generate"),
+                ]
+            )
     loads = sorted({str(r["environment"]["load_average"]) for r in results})
     case = results[0]["case"]
-    note = (f"{len_records(results[0])} {case['source']} records (notebook: the first {NOTEBOOK_RECORDS}), "
-            f"max_new_tokens {case['max_new_tokens']}, "
-            f"{case['threads']} torch thread(s), batch_tokens {case['batch_tokens']}, best of {case['repeats']} "
-            f"rounds; load average during the runs: {', '.join(loads)}.")
+    note = (
+        f"{len_records(results[0])} {case['source']} records (notebook: the first {NOTEBOOK_RECORDS}), "
+        f"max_new_tokens {case['max_new_tokens']}, "
+        f"{case['threads']} torch thread(s), batch_tokens {case['batch_tokens']}, best of {case['repeats']} "
+        f"rounds; load average during the runs: {', '.join(loads)}."
+    )
     return f"{markdown_table(headers, rows)}\n\n{note}\n\nReproduce: `{command}`\n"
 
 
@@ -342,8 +414,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = []
     for model in args.model.split(","):
         for beams in (int(b) for b in args.beams.split(",")):
-            case = Case(model, beams, args.max_new_tokens, args.records, args.source, args.threads,
-                        args.batch_tokens, args.repeats)
+            case = Case(
+                model,
+                beams,
+                args.max_new_tokens,
+                args.records,
+                args.source,
+                args.threads,
+                args.batch_tokens,
+                args.repeats,
+            )
             results.append(run_case(case, anchors, args.work_dir, lambda line: print(line, file=sys.stderr)))
     command = "python bench/bench_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
     table = markdown(results, command.strip())

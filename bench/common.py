@@ -65,8 +65,8 @@ def build_model(spec: ModelSpec, output_dir: Path, seed: int = 0) -> Path:
     """Write a random Pegasus of ``spec``'s sizes with a tokenizer of exactly ``spec.vocab_size`` pieces."""
     from transformers import PegasusTokenizer
 
-    from dialogsum_batch.logs import library_bars
     from dialogsum_batch.fixtures.tiny import TinySpec, random_model, tiny_config
+    from dialogsum_batch.logs import library_bars
 
     tokenizer = PegasusTokenizer(vocab=padded_vocab(spec.vocab_size), offset=0, model_max_length=1024)
     sizes = TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024)
@@ -107,8 +107,10 @@ def dialogues(n: int, source: str = "synthetic", seed: int = 0) -> list[dict[str
     path = SHARED_DIALOGSUM if source == "dialogsum" else Path(source)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     picked = [rows[i % len(rows)] for i in range(n)]
-    return [{"id": f"{source}-{i}", "dialogue": r["dialogue"], "summary": r.get("summary", "")}
-            for i, r in enumerate(picked)]
+    return [
+        {"id": f"{source}-{i}", "dialogue": r["dialogue"], "summary": r.get("summary", "")}
+        for i, r in enumerate(picked)
+    ]
 
 
 def available_sources() -> list[str]:
@@ -154,9 +156,13 @@ def environment(threads: int | None = None) -> dict[str, Any]:
 
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-        "cpu_cores": os.cpu_count(), "torch_threads": threads if threads is not None else torch.get_num_threads(),
-        "load_average": load_average(), "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": threads if threads is not None else torch.get_num_threads(),
+        "load_average": load_average(),
+        "machine": platform.machine(),
     }
 
 
@@ -182,6 +188,7 @@ def publish(name: str, report: dict[str, Any], table: str, output_dir: Path = RE
 
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A GitHub Markdown table; floats printed with a sensible number of digits."""
+
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.3g}" if abs(value) < 10 else f"{value:,.1f}"
@@ -194,4 +201,4 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

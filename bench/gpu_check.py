@@ -69,8 +69,11 @@ class Check:
             result["seconds"] = round(time.perf_counter() - began, 1)
             self.figures["sections"][name] = result
             release_gpu_memory()
-            print(f"[gpu_check] {name}: {'ok' if result['ok'] else result['error']} ({result['seconds']} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[gpu_check] {name}: {'ok' if result['ok'] else result['error']} ({result['seconds']} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         self.save()
 
     def save(self) -> None:
@@ -90,8 +93,9 @@ def build_random_pegasus(spec: ModelSpec, device: str, dtype: Any, seed: int = 0
     from dialogsum_batch.fixtures.tiny import TinySpec, tiny_config, tiny_generation_config
 
     tokenizer = PegasusTokenizer(vocab=padded_vocab(spec.vocab_size), offset=0, model_max_length=1024)
-    config = tiny_config(TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024),
-                         len(tokenizer))
+    config = tiny_config(
+        TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024), len(tokenizer)
+    )
     torch.manual_seed(seed)
     with torch.device(device):
         model = PegasusForConditionalGeneration(config)
@@ -110,16 +114,20 @@ def make_backend(model: Any, tokenizer: Any, beams: int, max_new_tokens: int) ->
     return TransformersBackend(model, tokenizer, generation, 1024)
 
 
-def run_engine(backend: Any, texts: list[str], batch_tokens: int, max_batch_size: int
-               ) -> tuple[Any, int, list[dict], list[str]]:
+def run_engine(
+    backend: Any, texts: list[str], batch_tokens: int, max_batch_size: int
+) -> tuple[Any, int, list[dict], list[str]]:
     """The Engine over ``texts`` (bad records kept aside, as ``--on-error skip``): its counts, the summary tokens
     generated, the outputs and the error lines."""
     from dialogsum_batch.config import BatchSettings
     from dialogsum_batch.inference.engine import Engine
     from dialogsum_batch.inference.records import Record
 
-    engine = Engine(backend, BatchSettings(batch_tokens=batch_tokens, max_batch_size=max_batch_size),
-                    log=lambda line: print(f"[engine] {line}", file=sys.stderr))
+    engine = Engine(
+        backend,
+        BatchSettings(batch_tokens=batch_tokens, max_batch_size=max_batch_size),
+        log=lambda line: print(f"[engine] {line}", file=sys.stderr),
+    )
     outcomes = list(engine.run(Record(i, str(i), text) for i, text in enumerate(texts)))
     outputs = [{"id": o.item.id, "summary": o.summary} for o in outcomes if o.error is None]
     errors = [str(o.error) for o in outcomes if o.error is not None]
@@ -198,20 +206,33 @@ def check_training(check: Check) -> dict[str, Any]:
 
 
 def train_smoke_preset(check: Check) -> dict[str, Any]:
-    from dialogsum_batch.training.trainer import finetune
     from dialogsum_batch.training.presets import get_preset
+    from dialogsum_batch.training.trainer import finetune
 
     steps = 20 if check.cpu_smoke else 200
     with tempfile.TemporaryDirectory(prefix="gpu-check-train-") as tmp:
-        config = replace(get_preset("smoke"), output_dir=str(Path(tmp) / "run"), bf16=not check.cpu_smoke,
-                         max_steps=steps, eval_steps=steps, save_steps=steps, logging_steps=max(1, steps // 10),
-                         torch_threads=1 if check.cpu_smoke else 0, synthetic_train=500 if check.cpu_smoke else 2000)
+        config = replace(
+            get_preset("smoke"),
+            output_dir=str(Path(tmp) / "run"),
+            bf16=not check.cpu_smoke,
+            max_steps=steps,
+            eval_steps=steps,
+            save_steps=steps,
+            logging_steps=max(1, steps // 10),
+            torch_threads=1 if check.cpu_smoke else 0,
+            synthetic_train=500 if check.cpu_smoke else 2000,
+        )
         started = time.perf_counter()
         run_dir = finetune(config, log=lambda line: print(f"[finetune] {line}", file=sys.stderr))
         seconds = time.perf_counter() - started
         files = {p.name: json.loads(p.read_text()) for p in Path(run_dir).glob("*results.json")}
-    return {"steps": steps, "bf16": config.bf16, "seconds": round(seconds, 1),
-            "steps_per_second": round(steps / seconds, 2), "run_files": files}
+    return {
+        "steps": steps,
+        "bf16": config.bf16,
+        "seconds": round(seconds, 1),
+        "steps_per_second": round(steps / seconds, 2),
+        "run_files": files,
+    }
 
 
 def train_manual(check: Check) -> dict[str, Any]:
@@ -222,10 +243,12 @@ def train_manual(check: Check) -> dict[str, Any]:
     model, tokenizer = build_random_pegasus(spec, check.device, torch.float32)
     model.train()
     records = dialogues(64, "synthetic")
-    batch = tokenizer([r["dialogue"] for r in records[:16]], max_length=256, truncation=True, padding=True,
-                      return_tensors="pt").to(check.device)
-    labels = tokenizer([r["summary"] for r in records[:16]], max_length=64, truncation=True, padding=True,
-                       return_tensors="pt")["input_ids"].to(check.device)
+    batch = tokenizer(
+        [r["dialogue"] for r in records[:16]], max_length=256, truncation=True, padding=True, return_tensors="pt"
+    ).to(check.device)
+    labels = tokenizer(
+        [r["summary"] for r in records[:16]], max_length=64, truncation=True, padding=True, return_tensors="pt"
+    )["input_ids"].to(check.device)
     labels[labels == tokenizer.pad_token_id] = -100
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     losses, steps = [], 5 if check.cpu_smoke else 40
@@ -242,9 +265,16 @@ def train_manual(check: Check) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     if not all(map(torch.isfinite, torch.tensor(losses))) or losses[-1] >= losses[0]:
         raise RuntimeError(f"bf16 training did not learn: losses {losses}")
-    return {"model": spec.name, "steps": steps, "rows": 16, "seconds": round(seconds, 2),
-            "steps_per_second": round(steps / seconds, 2), "first_loss": losses[0], "last_loss": losses[-1],
-            "peak_memory_gb": peak_gb()}
+    return {
+        "model": spec.name,
+        "steps": steps,
+        "rows": 16,
+        "seconds": round(seconds, 2),
+        "steps_per_second": round(steps / seconds, 2),
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "peak_memory_gb": peak_gb(),
+    }
 
 
 def peak_gb() -> float | None:
@@ -257,8 +287,11 @@ def check_oom_split(check: Check) -> dict[str, Any]:
     """Fill the GPU with a ballast tensor, then run batches too big for what is left: all records must return."""
     import torch
 
-    model, tokenizer = build_random_pegasus(MODELS["mid"] if not check.cpu_smoke else MODELS["tiny"], check.device,
-                                            torch.bfloat16 if not check.cpu_smoke else torch.float32)
+    model, tokenizer = build_random_pegasus(
+        MODELS["mid"] if not check.cpu_smoke else MODELS["tiny"],
+        check.device,
+        torch.bfloat16 if not check.cpu_smoke else torch.float32,
+    )
     backend = make_backend(model, tokenizer, beams=4, max_new_tokens=16)
     long_texts = [long_dialogue(r["dialogue"]) for r in dialogues(64, "synthetic")]
     run_engine(backend, long_texts[:2], batch_tokens=4096, max_batch_size=2)  # cuBLAS handles, workspaces
@@ -270,9 +303,15 @@ def check_oom_split(check: Check) -> dict[str, Any]:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     ids = [o["id"] for o in outputs]
-    figures = {"records": len(long_texts), "returned": len(outputs), "in_order": ids == [str(i) for i in
-               range(len(long_texts))], "oom_splits": stats.oom_splits, "batches": stats.batches,
-               "errors": errors, "free_gb_left_for_the_run": left}
+    figures = {
+        "records": len(long_texts),
+        "returned": len(outputs),
+        "in_order": ids == [str(i) for i in range(len(long_texts))],
+        "oom_splits": stats.oom_splits,
+        "batches": stats.batches,
+        "errors": errors,
+        "free_gb_left_for_the_run": left,
+    }
     if not check.cpu_smoke and (stats.oom_splits == 0 or len(outputs) != len(long_texts) or errors):
         raise RuntimeError(f"OOM split path not shown or records lost: {figures}")
     return figures
@@ -301,11 +340,15 @@ def check_throughput(check: Check) -> dict[str, Any]:
     import torch
 
     spec = MODELS["tiny"] if check.cpu_smoke else MODELS["large"]
-    model, tokenizer = build_random_pegasus(spec, check.device, torch.bfloat16 if not check.cpu_smoke
-                                            else torch.float32)
+    model, tokenizer = build_random_pegasus(
+        spec, check.device, torch.bfloat16 if not check.cpu_smoke else torch.float32
+    )
     texts = [r["dialogue"] for r in dialogues(16 if check.cpu_smoke else 512, "synthetic")]
-    runs: dict[str, Any] = {"model": spec.name, "records": len(texts),
-                            "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
+    runs: dict[str, Any] = {
+        "model": spec.name,
+        "records": len(texts),
+        "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+    }
     for beams in (1, 4):
         if time.perf_counter() - check.started > DEADLINE_S:
             runs[f"beams{beams}"] = {"skipped": f"past the {DEADLINE_S} s deadline"}
@@ -319,8 +362,7 @@ def check_throughput(check: Check) -> dict[str, Any]:
     return runs
 
 
-def time_engine(backend: Any, texts: list[str], batch_tokens: int | None, max_batch_size: int | None
-                ) -> dict[str, Any]:
+def time_engine(backend: Any, texts: list[str], batch_tokens: int | None, max_batch_size: int | None) -> dict[str, Any]:
     import torch
 
     from dialogsum_batch.config import BatchSettings
@@ -334,13 +376,19 @@ def time_engine(backend: Any, texts: list[str], batch_tokens: int | None, max_ba
     stats, generated_tokens, outputs, errors = run_engine(backend, texts, tokens, rows)
     synchronize()
     seconds = time.perf_counter() - started
-    return {"batch_tokens": tokens, "max_batch_size": rows, "seconds": round(seconds, 2),
-            "dialogues_per_second": round(len(outputs) / seconds, 2),
-            "generated_tokens_per_second": round(generated_tokens / seconds, 1),
-            "padding_efficiency": round(stats.real_tokens / max(stats.padded_tokens, 1), 4),
-            "wall_over_generate": round(seconds / max(stats.generate_seconds, 1e-9), 3),
-            "batches": stats.batches, "oom_splits": stats.oom_splits, "errors": len(errors),
-            "peak_memory_gb": peak_gb()}
+    return {
+        "batch_tokens": tokens,
+        "max_batch_size": rows,
+        "seconds": round(seconds, 2),
+        "dialogues_per_second": round(len(outputs) / seconds, 2),
+        "generated_tokens_per_second": round(generated_tokens / seconds, 1),
+        "padding_efficiency": round(stats.real_tokens / max(stats.padded_tokens, 1), 4),
+        "wall_over_generate": round(seconds / max(stats.generate_seconds, 1e-9), 3),
+        "batches": stats.batches,
+        "oom_splits": stats.oom_splits,
+        "errors": len(errors),
+        "peak_memory_gb": peak_gb(),
+    }
 
 
 def time_fixed(backend: Any, texts: list[str]) -> dict[str, Any]:
@@ -353,19 +401,27 @@ def time_fixed(backend: Any, texts: list[str]) -> dict[str, Any]:
     generated = 0
     with torch.inference_mode():
         for start in range(0, len(texts), 8):
-            inputs = tok(texts[start:start + 8], truncation=True, max_length=1024, padding=True,
-                         return_tensors="pt").to(model.device)
+            inputs = tok(
+                texts[start : start + 8], truncation=True, max_length=1024, padding=True, return_tensors="pt"
+            ).to(model.device)
             output = model.generate(**inputs, generation_config=backend.generation)
             tok.batch_decode(output, skip_special_tokens=True)
             generated += int((output[:, 1:] != tok.pad_token_id).sum())
     synchronize()
     seconds = time.perf_counter() - started
-    return {"records": len(texts), "seconds": round(seconds, 2), "dialogues_per_second": round(len(texts) / seconds, 2),
-            "generated_tokens_per_second": round(generated / seconds, 1)}
+    return {
+        "records": len(texts),
+        "seconds": round(seconds, 2),
+        "dialogues_per_second": round(len(texts) / seconds, 2),
+        "generated_tokens_per_second": round(generated / seconds, 1),
+    }
 
 
 CHECKS: dict[str, Callable[[Check], dict[str, Any]]] = {
-    "allocator": check_allocator, "train": check_training, "oom": check_oom_split, "throughput": check_throughput,
+    "allocator": check_allocator,
+    "train": check_training,
+    "oom": check_oom_split,
+    "throughput": check_throughput,
 }
 
 
@@ -387,9 +443,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     check.figures["environment"] = environment()
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        check.figures["gpu"] = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
-                                "capability": list(torch.cuda.get_device_capability(0)),
-                                "bf16": torch.cuda.is_bf16_supported(), "cuda": torch.version.cuda}
+        check.figures["gpu"] = {
+            "name": props.name,
+            "memory_gb": round(props.total_memory / 2**30, 1),
+            "capability": list(torch.cuda.get_device_capability(0)),
+            "bf16": torch.cuda.is_bf16_supported(),
+            "cuda": torch.version.cuda,
+        }
     for name in args.only.split(","):
         check.run(name, CHECKS[name])
     failed = [n for n, s in check.figures["sections"].items() if s.get("ok") is False]

@@ -116,7 +116,7 @@ def model_index(name: str, results: Iterable[dict[str, Any] | None]) -> list[dic
 
 def trainer_scores(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """``eval_rouge1`` ... as the Trainer names them (eval_results.json), without the prefix."""
-    return {key[len("eval_"):]: value for key, value in metrics.items() if key.startswith("eval_")}
+    return {key[len("eval_") :]: value for key, value in metrics.items() if key.startswith("eval_")}
 
 
 def unique(items: Iterable[str | None]) -> list[str]:

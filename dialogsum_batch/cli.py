@@ -9,14 +9,23 @@ import click
 
 from . import __version__
 from .backends import registry
-from .config import DEFAULT_MODEL, MODEL_ENV, BatchSettings, DecodeSettings, FieldNames, LongSettings, ModelSettings, RunSettings
-from .errors import DialogsumError
 from .backends.ct2_convert import QUANTIZATIONS
-from .logs import Log, library_bars, stderr_is_terminal
+from .config import (
+    DEFAULT_MODEL,
+    MODEL_ENV,
+    BatchSettings,
+    DecodeSettings,
+    FieldNames,
+    LongSettings,
+    ModelSettings,
+    RunSettings,
+)
+from .errors import DialogsumError
+from .inference.job import JobFiles, written_files
 from .inference.outputs import same_file
 from .inference.records import MAX_LINE_BYTES
-from .inference.job import JobFiles, written_files
 from .inference.runner import run_job
+from .logs import Log, library_bars, stderr_is_terminal
 
 EPILOG = """\b
 Exit codes:
@@ -60,56 +69,128 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False))
-@click.option("-m", "--model", default=DEFAULT_MODEL, envvar=MODEL_ENV, show_envvar=True,
-              help="Model folder (transformers or CTranslate2) or Hub id.")
-@click.option("-o", "--output", default="-", type=click.Path(allow_dash=True, dir_okay=False),
-              help="Where the JSONL summaries go; - is stdout.")
-@click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "text"]), default="auto",
-              help="Input format; auto goes by file suffix, then by the first line.")
-@click.option("--max-line-bytes", default=MAX_LINE_BYTES, type=click.IntRange(1), show_default=True,
-              help="Longer input lines become bad records, read past without holding them in memory.")
+@click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_MODEL,
+    envvar=MODEL_ENV,
+    show_envvar=True,
+    help="Model folder (transformers or CTranslate2) or Hub id.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    type=click.Path(allow_dash=True, dir_okay=False),
+    help="Where the JSONL summaries go; - is stdout.",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(["auto", "jsonl", "text"]),
+    default="auto",
+    help="Input format; auto goes by file suffix, then by the first line.",
+)
+@click.option(
+    "--max-line-bytes",
+    default=MAX_LINE_BYTES,
+    type=click.IntRange(1),
+    show_default=True,
+    help="Longer input lines become bad records, read past without holding them in memory.",
+)
 @click.option("--text-field", default="dialogue", help="JSONL field holding the dialogue.")
 @click.option("--id-field", default="id", help="JSONL field holding the record id (else FILE:LINE).")
 @click.option("--reference-field", default="summary", help="JSONL field holding reference summaries, for ROUGE.")
-@click.option("--keep-fields", multiple=True, callback=parse_keep,
-              help="Input fields copied to the output (comma list, repeatable; * for all).")
-@click.option("--backend", default="auto", envvar="DIALOGSUM_BACKEND", show_envvar=True, callback=parse_backend,
-              help="auto, transformers, ctranslate2 or a plugin's; auto picks CTranslate2 for a folder holding "
-                   "model.bin.")
+@click.option(
+    "--keep-fields",
+    multiple=True,
+    callback=parse_keep,
+    help="Input fields copied to the output (comma list, repeatable; * for all).",
+)
+@click.option(
+    "--backend",
+    default="auto",
+    envvar="DIALOGSUM_BACKEND",
+    show_envvar=True,
+    callback=parse_backend,
+    help="auto, transformers, ctranslate2 or a plugin's; auto picks CTranslate2 for a folder holding model.bin.",
+)
 @click.option("--device", default="auto", callback=parse_device, help="auto, cpu, cuda or cuda:N.")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
-              help="Weights dtype; auto is bfloat16 on a GPU that has it, else float32.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    default="auto",
+    help="Weights dtype; auto is bfloat16 on a GPU that has it, else float32.",
+)
 @click.option("--force-dtype", is_flag=True, help="Allow float16, which makes Pegasus overflow.")
-@click.option("--quantization", type=click.Choice(QUANTIZATIONS),
-              help="CTranslate2 weights: --backend ctranslate2 converts a transformers folder once into the cache "
-                   "(int8 unless set); a CTranslate2 folder loads as this compute type.")
-@click.option("--threads", default=0, type=click.IntRange(0),
-              help="CPU threads for inference; 0 picks: 1 for small models, else the idle cores.")
+@click.option(
+    "--quantization",
+    type=click.Choice(QUANTIZATIONS),
+    help="CTranslate2 weights: --backend ctranslate2 converts a transformers folder once into the cache "
+    "(int8 unless set); a CTranslate2 folder loads as this compute type.",
+)
+@click.option(
+    "--threads",
+    default=0,
+    type=click.IntRange(0),
+    help="CPU threads for inference; 0 picks: 1 for small models, else the idle cores.",
+)
 @click.option("--num-beams", type=click.IntRange(1), help="Beam size  [default: the model's]")
 @click.option("--max-new-tokens", type=click.IntRange(1), help="Summary length cap  [default: the model's]")
 @click.option("--length-penalty", type=float, help="Beam length penalty  [default: the model's]")
 @click.option("--no-repeat-ngram-size", type=click.IntRange(0), help="Block repeated n-grams  [default: the model's]")
-@click.option("--max-source-length", type=click.IntRange(8), help="Source tokens kept  [default: 1024 or the "
-              "model's limit]")
-@click.option("--batch-tokens", default=BatchSettings.batch_tokens, type=click.IntRange(1),
-              help="Padded source tokens per batch.")
-@click.option("--max-batch-size", default=BatchSettings.max_batch_size, type=click.IntRange(1),
-              help="Records per batch at most.")
-@click.option("--sort-window", default=BatchSettings.sort_window, type=click.IntRange(1),
-              help="Records read ahead and sorted by length.")
-@click.option("--max-wait", default=BatchSettings.max_wait, type=click.FloatRange(0), metavar="SECONDS",
-              help="Live input: batch the records read so far once the oldest has waited this long and no "
-                   "more is ready; 0 always waits for full windows.")
-@click.option("--long", "long_mode", type=click.Choice(["truncate", "chunk"]), default=LongSettings.mode,
-              help="A dialogue longer than --max-source-length: cut it (flagged truncated), or summarize it in "
-                   "pieces at turn boundaries and then their joined summaries (chunks: N).")
-@click.option("--long-overlap", default=LongSettings.overlap, type=click.IntRange(0), metavar="TURNS",
-              help="--long chunk: turns repeated at the start of the next piece.")
-@click.option("--long-target", default=LongSettings.target, type=click.IntRange(1), metavar="TOKENS",
-              help="--long chunk: joined piece summaries longer than this are summarized again.")
+@click.option(
+    "--max-source-length", type=click.IntRange(8), help="Source tokens kept  [default: 1024 or the model's limit]"
+)
+@click.option(
+    "--batch-tokens", default=BatchSettings.batch_tokens, type=click.IntRange(1), help="Padded source tokens per batch."
+)
+@click.option(
+    "--max-batch-size", default=BatchSettings.max_batch_size, type=click.IntRange(1), help="Records per batch at most."
+)
+@click.option(
+    "--sort-window",
+    default=BatchSettings.sort_window,
+    type=click.IntRange(1),
+    help="Records read ahead and sorted by length.",
+)
+@click.option(
+    "--max-wait",
+    default=BatchSettings.max_wait,
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Live input: batch the records read so far once the oldest has waited this long and no "
+    "more is ready; 0 always waits for full windows.",
+)
+@click.option(
+    "--long",
+    "long_mode",
+    type=click.Choice(["truncate", "chunk"]),
+    default=LongSettings.mode,
+    help="A dialogue longer than --max-source-length: cut it (flagged truncated), or summarize it in "
+    "pieces at turn boundaries and then their joined summaries (chunks: N).",
+)
+@click.option(
+    "--long-overlap",
+    default=LongSettings.overlap,
+    type=click.IntRange(0),
+    metavar="TURNS",
+    help="--long chunk: turns repeated at the start of the next piece.",
+)
+@click.option(
+    "--long-target",
+    default=LongSettings.target,
+    type=click.IntRange(1),
+    metavar="TOKENS",
+    help="--long chunk: joined piece summaries longer than this are summarized again.",
+)
 @click.option("--unordered", is_flag=True, help="Write results as batches finish, not in input order.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
-              help="Bad record: stop (exit 1) or skip it and go on (exit 3).")
+@click.option(
+    "--on-error",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    help="Bad record: stop (exit 1) or skip it and go on (exit 3).",
+)
 @click.option("--errors-out", type=click.Path(dir_okay=False), help="JSONL file for skipped records.")
 @click.option("--resume", is_flag=True, help="Skip ids already in --output and append the rest.")
 @click.option("--lock", "lock_file", type=click.Path(dir_okay=False), help="Lock file  [default: OUTPUT.lock]")
@@ -158,16 +239,24 @@ def check_usage(options: dict) -> None:
     if options["errors_out"] and options["on_error"] != "skip":
         raise click.UsageError("--errors-out only applies with --on-error skip")
     if options["dtype"] == "float16" and not options["force_dtype"]:
-        raise click.UsageError("--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, "
-                               "or add --force-dtype")
+        raise click.UsageError(
+            "--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or add --force-dtype"
+        )
     check_written_files(job_files(options))
 
 
 def job_files(options: dict) -> JobFiles:
     """The job's inputs and outputs from the parsed options."""
-    return JobFiles(inputs=tuple(options["inputs"]), input_format=options["input_format"], output=options["output"],
-                    errors_out=options["errors_out"], metrics_out=options["metrics_out"], lock=options["lock_file"],
-                    resume=options["resume"], max_line_bytes=options["max_line_bytes"])
+    return JobFiles(
+        inputs=tuple(options["inputs"]),
+        input_format=options["input_format"],
+        output=options["output"],
+        errors_out=options["errors_out"],
+        metrics_out=options["metrics_out"],
+        lock=options["lock_file"],
+        resume=options["resume"],
+        max_line_bytes=options["max_line_bytes"],
+    )
 
 
 def check_written_files(files: JobFiles) -> None:
@@ -186,21 +275,42 @@ def check_written_files(files: JobFiles) -> None:
 def build_settings(options: dict) -> RunSettings:
     """One frozen RunSettings from the parsed options."""
     model = ModelSettings(
-        name=options["model"], backend=options["backend"], device=options["device"], dtype=options["dtype"],
-        force_dtype=options["force_dtype"], max_source_length=options["max_source_length"],
-        trust_remote_code=options["trust_remote_code"], allow_pickle=options["allow_pickle"],
-        threads=options["threads"], quantization=options["quantization"],
+        name=options["model"],
+        backend=options["backend"],
+        device=options["device"],
+        dtype=options["dtype"],
+        force_dtype=options["force_dtype"],
+        max_source_length=options["max_source_length"],
+        trust_remote_code=options["trust_remote_code"],
+        allow_pickle=options["allow_pickle"],
+        threads=options["threads"],
+        quantization=options["quantization"],
     )
-    decode = DecodeSettings(num_beams=options["num_beams"], max_new_tokens=options["max_new_tokens"],
-                            length_penalty=options["length_penalty"],
-                            no_repeat_ngram_size=options["no_repeat_ngram_size"])
-    batch = BatchSettings(batch_tokens=options["batch_tokens"], max_batch_size=options["max_batch_size"],
-                          sort_window=options["sort_window"], unordered=options["unordered"],
-                          max_wait=options["max_wait"])
+    decode = DecodeSettings(
+        num_beams=options["num_beams"],
+        max_new_tokens=options["max_new_tokens"],
+        length_penalty=options["length_penalty"],
+        no_repeat_ngram_size=options["no_repeat_ngram_size"],
+    )
+    batch = BatchSettings(
+        batch_tokens=options["batch_tokens"],
+        max_batch_size=options["max_batch_size"],
+        sort_window=options["sort_window"],
+        unordered=options["unordered"],
+        max_wait=options["max_wait"],
+    )
     long = LongSettings(mode=options["long_mode"], overlap=options["long_overlap"], target=options["long_target"])
     fields = FieldNames(text=options["text_field"], id=options["id_field"], reference=options["reference_field"])
-    return RunSettings(model=model, decode=decode, batch=batch, long=long, fields=fields, keep_fields=options["keep_fields"],
-                       on_error=options["on_error"], shard=options["shard"])
+    return RunSettings(
+        model=model,
+        decode=decode,
+        batch=batch,
+        long=long,
+        fields=fields,
+        keep_fields=options["keep_fields"],
+        on_error=options["on_error"],
+        shard=options["shard"],
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

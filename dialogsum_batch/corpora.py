@@ -177,9 +177,7 @@ def load_corpus(
 # ---------------------------------------------------------------- dispatch
 
 
-def _read_source(
-    source: PathLike | Mapping[str, PathLike], cache: Path, emit: Say, limits: ExtractLimits
-) -> _Source:
+def _read_source(source: PathLike | Mapping[str, PathLike], cache: Path, emit: Say, limits: ExtractLimits) -> _Source:
     """Read any supported source into tables grouped by split."""
     if isinstance(source, Mapping):
         return _read_mapping(source, cache, emit)
@@ -397,11 +395,11 @@ class _CappedFactory:
             self.total += count
             total = self.total
         if member_total > self.limits.member_bytes:
-            raise _cap_error(self.label, f"{member} expands past its listing while extracting", self.limits,
-                             "per-member")
+            raise _cap_error(
+                self.label, f"{member} expands past its listing while extracting", self.limits, "per-member"
+            )
         if total > self.limits.total_bytes:
-            raise _cap_error(self.label, "the archive expands past its listing while extracting", self.limits,
-                             "total")
+            raise _cap_error(self.label, "the archive expands past its listing while extracting", self.limits, "total")
 
     def close_all(self) -> None:
         # py7zr closes a member only when it was written without error; close the rest here
@@ -586,8 +584,9 @@ def _read_hub(name: str, emit: Say) -> _Source:
     """Load a Hub dataset id, failing within seconds when the Hub is out of reach."""
     target = resolve_hub_id(name)
     if target != name:
-        emit(f"{name} is no longer on the Hugging Face Hub; loading the mirror {target} "
-             f"(original: {SAMSUM_CORPUS_URL})")
+        emit(
+            f"{name} is no longer on the Hugging Face Hub; loading the mirror {target} (original: {SAMSUM_CORPUS_URL})"
+        )
     offline_reason = hub_unreachable()
     if offline_reason and not _hub_cached(target):
         raise DataError(
@@ -707,7 +706,7 @@ def _parse_json_line(raw: bytes, number: int, label: str) -> dict[str, Any] | No
     if len(raw) - raw.endswith(b"\n") > MAX_RECORD_BYTES:
         raise DataError(f"{label}:{number}: line longer than {MAX_RECORD_BYTES:,} bytes (a corpus record is a few KB)")
     if number == 1 and raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
+        raw = raw[len(codecs.BOM_UTF8) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -796,8 +795,9 @@ class _JsonListReader:
         try:
             new = self.decoder.decode(chunk, final=self.eof)
         except UnicodeDecodeError as exc:
-            raise DataError(f"{self.label}: not UTF-8 text (near byte {self.bytes_read + exc.start}: "
-                            f"{exc.reason})") from exc
+            raise DataError(
+                f"{self.label}: not UTF-8 text (near byte {self.bytes_read + exc.start}: {exc.reason})"
+            ) from exc
         self.bytes_read += len(chunk)
         if new:
             self._drop_consumed()
@@ -859,9 +859,7 @@ _READERS: dict[str, Callable[[Path, str], _Table]] = {
 # ---------------------------------------------------------------- normalisation
 
 
-def _build_split(
-    split: str, tables: list[_Table], columns: Mapping[str, str], emit: Say
-) -> datasets.Dataset:
+def _build_split(split: str, tables: list[_Table], columns: Mapping[str, str], emit: Say) -> datasets.Dataset:
     """Normalise the tables of one split into a Dataset; empty records are dropped and counted."""
     kept: list[dict[str, Any]] = []
     seen = 0

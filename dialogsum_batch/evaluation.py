@@ -50,21 +50,35 @@ PAPER_SAMSUM_TEST = {"lead3": (31.40, 8.68), "longest3": (32.46, 10.27)}
 # ---------------------------------------------------------------------------- inputs
 
 
-def make_settings(model: str | None, *, backend: str = "auto", device: str = "auto", num_beams: int | None = None,
-                  max_new_tokens: int | None = None, length_penalty: float | None = None,
-                  batch_tokens: int = BatchSettings.batch_tokens, allow_pickle: bool = False,
-                  quantization: str | None = None) -> RunSettings:
+def make_settings(
+    model: str | None,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
+    length_penalty: float | None = None,
+    batch_tokens: int = BatchSettings.batch_tokens,
+    allow_pickle: bool = False,
+    quantization: str | None = None,
+) -> RunSettings:
     """The RunSettings a ``dialogsum-batch`` run with the same options would use."""
     return RunSettings(
-        model=ModelSettings(name=model or ModelSettings.name, backend=backend, device=device,
-                            allow_pickle=allow_pickle, quantization=quantization),
+        model=ModelSettings(
+            name=model or ModelSettings.name,
+            backend=backend,
+            device=device,
+            allow_pickle=allow_pickle,
+            quantization=quantization,
+        ),
         decode=DecodeSettings(num_beams=num_beams, max_new_tokens=max_new_tokens, length_penalty=length_penalty),
         batch=BatchSettings(batch_tokens=batch_tokens),
     )
 
 
-def load_rows(data: str | Path, split: str = "test", limit: int | None = None, log: Say | None = None
-              ) -> list[dict[str, Any]]:
+def load_rows(
+    data: str | Path, split: str = "test", limit: int | None = None, log: Say | None = None
+) -> list[dict[str, Any]]:
     """The rows of one split of anything ``load_corpus`` reads; a single file is that split."""
     from .corpora import load_corpus  # datasets is heavy: import it only when data is read
 
@@ -92,8 +106,9 @@ def rows_to_records(rows: Iterable[Mapping[str, Any]], source: str = "data") -> 
 # ---------------------------------------------------------------------------- systems
 
 
-def model_predictions(records: Sequence[Record], backend: Backend, settings: RunSettings,
-                      log: Say | None = None) -> list[dict[str, Any]]:
+def model_predictions(
+    records: Sequence[Record], backend: Backend, settings: RunSettings, log: Say | None = None
+) -> list[dict[str, Any]]:
     """Scored summaries from the batch engine (as ``dialogsum-batch`` runs it), in record order."""
     engine = Engine(backend, replace(settings.batch, unordered=False), long=settings.long, log=log or (lambda _: None))
     predictions = []
@@ -131,8 +146,9 @@ def _prediction(record: Record, summary: str, tokens: int | None, truncated: boo
 # ---------------------------------------------------------------------------- metrics
 
 
-def summarize_predictions(predictions: Sequence[dict[str, Any]], bootstrap: int = 1000, seed: int = 0
-                          ) -> dict[str, Any]:
+def summarize_predictions(
+    predictions: Sequence[dict[str, Any]], bootstrap: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Mean and bootstrap interval per ROUGE type, record count, summary lengths, truncations."""
     if not predictions:
         raise DataError("no records to evaluate")
@@ -150,9 +166,18 @@ def summarize_predictions(predictions: Sequence[dict[str, Any]], bootstrap: int 
     }
 
 
-def build_metrics(systems: Mapping[str, dict[str, Any]], *, model: str | None, baseline: str | None,
-                  data: str, split: str, generation: dict[str, Any] | None, bootstrap: int, seed: int,
-                  limit: int | None) -> dict[str, Any]:
+def build_metrics(
+    systems: Mapping[str, dict[str, Any]],
+    *,
+    model: str | None,
+    baseline: str | None,
+    data: str,
+    split: str,
+    generation: dict[str, Any] | None,
+    bootstrap: int,
+    seed: int,
+    limit: int | None,
+) -> dict[str, Any]:
     """metrics.json: the primary system's figures at the top level, all systems under ``systems``."""
     primary = MODEL_SYSTEM if MODEL_SYSTEM in systems else next(iter(systems))
     return {
@@ -187,20 +212,25 @@ def write_report(path: Path, metrics: Mapping[str, Any]) -> None:
     """report.md: what was evaluated, then one table row per system, side by side."""
     data = metrics["data"]
     lines = [
-        "# Evaluation", "",
+        "# Evaluation",
+        "",
         f"- data: `{data['source']}`, split `{data['split']}`" + (f", first {data['limit']}" if data["limit"] else ""),
         f"- model: `{metrics['model']}`" if metrics["model"] else "- model: none (baseline only)",
         f"- ROUGE: F x100, rouge_score with stemming, best of the references; rougeLsum sentences by "
         f"`{metrics['splitter']}`; [low, high] is a {metrics['bootstrap']['confidence']:.0%} bootstrap interval "
-        f"({metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']})", "",
+        f"({metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']})",
+        "",
         "| system | records | " + " | ".join(ROUGE_LABELS.values()) + " | mean words | max words | truncated |",
         "|---|---:|" + "---:|" * len(ROUGE_LABELS) + "---:|---:|---:|",
     ]
     for name, system in metrics["systems"].items():
         cells = [_cell(system["rouge"][t]) for t in ROUGE_LABELS]
         words = system["length"]["words"]
-        lines.append(f"| {name} | {system['records']} | " + " | ".join(cells)
-                     + f" | {words['mean']:.1f} | {words['max']} | {system['truncated']} |")
+        lines.append(
+            f"| {name} | {system['records']} | "
+            + " | ".join(cells)
+            + f" | {words['mean']:.1f} | {words['max']} | {system['truncated']} |"
+        )
     papers = [f"{n} {r1:.2f} / {r2:.2f}" for n, (r1, r2) in PAPER_SAMSUM_TEST.items() if n in metrics["systems"]]
     if papers:
         lines += ["", "SAMSum paper (Gliwa et al. 2019), SAMSum test, ROUGE-1 / ROUGE-2: " + "; ".join(papers) + "."]
@@ -215,8 +245,9 @@ def binned_means(x: Sequence[float], y: Sequence[float], bins: int = 8) -> tuple
     return np.array([xs[g].mean() for g in groups]), np.array([ys[g].mean() for g in groups])
 
 
-def plot_rouge_by_length(path: Path, systems: Mapping[str, Sequence[dict[str, Any]]],
-                         rouge_type: str = "rougeLsum") -> None:
+def plot_rouge_by_length(
+    path: Path, systems: Mapping[str, Sequence[dict[str, Any]]], rouge_type: str = "rougeLsum"
+) -> None:
     """Per-record ROUGE against dialogue words, one colour per system, with binned means as lines."""
     figure, (axes,) = new_figure(size=(7, 4.5), dpi=120)
     for index, (name, predictions) in enumerate(systems.items()):
@@ -249,10 +280,20 @@ def check_request(model: str | None, baseline: str | None, bootstrap: int, limit
         raise ConfigError(f"limit must be at least 1, got {limit}")
 
 
-def evaluate(model: str | None, data: str | Path, split: str = "test", output_dir: str | Path = "runs/eval",
-             baseline: str | None = None, settings: RunSettings | None = None, *, limit: int | None = None,
-             bootstrap: int = 1000, seed: int = 0, backend: Backend | None = None, log: Say | None = None
-             ) -> dict[str, Any]:
+def evaluate(
+    model: str | None,
+    data: str | Path,
+    split: str = "test",
+    output_dir: str | Path = "runs/eval",
+    baseline: str | None = None,
+    settings: RunSettings | None = None,
+    *,
+    limit: int | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    backend: Backend | None = None,
+    log: Say | None = None,
+) -> dict[str, Any]:
     """Evaluate ``model`` and/or ``baseline`` on ``split`` of ``data``; write OUT; return metrics.json's dict.
 
     ``settings`` carries backend, device, decoding and batching options (``make_settings``);
@@ -273,8 +314,17 @@ def evaluate(model: str | None, data: str | Path, split: str = "test", output_di
     if baseline:
         outputs[baseline] = baseline_predictions(records, baseline)
     systems = {name: summarize_predictions(rows, bootstrap, seed) for name, rows in outputs.items()}
-    metrics = build_metrics(systems, model=model, baseline=baseline, data=str(data), split=split,
-                            generation=generation, bootstrap=bootstrap, seed=seed, limit=limit)
+    metrics = build_metrics(
+        systems,
+        model=model,
+        baseline=baseline,
+        data=str(data),
+        split=split,
+        generation=generation,
+        bootstrap=bootstrap,
+        seed=seed,
+        limit=limit,
+    )
     write_outputs(Path(output_dir), outputs, metrics)
     say(f"wrote {', '.join(output_files(outputs))} to {output_dir}")
     return metrics
@@ -305,7 +355,16 @@ def format_line(metrics: Mapping[str, Any]) -> str:
 
 
 __all__ = [
-    "baseline_predictions", "binned_means", "build_metrics", "evaluate", "format_line", "load_rows",
-    "make_settings", "model_predictions", "plot_rouge_by_length", "rows_to_records", "summarize_predictions",
+    "baseline_predictions",
+    "binned_means",
+    "build_metrics",
+    "evaluate",
+    "format_line",
+    "load_rows",
+    "make_settings",
+    "model_predictions",
+    "plot_rouge_by_length",
+    "rows_to_records",
+    "summarize_predictions",
     "write_report",
 ]

@@ -45,8 +45,9 @@ FORMATS = ("hf", "ctranslate2")
 HF_DTYPES = ("float32", "bfloat16")  # float16 is left out: Pegasus overflows in it
 METRIC_FILES = ("metrics.json", "eval_results.json", "all_results.json", "test_results.json")
 HUB_LINK = re.compile(r"\[([^\]]+)\]\(https://huggingface\.co/+\1\)")  # [x](https://huggingface.co/x)
-EXPORT_ADVICE = Advice(pickle="pass --allow-pickle to read them anyway",
-                       ctranslate2="export from the transformers model instead")
+EXPORT_ADVICE = Advice(
+    pickle="pass --allow-pickle to read them anyway", ctranslate2="export from the transformers model instead"
+)
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,10 @@ def replace_dir(staging: Path, out: Path) -> None:
     out.rename(aside)
     if not is_previous_export(aside):
         aside.rename(out)
-        raise ConfigError(f"output folder {out} changed during the export and is not a previous export "
-                          f"(no {EXPORT_INFO}); left as it is")
+        raise ConfigError(
+            f"output folder {out} changed during the export and is not a previous export "
+            f"(no {EXPORT_INFO}); left as it is"
+        )
     staging.rename(out)
     shutil.rmtree(aside)
 
@@ -220,8 +223,11 @@ def metric_rows(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     rouge = data.get("rouge")
     if isinstance(rouge, Mapping):
         return [(name, format_metric(value)) for name, value in rouge.items()]
-    return [(name, format_metric(value)) for name, value in data.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return [
+        (name, format_metric(value))
+        for name, value in data.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
 
 
 def format_metric(value: Any) -> str:
@@ -251,18 +257,24 @@ def metrics_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
 def usage_section(settings: ExportSettings) -> str:
     name = Path(settings.output_dir).name
     if settings.format == "hf":
-        code = (f'from transformers import pipeline\n\nsummarize = pipeline("summarization", model="{name}")\n'
-                'print(summarize("Anna: are we still on for 7?\\nTom: yes, see you there")[0]["summary_text"])')
+        code = (
+            f'from transformers import pipeline\n\nsummarize = pipeline("summarization", model="{name}")\n'
+            'print(summarize("Anna: are we still on for 7?\\nTom: yes, see you there")[0]["summary_text"])'
+        )
     else:
-        code = (f'import ctranslate2\nfrom transformers import AutoTokenizer\n\n'
-                f'tokenizer = AutoTokenizer.from_pretrained("{name}")\n'
-                f'translator = ctranslate2.Translator("{name}", compute_type="default")\n'
-                'tokens = tokenizer.convert_ids_to_tokens(tokenizer.encode("Anna: are we still on for 7?"))\n'
-                'result = translator.translate_batch([tokens], beam_size=1, max_decoding_length=63)\n'
-                'ids = tokenizer.convert_tokens_to_ids(result[0].hypotheses[0])\n'
-                'print(tokenizer.decode(ids, skip_special_tokens=True))')
-    return (f"## Use\n\n```sh\ndialogsum-batch --model {name} chats.jsonl > summaries.jsonl\n```\n\n"
-            f"```python\n{code}\n```\n")
+        code = (
+            f"import ctranslate2\nfrom transformers import AutoTokenizer\n\n"
+            f'tokenizer = AutoTokenizer.from_pretrained("{name}")\n'
+            f'translator = ctranslate2.Translator("{name}", compute_type="default")\n'
+            'tokens = tokenizer.convert_ids_to_tokens(tokenizer.encode("Anna: are we still on for 7?"))\n'
+            "result = translator.translate_batch([tokens], beam_size=1, max_decoding_length=63)\n"
+            "ids = tokenizer.convert_tokens_to_ids(result[0].hypotheses[0])\n"
+            "print(tokenizer.decode(ids, skip_special_tokens=True))"
+        )
+    return (
+        f"## Use\n\n```sh\ndialogsum-batch --model {name} chats.jsonl > summaries.jsonl\n```\n\n"
+        f"```python\n{code}\n```\n"
+    )
 
 
 def source_card_body(source: Path) -> str:
@@ -277,7 +289,7 @@ def source_card_body(source: Path) -> str:
         return ""
     if text.startswith("---"):
         end = text.find("\n---", 3)
-        text = text[end + 4:] if end >= 0 else text
+        text = text[end + 4 :] if end >= 0 else text
     return HUB_LINK.sub(lambda m: m.group(0) if is_hub_id(m.group(1)) else f"`{m.group(1)}`", text).strip()
 
 
@@ -315,8 +327,9 @@ def run_config(source: Path) -> dict[str, Any]:
     return {}
 
 
-def evaluation_results(metrics: Mapping[str, Mapping[str, Any]], origin: Mapping[str, Any],
-                       run: Mapping[str, Any]) -> list[dict[str, Any]]:
+def evaluation_results(
+    metrics: Mapping[str, Mapping[str, Any]], origin: Mapping[str, Any], run: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """model-index results: ``invoke evaluate``'s metrics.json; else the run's validation scores, as its
     card states them or, from an older card without them, as eval_results.json and train_config.json do."""
     scored = metrics.get("metrics.json")
@@ -327,13 +340,19 @@ def evaluation_results(metrics: Mapping[str, Mapping[str, Any]], origin: Mapping
         result = cards.rouge_result(system["rouge"], dataset) if dataset else None
         if result:
             return [result]
-    stated = [result for entry in origin.get("model-index") or [] if isinstance(entry, Mapping)
-              for result in entry.get("results") or [] if isinstance(result, Mapping)]
+    stated = [
+        result
+        for entry in origin.get("model-index") or []
+        if isinstance(entry, Mapping)
+        for result in entry.get("results") or []
+        if isinstance(result, Mapping)
+    ]
     if stated:
         return stated
     trainer = metrics.get("eval_results.json")
-    dataset = cards.dataset_entry(run.get("data"), run.get("eval_split", "validation"),
-                                  run.get("synthetic_validation") or 0)
+    dataset = cards.dataset_entry(
+        run.get("data"), run.get("eval_split", "validation"), run.get("synthetic_validation") or 0
+    )
     result = cards.rouge_result(cards.trainer_scores(trainer), dataset) if trainer and dataset else None
     return [result] if result else []
 

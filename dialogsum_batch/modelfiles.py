@@ -25,16 +25,49 @@ MAX_PARAMETERS_ENV = "DIALOGSUM_MAX_MODEL_PARAMETERS"
 MAX_PARAMETERS = 20_000_000_000  # ~80 GB in fp32, 35x pegasus-large: past this a config is a mistake or an attack
 MAX_JSON_BYTES = 16 * 1024 * 1024  # config.json and generation_config.json are a few KB
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on its JSON header
-SAFETENSORS_ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
-                          "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+SAFETENSORS_ITEM_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 # config.json fields that size tensors: a positive integer each (layer counts may be 0)
-WIDTHS = ("vocab_size", "d_model", "hidden_size", "encoder_ffn_dim", "decoder_ffn_dim", "d_ff", "intermediate_size",
-          "max_position_embeddings", "d_kv")
+WIDTHS = (
+    "vocab_size",
+    "d_model",
+    "hidden_size",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "d_ff",
+    "intermediate_size",
+    "max_position_embeddings",
+    "d_kv",
+)
 HEADS = ("encoder_attention_heads", "decoder_attention_heads", "num_attention_heads", "num_heads")
 LAYERS = ("encoder_layers", "decoder_layers", "num_layers", "num_decoder_layers", "num_hidden_layers")
 # generation_config.json fields and their least valid value (None, or absent, is fine)
-GENERATION_MINIMUMS = {"num_beams": 1, "num_beam_groups": 1, "num_return_sequences": 1, "max_new_tokens": 1,
-                       "max_length": 1, "min_length": 0, "min_new_tokens": 0, "no_repeat_ngram_size": 0, "top_k": 0}
+GENERATION_MINIMUMS = {
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "num_return_sequences": 1,
+    "max_new_tokens": 1,
+    "max_length": 1,
+    "min_length": 0,
+    "min_new_tokens": 0,
+    "no_repeat_ngram_size": 0,
+    "top_k": 0,
+}
 GENERATION_POSITIVE = ("temperature", "repetition_penalty")
 # What loading a model folder raises for a file that is broken or refused (torch's weights_only
 # refusal of a hostile pickle is an UnpicklingError; a size mismatch a RuntimeError).
@@ -59,8 +92,10 @@ def load_failure(what: str, exc: BaseException) -> ModelError:
     hostile file, so that case gets its own words.
     """
     if isinstance(exc, pickle.UnpicklingError):
-        return ModelError(f"{what}: torch's weights_only loading refused its pickle weights (they ask to run "
-                          "code, or are corrupt); do not load them from an untrusted source")
+        return ModelError(
+            f"{what}: torch's weights_only loading refused its pickle weights (they ask to run "
+            "code, or are corrupt); do not load them from an untrusted source"
+        )
     return ModelError(f"{what}: {first_line(exc)}")
 
 
@@ -92,8 +127,9 @@ def weight_kind(folder: Path) -> str | None:
     return "pickle" if any(folder.glob("*.bin")) else None
 
 
-def check_transformers_folder(path: str | Path, allow_pickle: bool, advice: Advice = SERVING,
-                              name: str | None = None) -> None:
+def check_transformers_folder(
+    path: str | Path, allow_pickle: bool, advice: Advice = SERVING, name: str | None = None
+) -> None:
     """ModelError, one line, unless ``path`` is a transformers model folder whose weights we agree to read.
 
     Safetensors always; pickle (*.bin) only with ``allow_pickle`` (torch's ``weights_only`` loading refuses
@@ -165,8 +201,10 @@ def check_dimensions(config: Mapping[str, Any], file: Path) -> None:
                 raise ModelError(f"{file}: the width ({width}) is not divisible by {key} ({heads})")
     estimate, limit = parameter_estimate(config), max_parameters()
     if estimate > limit:
-        raise ModelError(f"{file}: its sizes make about {estimate:.3g} parameters, more than the {limit:.3g} "
-                         f"allowed (raise {MAX_PARAMETERS_ENV} if the model really is that large)")
+        raise ModelError(
+            f"{file}: its sizes make about {estimate:.3g} parameters, more than the {limit:.3g} "
+            f"allowed (raise {MAX_PARAMETERS_ENV} if the model really is that large)"
+        )
 
 
 def parameter_estimate(config: Mapping[str, Any]) -> int:
@@ -237,7 +275,7 @@ def check_tensor_layout(header: Mapping[str, Any], data_bytes: int, file: Path) 
             start, stop = entry["data_offsets"]
             count = 1
             for dim in entry["shape"]:
-                count *= dim if is_int(dim) and dim >= 0 else -(2 ** 64)
+                count *= dim if is_int(dim) and dim >= 0 else -(2**64)
             expected = count * SAFETENSORS_ITEM_BYTES[entry["dtype"]]
         except (TypeError, ValueError, KeyError):
             raise ModelError(f"{file}: corrupt safetensors header (tensor '{name}')") from None

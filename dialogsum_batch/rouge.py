@@ -75,9 +75,7 @@ class _CachedStemTokenizer(tokenizers.Tokenizer):
 
 # Built once: score() runs per record in a hot loop. Passing a tokenizer makes
 # RougeScorer ignore use_stemmer; ours stems exactly like the default one does.
-_SCORER = rouge_scorer.RougeScorer(
-    list(ROUGE_TYPES), use_stemmer=True, tokenizer=_CachedStemTokenizer()
-)
+_SCORER = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True, tokenizer=_CachedStemTokenizer())
 
 
 def prepare_text(text: str) -> str:
@@ -184,5 +182,3 @@ class RougeMean:
     def mean(self) -> dict[str, float]:
         """Mean F x100 per ROUGE type; {} before the first record."""
         return {rouge_type: total / self.n for rouge_type, total in self.sums.items()} if self.n else {}
-
-

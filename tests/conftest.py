@@ -14,10 +14,15 @@ from hypothesis import HealthCheck, settings
 from dialogsum_batch.backends import BACKENDS, Encoded, Generated, OutOfMemory
 
 # Property tests: a few seconds' worth in CI, thousands of examples under `invoke fuzz`.
-settings.register_profile("ci", max_examples=40, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-settings.register_profile("fuzz", parent=settings.get_profile("ci"),
-                          max_examples=int(os.environ.get("DIALOGSUM_FUZZ_EXAMPLES", "2000")))
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "fuzz", parent=settings.get_profile("ci"), max_examples=int(os.environ.get("DIALOGSUM_FUZZ_EXAMPLES", "2000"))
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

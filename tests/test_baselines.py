@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dialogsum_batch.baselines import BASELINES, lead3, longest3, turns
 
-DIALOGUE = "\r\n".join([
-    "Amanda: Hi!",                                         # 2 words
-    "Jerry: Hey, what's up?",                              # 4 words
-    "Amanda: I baked cookies. Do you want some?",          # 8 words
-    "Jerry: Sure!",                                        # 2 words
-    "Amanda: I'll bring you some tomorrow after work then :-)",  # 10 words
-    "Jerry: Great, thanks a lot, see you then",            # 8 words
-])
+DIALOGUE = "\r\n".join(
+    [
+        "Amanda: Hi!",  # 2 words
+        "Jerry: Hey, what's up?",  # 4 words
+        "Amanda: I baked cookies. Do you want some?",  # 8 words
+        "Jerry: Sure!",  # 2 words
+        "Amanda: I'll bring you some tomorrow after work then :-)",  # 10 words
+        "Jerry: Great, thanks a lot, see you then",  # 8 words
+    ]
+)
 
 
 def test_turns_split_crlf_lf_and_skip_blank_lines():
@@ -25,11 +27,13 @@ def test_lead3_takes_first_three_turns_one_per_line():
 
 def test_longest3_keeps_dialogue_order_and_breaks_ties_by_position():
     # 10 words is longest; turns 3 and 6 tie at 8 words and both fit; order is the dialogue's.
-    assert longest3(DIALOGUE) == "\n".join([
-        "Amanda: I baked cookies. Do you want some?",
-        "Amanda: I'll bring you some tomorrow after work then :-)",
-        "Jerry: Great, thanks a lot, see you then",
-    ])
+    assert longest3(DIALOGUE) == "\n".join(
+        [
+            "Amanda: I baked cookies. Do you want some?",
+            "Amanda: I'll bring you some tomorrow after work then :-)",
+            "Jerry: Great, thanks a lot, see you then",
+        ]
+    )
 
 
 def test_longest3_tie_for_the_last_place_goes_to_the_earlier_turn():

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from dialogsum_batch.inference.batching import CUT, InOrder, cheapest_cuts, padded_size, plan_batches, windows
 
-
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -51,12 +50,15 @@ def stalls_after(*items):
 # ---------------------------------------------------------------------------- windows
 
 
-@pytest.mark.parametrize("size, expected", [
-    (3, [[0, 1, 2], [3, 4, 5], [6]]),
-    (7, [[0, 1, 2, 3, 4, 5, 6]]),
-    (1, [[0], [1], [2], [3], [4], [5], [6]]),
-    (100, [[0, 1, 2, 3, 4, 5, 6]]),
-])
+@pytest.mark.parametrize(
+    "size, expected",
+    [
+        (3, [[0, 1, 2], [3, 4, 5], [6]]),
+        (7, [[0, 1, 2, 3, 4, 5, 6]]),
+        (1, [[0], [1], [2], [3], [4], [5], [6]]),
+        (100, [[0, 1, 2, 3, 4, 5, 6]]),
+    ],
+)
 def test_windows_chunk_to_size(size, expected):
     assert list(windows(range(7), size)) == expected
 
@@ -69,14 +71,17 @@ def test_windows_closes_ends_the_window_at_that_item():
     assert list(windows(range(8), 3, closes=lambda item: item in (1, 5))) == [[0, 1], [2, 3, 4], [5], [6, 7]]
 
 
-@pytest.mark.parametrize("items, size, expected", [
-    ([1, CUT, 2, 3], 5, [[1], [2, 3]]),
-    ([CUT, 1, 2], 5, [[1, 2]]),  # nothing read yet: the CUT cuts nothing
-    ([1, CUT, CUT, CUT, 2], 5, [[1], [2]]),  # repeated stalls: no empty windows
-    ([1, 2, CUT, 3], 2, [[1, 2], [3]]),  # a CUT right after a full window cuts nothing more
-    ([1, 2, 3, CUT], 2, [[1, 2], [3]]),
-    ([CUT, CUT], 5, []),
-])
+@pytest.mark.parametrize(
+    "items, size, expected",
+    [
+        ([1, CUT, 2, 3], 5, [[1], [2, 3]]),
+        ([CUT, 1, 2], 5, [[1, 2]]),  # nothing read yet: the CUT cuts nothing
+        ([1, CUT, CUT, CUT, 2], 5, [[1], [2]]),  # repeated stalls: no empty windows
+        ([1, 2, CUT, 3], 2, [[1, 2], [3]]),  # a CUT right after a full window cuts nothing more
+        ([1, 2, 3, CUT], 2, [[1, 2], [3]]),
+        ([CUT, CUT], 5, []),
+    ],
+)
 def test_windows_cut_ends_the_window_read_so_far(items, size, expected):
     assert list(windows(items, size)) == expected
 
@@ -118,12 +123,15 @@ def test_plan_batches_sort_longest_first_ties_by_position():
     assert [p for batch in plan for p in batch] == [1, 3, 0, 2, 4]
 
 
-@pytest.mark.parametrize("lengths, batch_tokens, max_batch_size", [
-    ([10] * 20, 40, 100),  # budget binds: 4 rows of 10
-    ([10] * 20, 10_000, 3),  # row cap binds
-    ([50, 40, 30, 20, 10, 5, 5, 5], 100, 8),
-    ([7, 300, 2, 64, 64, 1, 128, 9, 33], 256, 4),
-])
+@pytest.mark.parametrize(
+    "lengths, batch_tokens, max_batch_size",
+    [
+        ([10] * 20, 40, 100),  # budget binds: 4 rows of 10
+        ([10] * 20, 10_000, 3),  # row cap binds
+        ([50, 40, 30, 20, 10, 5, 5, 5], 100, 8),
+        ([7, 300, 2, 64, 64, 1, 128, 9, 33], 256, 4),
+    ],
+)
 def test_plan_batches_respect_budget_and_row_cap(lengths, batch_tokens, max_batch_size):
     plan = plan_batches(lengths, batch_tokens, max_batch_size)
     check_plan(lengths, plan, batch_tokens, max_batch_size)
@@ -171,19 +179,26 @@ def test_plan_batches_trade_batches_for_padding_by_batch_cost():
     assert dear == [[0, 1, 2, 3]]  # 80 padded tokens, one batch
 
 
-@pytest.mark.parametrize("longest_first, expected", [
-    ([], []),
-    ([5], [1]),
-    ([9, 9, 9], [2, 3]),
-    ([300, 10, 10], [1, 3]),
-])
+@pytest.mark.parametrize(
+    "longest_first, expected",
+    [
+        ([], []),
+        ([5], [1]),
+        ([9, 9, 9], [2, 3]),
+        ([300, 10, 10], [1, 3]),
+    ],
+)
 def test_cheapest_cuts_end_positions(longest_first, expected):
     assert cheapest_cuts(longest_first, batch_tokens=20, max_batch_size=8, batch_cost=1000) == expected
 
 
 @pytest.mark.property
-@given(st.lists(st.integers(0, 600), max_size=80), st.integers(1, 2048), st.integers(1, 40),
-       st.one_of(st.none(), st.integers(0, 500)))
+@given(
+    st.lists(st.integers(0, 600), max_size=80),
+    st.integers(1, 2048),
+    st.integers(1, 40),
+    st.one_of(st.none(), st.integers(0, 500)),
+)
 def test_plan_batches_property(lengths, batch_tokens, max_batch_size, batch_cost):
     plan = plan_batches(lengths, batch_tokens, max_batch_size, batch_cost)
     check_plan(lengths, plan, batch_tokens, max_batch_size)

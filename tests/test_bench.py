@@ -33,8 +33,24 @@ def work_dir(tmp_path, tiny_model_dir) -> Path:
 
 def test_throughput_runs_every_anchor_and_reports_ratios(work_dir, tmp_path):
     out = tmp_path / "results"
-    results = bench_throughput.main(["--model", "tiny", "--records", "12", "--beams", "1", "--max-new-tokens", "3",
-                                     "--repeats", "1", "--work-dir", str(work_dir), "--output-dir", str(out)])
+    results = bench_throughput.main(
+        [
+            "--model",
+            "tiny",
+            "--records",
+            "12",
+            "--beams",
+            "1",
+            "--max-new-tokens",
+            "3",
+            "--repeats",
+            "1",
+            "--work-dir",
+            str(work_dir),
+            "--output-dir",
+            str(out),
+        ]
+    )
     anchors = results[0]["anchors"]
     assert set(anchors) == {"notebook", "fixed-8", "ctranslate2", "ours"}
     assert anchors["ours"]["ours_speedup"] == 1.0
@@ -50,20 +66,45 @@ def test_throughput_runs_every_anchor_and_reports_ratios(work_dir, tmp_path):
 
 def test_memory_compares_fresh_processes_and_writes_the_verdict(work_dir, tmp_path):
     out = tmp_path / "results"
-    result = bench_memory.main(["--sizes", "10,30", "--max-new-tokens", "2", "--limit", "5",
-                                "--work-dir", str(work_dir), "--output-dir", str(out)])
+    result = bench_memory.main(
+        [
+            "--sizes",
+            "10,30",
+            "--max-new-tokens",
+            "2",
+            "--limit",
+            "5",
+            "--work-dir",
+            str(work_dir),
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert [run["records"] for run in result["runs"]] == [10, 30]
     assert all(run["written"] == run["records"] for run in result["runs"])
     assert all(run["peak_rss_mb"] > 50 for run in result["runs"])  # torch alone is more than that
-    assert result["flat"] and result["ratio"] == pytest.approx(result["runs"][1]["peak_rss_mb"]
-                                                               / result["runs"][0]["peak_rss_mb"], abs=1e-3)
+    assert result["flat"] and result["ratio"] == pytest.approx(
+        result["runs"][1]["peak_rss_mb"] / result["runs"][0]["peak_rss_mb"], abs=1e-3
+    )
     assert "PASS" in (out / "memory.md").read_text()
 
 
 def test_latency_times_each_record_from_stdin_to_stdout(work_dir, tmp_path):
     out = tmp_path / "results"
-    result = bench_latency.main(["--rates", "20:3", "--max-waits", "0.3,0", "--max-new-tokens", "2",
-                                 "--work-dir", str(work_dir), "--output-dir", str(out)])
+    result = bench_latency.main(
+        [
+            "--rates",
+            "20:3",
+            "--max-waits",
+            "0.3,0",
+            "--max-new-tokens",
+            "2",
+            "--work-dir",
+            str(work_dir),
+            "--output-dir",
+            str(out),
+        ]
+    )
     live, filling = result["runs"]
     assert (live["max_wait"], filling["max_wait"], live["records"]) == (0.3, 0.0, 3)
     assert 0 < live["first_s"] <= live["max_s"] and filling["batches"] == 1  # one window, cut by the end
@@ -81,8 +122,13 @@ def test_gpu_check_refuses_without_cuda(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the refusal is for machines without one")
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py")], capture_output=True, text=True,
-                          env={"OUT": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py")],
+        capture_output=True,
+        text=True,
+        env={"OUT": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=120,
+    )
     assert done.returncode != 0 and "no CUDA device" in done.stderr
     assert not (tmp_path / "gpu_check.json").exists()
 

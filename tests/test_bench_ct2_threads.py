@@ -34,9 +34,26 @@ def test_the_thread_benchmark_compares_the_default_with_every_explicit_count(tmp
     work = tmp_path / "work"
     shutil.copytree(tiny_model_dir, work / "perf-tiny")
     (work / "perf-tiny" / "bench_spec.json").write_text(json.dumps({**asdict(common.MODELS["tiny"]), "seed": 0}))
-    report = bench_threads.main(["--model", "tiny", "--records", "4", "--max-new-tokens", "2", "--repeats", "1",
-                                 "--cases", "idle,concurrent-job", "--source", "synthetic",
-                                 "--work-dir", str(work), "--output-dir", str(tmp_path / "out")])
+    report = bench_threads.main(
+        [
+            "--model",
+            "tiny",
+            "--records",
+            "4",
+            "--max-new-tokens",
+            "2",
+            "--repeats",
+            "1",
+            "--cases",
+            "idle,concurrent-job",
+            "--source",
+            "synthetic",
+            "--work-dir",
+            str(work),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     cores = len(bench_threads.os.sched_getaffinity(0))
     for case in report["cases"]:
         assert [run["asked"] for run in case["runs"]] == [0, *range(1, cores + 1)]

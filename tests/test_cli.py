@@ -13,7 +13,11 @@ from dialogsum_batch.cli import main
 
 DIALOGUES = [
     {"id": "a", "dialogue": "Anna: see you at 5?\nBen: sure, at the station", "summary": "Anna will see Ben at 5."},
-    {"id": "b", "dialogue": "Carl: lost my keys 😩\nDina: check the car\nCarl: found them", "summary": "Carl lost keys."},
+    {
+        "id": "b",
+        "dialogue": "Carl: lost my keys 😩\nDina: check the car\nCarl: found them",
+        "summary": "Carl lost keys.",
+    },
     {"id": "c", "dialogue": "Eve: pizza tonight?\nFay: yes!!", "summary": "Eve and Fay will have pizza tonight."},
 ]
 
@@ -80,8 +84,18 @@ def test_gzip_jsonl_and_several_files_keep_order(fake_backend, tmp_path):
 
 def test_custom_fields_and_keep_fields(fake_backend):
     rows = [{"uid": 7, "chat": "Zed: hi there", "gold": ["Zed says hi.", "Zed greets."], "lang": "en", "x": 1}]
-    args = ["-m", "x", "--text-field", "chat", "--id-field", "uid", "--reference-field", "gold",
-            "--keep-fields", "lang"]
+    args = [
+        "-m",
+        "x",
+        "--text-field",
+        "chat",
+        "--id-field",
+        "uid",
+        "--reference-field",
+        "gold",
+        "--keep-fields",
+        "lang",
+    ]
     out = read_jsonl(run(args, stdin=as_jsonl(rows)).stdout)[0]
     assert out["id"] == "7" and out["lang"] == "en" and "x" not in out
     assert out["reference"] == ["Zed says hi.", "Zed greets."]

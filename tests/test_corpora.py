@@ -149,9 +149,7 @@ def test_default_cache_dir_is_under_home(tmp_path: Path, isolated_caches: Path) 
     served = tmp_path / "served"
     served.mkdir()
     samsum_archive(served / "corpus.7z")
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served))
-    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         load_corpus(f"http://127.0.0.1:{server.server_address[1]}/corpus.7z", log=lambda line: None)
@@ -244,8 +242,10 @@ def test_jsonl(tmp_path: Path) -> None:
 
 
 def test_parquet(tmp_path: Path) -> None:
-    pq.write_table(pa.Table.from_pylist(ROWS + [{"id": None, "dialogue": "X: y", "summary": None}]),
-                   tmp_path / "train-00000-of-00001.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(ROWS + [{"id": None, "dialogue": "X: y", "summary": None}]),
+        tmp_path / "train-00000-of-00001.parquet",
+    )
     lines: list[str] = []
 
     corpus = load_corpus(tmp_path / "train-00000-of-00001.parquet", log=lines.append)

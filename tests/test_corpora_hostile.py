@@ -34,8 +34,11 @@ FILTERS = {
     "copy": [{"id": py7zr.FILTER_COPY}],
 }
 # CI: a few seconds; `invoke fuzz` (HYPOTHESIS_PROFILE=fuzz) raises the profile's budget past this floor
-FUZZ = settings(max_examples=max(120, settings.default.max_examples), deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=max(120, settings.default.max_examples),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +100,11 @@ def test_bomb_is_refused_from_its_listing_before_extracting(bomb: Path, monkeypa
 
 def test_total_cap_counts_every_member(tmp_path: Path) -> None:
     archive = write_7z(tmp_path / "corpus.7z", {f"{n}.json": bytes(1 << 20) for n in ("train", "val", "test")})
-    with pytest.raises(DataError, match=r"^corpus\.7z: the archive expands to 3,145,728 bytes, over the "
-                                        r"2,000,000-byte total extraction cap \(raise it with max_extract_bytes="):
+    with pytest.raises(
+        DataError,
+        match=r"^corpus\.7z: the archive expands to 3,145,728 bytes, over the "
+        r"2,000,000-byte total extraction cap \(raise it with max_extract_bytes=",
+    ):
         load_corpus(archive, max_extract_bytes=2_000_000)
 
 
@@ -128,10 +134,12 @@ def test_defaults_are_far_above_samsum() -> None:
     assert corpora.ExtractLimits().total_bytes >= 80 * samsum_expanded
 
 
-@pytest.mark.parametrize("caps, kind", [({"max_member_bytes": 10_000_000}, "per-member"),
-                                        ({"max_extract_bytes": 10_000_000}, "total")])
-def test_caps_hold_while_extracting_when_the_listing_lies(bomb: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          caps: dict, kind: str) -> None:
+@pytest.mark.parametrize(
+    "caps, kind", [({"max_member_bytes": 10_000_000}, "per-member"), ({"max_extract_bytes": 10_000_000}, "total")]
+)
+def test_caps_hold_while_extracting_when_the_listing_lies(
+    bomb: Path, monkeypatch: pytest.MonkeyPatch, caps: dict, kind: str
+) -> None:
     monkeypatch.setattr(corpora, "_check_listing", lambda *args: None)  # as if the header understated sizes
     written: list[int] = []
     original = corpora._CappedWriter.write
@@ -143,8 +151,11 @@ def test_caps_hold_while_extracting_when_the_listing_lies(bomb: Path, monkeypatc
     monkeypatch.setattr(corpora._CappedWriter, "write", spy)
     with pytest.raises(DataError) as info:
         load_corpus(bomb, **caps)
-    assert re.fullmatch(rf"corpus\.7z: .*expands past its listing while extracting, over the 10,000,000-byte "
-                        rf"{kind} extraction cap \(raise it with .*\)", one_line(info))
+    assert re.fullmatch(
+        rf"corpus\.7z: .*expands past its listing while extracting, over the 10,000,000-byte "
+        rf"{kind} extraction cap \(raise it with .*\)",
+        one_line(info),
+    )
     # at most one decompression step past the cap reached the disk (none for py7zr's own total check)
     assert max(written, default=0) <= 10_000_000 + corpora.EXTRACT_STEP_BYTES
 
@@ -163,8 +174,12 @@ def test_decompression_steps_are_bounded_and_restored() -> None:
 
 @pytest.mark.parametrize("header_encryption", [False, True])
 def test_password_protected_archive_says_so(tmp_path: Path, header_encryption: bool) -> None:
-    archive = write_7z(tmp_path / "corpus.7z", {"train.json": json.dumps(ROWS).encode()}, password="secret",
-                       header_encryption=header_encryption)
+    archive = write_7z(
+        tmp_path / "corpus.7z",
+        {"train.json": json.dumps(ROWS).encode()},
+        password="secret",
+        header_encryption=header_encryption,
+    )
     with pytest.raises(DataError) as info:
         load_corpus(archive)
     assert one_line(info).startswith("corpus.7z: the archive is password-protected")
@@ -250,8 +265,9 @@ def test_short_body_is_never_cached(tmp_path: Path) -> None:
         with pytest.raises(DataError) as info:
             load_corpus(server.url, cache_dir=cache)
         half = len(body) // 2
-        assert one_line(info) == (f"{server.url}: download incomplete ({half:,} of {len(body):,} bytes); "
-                                  "nothing cached, try again")
+        assert one_line(info) == (
+            f"{server.url}: download incomplete ({half:,} of {len(body):,} bytes); nothing cached, try again"
+        )
         assert cached_files(cache) == []
         server.body = body  # the server recovers: the next load fetches again, whole
         assert load_corpus(server.url, cache_dir=cache, log=lambda line: None)["test"].num_rows == 20
@@ -310,8 +326,10 @@ SEPARATORS = "\u2028\u2029\u0085"
 
 
 def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path: Path) -> None:
-    rows = [{"id": "u1", "dialogue": f"A: one{SEPARATORS}two\nB: ok", "summary": "Sep\u2028arated\u0085."},
-            {"id": "u2", "dialogue": "A: plain", "summary": "Plain."}]
+    rows = [
+        {"id": "u1", "dialogue": f"A: one{SEPARATORS}two\nB: ok", "summary": "Sep\u2028arated\u0085."},
+        {"id": "u2", "dialogue": "A: plain", "summary": "Plain."},
+    ]
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert "\u2028" in path.read_text(encoding="utf-8")  # raw, as older writers and other tools leave them
@@ -324,8 +342,10 @@ def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path: Path) -> None:
 
 
 def test_reads_what_dialogsum_batch_writes(tmp_path: Path) -> None:
-    rows = [{"id": "w1", "dialogue": f"A: x{SEPARATORS}\x1c\u3000y", "summary": "S\u2028T", "score": 0.5},
-            {"id": "w2", "dialogue": "A: b", "summary": "C"}]
+    rows = [
+        {"id": "w1", "dialogue": f"A: x{SEPARATORS}\x1c\u3000y", "summary": "S\u2028T", "score": 0.5},
+        {"id": "w2", "dialogue": "A: b", "summary": "C"},
+    ]
     path = tmp_path / "test.jsonl"
     path.write_text("".join(jsonl_line(r) for r in rows), encoding="utf-8")
     corpus = load_corpus(path)
@@ -354,14 +374,17 @@ def test_blank_lines_are_counted_and_exotic_blanks_are_errors(tmp_path: Path) ->
             load_corpus(path)
 
 
-@pytest.mark.parametrize("line, reason", [
-    (b"[" * 100_000 + b"]" * 100_000, "JSON that Python cannot read"),
-    (b'{"id": ' + b"9" * 5000 + b', "dialogue": "A", "summary": "B"}', "JSON that Python cannot read"),
-    (b'{"id": "\\ud800", "dialogue": "A: b", "summary": "C"}', "record 2: text holds a lone surrogate"),
-    (b'{"dialogue": "A: \\udfff", "summary": "C"}', "record 2: text holds a lone surrogate"),
-    (b'{"id": "x", "dialogue": "A: \xff", "summary": "C"}', "not UTF-8 text"),
-    (b"\x00\x00", "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "JSON that Python cannot read"),
+        (b'{"id": ' + b"9" * 5000 + b', "dialogue": "A", "summary": "B"}', "JSON that Python cannot read"),
+        (b'{"id": "\\ud800", "dialogue": "A: b", "summary": "C"}', "record 2: text holds a lone surrogate"),
+        (b'{"dialogue": "A: \\udfff", "summary": "C"}', "record 2: text holds a lone surrogate"),
+        (b'{"id": "x", "dialogue": "A: \xff", "summary": "C"}', "not UTF-8 text"),
+        (b"\x00\x00", "invalid JSON"),
+    ],
+)
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
 def test_valid_json_python_chokes_on_is_one_line(tmp_path: Path, line: bytes, reason: str, suffix: str) -> None:
     good = json.dumps(ROWS[0]).encode()
@@ -405,9 +428,13 @@ def json_list_text() -> str:
 
 @pytest.mark.property
 @FUZZ
-@given(edits=st.lists(st.tuples(st.integers(0, 10**4), st.sampled_from(list('[]{},:"\\ \n0-eE.1tnu') + ["\u2028"])),
-                      max_size=4),
-       cut=st.none() | st.integers(0, 10**4), window=st.integers(1, 40))
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, 10**4), st.sampled_from(list('[]{},:"\\ \n0-eE.1tnu') + ["\u2028"])), max_size=4
+    ),
+    cut=st.none() | st.integers(0, 10**4),
+    window=st.integers(1, 40),
+)
 def test_json_list_reader_agrees_with_json_loads(tmp_path: Path, edits, cut, window: int) -> None:
     text = json_list_text()
     for position, char in edits:
@@ -437,7 +464,8 @@ def jsonl_lines() -> st.SearchStrategy[bytes]:
     """Lines that are records, near-records, blanks or noise."""
     text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=20)
     record = st.fixed_dictionaries({"id": text, "dialogue": text, "summary": text}).map(
-        lambda r: json.dumps(r, ensure_ascii=False).encode())
+        lambda r: json.dumps(r, ensure_ascii=False).encode()
+    )
     noise = st.binary(max_size=30)
     blank = st.sampled_from([b"", b" ", b"\t\r", b"\xef\xbb\xbf"])
     return st.one_of(record, record.map(lambda b: b[:-1]), noise, blank)
@@ -445,10 +473,14 @@ def jsonl_lines() -> st.SearchStrategy[bytes]:
 
 @pytest.mark.property
 @FUZZ
-@given(lines=st.lists(jsonl_lines(), min_size=1, max_size=8), suffix=st.sampled_from([".jsonl", ".json"]),
-       final_newline=st.booleans())
-def test_every_jsonl_line_is_a_record_a_reported_skip_or_the_error(tmp_path: Path, lines, suffix: str,
-                                                                   final_newline: bool) -> None:
+@given(
+    lines=st.lists(jsonl_lines(), min_size=1, max_size=8),
+    suffix=st.sampled_from([".jsonl", ".json"]),
+    final_newline=st.booleans(),
+)
+def test_every_jsonl_line_is_a_record_a_reported_skip_or_the_error(
+    tmp_path: Path, lines, suffix: str, final_newline: bool
+) -> None:
     data = b"\n".join(lines) + (b"\n" if final_newline else b"")
     path = tmp_path / f"train{suffix}"
     path.write_bytes(data)

@@ -51,8 +51,16 @@ def mixed_file(path: Path) -> Path:
     return path
 
 
-BAD = {2: "invalid JSON", 4: "expected a JSON object", 5: "is missing", 6: "is empty", 7: "is empty",
-       8: "must be a string", 9: "invalid UTF-8", 10: "binary data"}
+BAD = {
+    2: "invalid JSON",
+    4: "expected a JSON object",
+    5: "is missing",
+    6: "is empty",
+    7: "is empty",
+    8: "must be a string",
+    9: "invalid UTF-8",
+    10: "binary data",
+}
 
 
 def test_mixed_bad_input_skip_keeps_good_records_in_order(fake_backend, tmp_path):
@@ -119,8 +127,9 @@ def start_slow(args: list[str], tmp_path: Path) -> subprocess.Popen:
     script = tmp_path / "slow_run.py"
     script.write_text(SLOW_RUN.format(tests=str(REPO / "tests")), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for_lines(path: Path, count: int, timeout: float = 60) -> None:
@@ -135,8 +144,18 @@ def wait_for_lines(path: Path, count: int, timeout: float = 60) -> None:
 def slow_job(tmp_path: Path, n: int = 200) -> tuple[Path, Path, list[str]]:
     rows = [{"id": f"k{i}", "dialogue": f"A: message {i} " + "w " * (i % 17)} for i in range(n)]
     source = write_jsonl(tmp_path / "in.jsonl", rows)
-    args = ["-m", "x", str(source), "-o", str(tmp_path / "out.jsonl"), "--max-batch-size", "4",
-            "--sort-window", "16", "-q"]
+    args = [
+        "-m",
+        "x",
+        str(source),
+        "-o",
+        str(tmp_path / "out.jsonl"),
+        "--max-batch-size",
+        "4",
+        "--sort-window",
+        "16",
+        "-q",
+    ]
     return source, tmp_path / "out.jsonl", args
 
 
@@ -231,10 +250,12 @@ def test_an_output_that_is_also_an_input_is_refused_before_anything_is_written(f
         write_jsonl(tmp_path / "g" / name, [{"id": name, "dialogue": "A: hi"}])
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "g" / "a.jsonl")
     # A quoted glob that matches -o is no clash: the job leaves its own files out (tests/test_hostile_files.py).
-    cases = [[str(tmp_path / "g" / "a.jsonl"), str(tmp_path / "g" / "b.jsonl"), "-o", str(tmp_path / "g" / "b.jsonl")],
-             [str(tmp_path / "link.jsonl"), "-o", str(tmp_path / "g" / "a.jsonl")],
-             [str(tmp_path / "g" / "a.jsonl"), "--on-error", "skip", "--errors-out", str(tmp_path / "g" / "a.jsonl")],
-             [str(tmp_path / "g" / "a.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--metrics-out", str(tmp_path / "o.jsonl")]]
+    cases = [
+        [str(tmp_path / "g" / "a.jsonl"), str(tmp_path / "g" / "b.jsonl"), "-o", str(tmp_path / "g" / "b.jsonl")],
+        [str(tmp_path / "link.jsonl"), "-o", str(tmp_path / "g" / "a.jsonl")],
+        [str(tmp_path / "g" / "a.jsonl"), "--on-error", "skip", "--errors-out", str(tmp_path / "g" / "a.jsonl")],
+        [str(tmp_path / "g" / "a.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--metrics-out", str(tmp_path / "o.jsonl")],
+    ]
     for args in cases:
         result = run(["-m", "x", *args])
         assert result.exit_code == 2, args
@@ -243,8 +264,11 @@ def test_an_output_that_is_also_an_input_is_refused_before_anything_is_written(f
 
 def test_kept_fields_never_override_what_the_run_wrote(fake_backend):
     row = {"uid": "u1", "id": "other", "dialogue": "A: hi", "summary": "INPUT", "ref": "hello", "rouge": "x", "k": 1}
-    out = read_jsonl(run(["-m", "x", "--id-field", "uid", "--reference-field", "ref", "--keep-fields", "*"],
-                         stdin=json.dumps(row)).stdout)[0]
+    out = read_jsonl(
+        run(
+            ["-m", "x", "--id-field", "uid", "--reference-field", "ref", "--keep-fields", "*"], stdin=json.dumps(row)
+        ).stdout
+    )[0]
     assert out["id"] == "u1" and out["summary"] == "A: hi" and isinstance(out["rouge"], dict) and out["k"] == 1
 
 
@@ -266,8 +290,11 @@ def test_resume_with_duplicate_ids_summarizes_each_occurrence_once(fake_backend,
 def test_missing_and_corrupt_files_are_bad_records_that_skip_goes_past(fake_backend, tmp_path):
     good = write_jsonl(tmp_path / "good.jsonl", [{"id": "g", "dialogue": "A: hi"}])
     cut = tmp_path / "cut.jsonl.gz"
-    cut.write_bytes(gzip.compress(b"".join(json.dumps({"id": f"c{i}", "dialogue": "A: hey"}).encode() + b"\n"
-                                           for i in range(50)))[:-30])
+    cut.write_bytes(
+        gzip.compress(b"".join(json.dumps({"id": f"c{i}", "dialogue": "A: hey"}).encode() + b"\n" for i in range(50)))[
+            :-30
+        ]
+    )
     (tmp_path / "junk.jsonl.gz").write_bytes(b"not gzip at all\n")
     inputs = [str(tmp_path / "missing.jsonl"), str(cut), str(tmp_path / "junk.jsonl.gz"), str(good)]
     errors = tmp_path / "errors.jsonl"

@@ -73,10 +73,20 @@ def entries(root: Path) -> list[Path]:
 
 
 def test_the_command_converts_once_then_serves_from_the_cache(tiny_model_dir, cache_dir, conversions, tmp_path):
-    chats = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "dialogue": r["dialogue"]}
-                                                for i, r in enumerate(generate(3, seed=5))])
-    args = ["-m", str(tiny_model_dir), "--backend", "ctranslate2", "--threads", "1", "--max-new-tokens", "6",
-            str(chats)]
+    chats = write_jsonl(
+        tmp_path / "in.jsonl", [{"id": f"r{i}", "dialogue": r["dialogue"]} for i, r in enumerate(generate(3, seed=5))]
+    )
+    args = [
+        "-m",
+        str(tiny_model_dir),
+        "--backend",
+        "ctranslate2",
+        "--threads",
+        "1",
+        "--max-new-tokens",
+        "6",
+        str(chats),
+    ]
     first = CliRunner().invoke(main, args, catch_exceptions=False)
     second = CliRunner().invoke(main, args, catch_exceptions=False)
     assert first.exit_code == 0 and second.exit_code == 0, first.stderr + second.stderr
@@ -90,8 +100,12 @@ def test_the_command_converts_once_then_serves_from_the_cache(tiny_model_dir, ca
 
 def test_each_quantization_is_its_own_entry_and_serves_as_its_type(tiny_model_dir, cache_dir, conversions):
     decode = DecodeSettings(max_new_tokens=4)
-    loaded = {q: load_backend(ModelSettings(name=str(tiny_model_dir), backend="ctranslate2", threads=1,
-                                            quantization=q), decode) for q in ("float32", "int8")}
+    loaded = {
+        q: load_backend(
+            ModelSettings(name=str(tiny_model_dir), backend="ctranslate2", threads=1, quantization=q), decode
+        )
+        for q in ("float32", "int8")
+    }
     assert conversions == ["float32", "int8"] and len(entries(cache_dir)) == 2
     assert loaded["float32"].describe()["dtype"] == "float32"
     assert loaded["int8"].describe()["dtype"] == "int8_float32"
@@ -163,8 +177,12 @@ while not Path({str(go)!r}).exists():
 cached_conversion(Conversion(Path({str(tiny_model_dir)!r}), "int8", "tiny"), print)
 """
     env = {**os.environ, "DIALOGSUM_CACHE": str(cache_dir.parent), "PYTHONPATH": str(REPO)}
-    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     time.sleep(0.5)
     go.touch()
     outputs = [child.communicate(timeout=240) for child in children]
@@ -239,8 +257,9 @@ def test_quantization_is_refused_for_the_transformers_backend(tiny_model_dir):
 
 def test_float16_conversions_are_refused_before_converting(tiny_model_dir, cache_dir, conversions):
     with pytest.raises(ModelError, match="overflow"):
-        load_backend(ModelSettings(name=str(tiny_model_dir), backend="ctranslate2", quantization="float16"),
-                     DecodeSettings())
+        load_backend(
+            ModelSettings(name=str(tiny_model_dir), backend="ctranslate2", quantization="float16"), DecodeSettings()
+        )
     assert conversions == []
 
 
@@ -257,8 +276,7 @@ def test_quantization_on_a_ctranslate2_folder_is_its_compute_type():
 
 def test_a_folder_that_is_no_model_says_so(tmp_path, cache_dir):
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(main, ["-m", str(tmp_path / "empty"), "--backend", "ctranslate2", "-"],
-                                input="A: hi\n")
+    result = CliRunner().invoke(main, ["-m", str(tmp_path / "empty"), "--backend", "ctranslate2", "-"], input="A: hi\n")
     assert result.exit_code == 1 and "no config.json" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -281,9 +299,17 @@ def test_the_cache_task_lists_and_clears(tiny_model_dir, cache_dir, capsys):
 
 def test_evaluate_serves_a_transformers_folder_through_ctranslate2(tiny_model_dir, cache_dir, tmp_path, capsys):
     out = tmp_path / "eval"
-    metrics = evaluate_task(Context(), data=str(REPO / "data" / "test.jsonl"), model=str(tiny_model_dir),
-                            output_dir=str(out), backend="ctranslate2", quantization="float32", max_new_tokens="6",
-                            limit="4", bootstrap=10)
+    metrics = evaluate_task(
+        Context(),
+        data=str(REPO / "data" / "test.jsonl"),
+        model=str(tiny_model_dir),
+        output_dir=str(out),
+        backend="ctranslate2",
+        quantization="float32",
+        max_new_tokens="6",
+        limit="4",
+        bootstrap=10,
+    )
     assert metrics["records"] == 4 and metrics["generation"]["backend"] == "ctranslate2"
     assert metrics["generation"]["dtype"] == "float32"
     assert len(entries(cache_dir)) == 1 and (out / "predictions.jsonl").is_file()

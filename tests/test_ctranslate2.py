@@ -46,8 +46,10 @@ THREADS = 1  # two threads on two shared cores oversubscribe badly (OpenMP spin-
 def exports(trained_model_dir, tmp_path_factory):
     """The fine-tuned tiny model as CTranslate2 float32 and int8 folders."""
     root = tmp_path_factory.mktemp("ct2")
-    return {q: export_model(ExportSettings(str(trained_model_dir), str(root / q), "ctranslate2", q))
-            for q in ("float32", "int8")}
+    return {
+        q: export_model(ExportSettings(str(trained_model_dir), str(root / q), "ctranslate2", q))
+        for q in ("float32", "int8")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +121,20 @@ def test_token_counts_and_overrides_match_transformers(exports, trained_model_di
 
 
 def test_command_detects_the_folder_and_writes_the_same_records(exports, tmp_path):
-    path = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "dialogue": r["dialogue"], "summary": r["summary"]}
-                                               for i, r in enumerate(generate(5, seed=3))])
+    path = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": f"r{i}", "dialogue": r["dialogue"], "summary": r["summary"]}
+            for i, r in enumerate(generate(5, seed=3))
+        ],
+    )
     metrics = tmp_path / "metrics.json"
     assert detect_backend(str(exports["int8"])) == "ctranslate2"
-    result = CliRunner().invoke(main, ["-m", str(exports["int8"]), str(path), "--metrics-out", str(metrics),
-                                       "--threads", "1"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["-m", str(exports["int8"]), str(path), "--metrics-out", str(metrics), "--threads", "1"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.stderr
     rows = read_jsonl(result.stdout)
     assert [r["id"] for r in rows] == [f"r{i}" for i in range(5)]
@@ -162,8 +172,9 @@ def test_missing_package_says_what_to_install(monkeypatch):
 
 
 def test_transformers_length_rules_map_onto_ctranslate2():
-    hub_like = GenerationConfig(num_beams=8, length_penalty=0.8, max_length=128, min_length=10,
-                                forced_eos_token_id=1, no_repeat_ngram_size=3)
+    hub_like = GenerationConfig(
+        num_beams=8, length_penalty=0.8, max_length=128, min_length=10, forced_eos_token_id=1, no_repeat_ngram_size=3
+    )
     options = decoding_options(hub_like)
     assert (options.beam_size, options.length_penalty, options.no_repeat_ngram_size) == (8, 0.8, 3)
     assert options.max_decoding_length == 126  # 128 - decoder start - forced </s>
@@ -223,8 +234,9 @@ def test_out_of_memory_becomes_the_engine_signal(exports):
 
 
 def test_long_dialogues_are_cut_keeping_the_final_eos(exports):
-    backend = CTranslate2Backend.load(str(exports["int8"]), ModelSettings(threads=1, max_source_length=16),
-                                      DecodeSettings())
+    backend = CTranslate2Backend.load(
+        str(exports["int8"]), ModelSettings(threads=1, max_source_length=16), DecodeSettings()
+    )
     long, short = backend.encode(["Anna: " + "hello there " * 50, "Ben: ok"])
     assert long.truncated and len(long.ids) == 16 and long.ids[-1] == backend.eos_id
     assert not short.truncated

@@ -42,8 +42,11 @@ def declared() -> tuple[set[str], set[str]]:
 def test_every_imported_module_is_declared():
     owners = packages_distributions()
     core, extras = declared()
-    missing = {module: owners.get(module) for module in imported_modules()
-               if not {normalise(d) for d in owners.get(module, [])} & (core | extras)}
+    missing = {
+        module: owners.get(module)
+        for module in imported_modules()
+        if not {normalise(d) for d in owners.get(module, [])} & (core | extras)
+    }
     assert not missing, f"imported but not declared in setup.py: {missing}"
 
 

@@ -18,21 +18,21 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import read_jsonl, write_jsonl
 from invoke import Context, MockContext, Result
 from invoke.exceptions import Exit
 
-from conftest import read_jsonl, write_jsonl
 from dialogsum_batch.cli import main as cli_main
 from dialogsum_batch.config import ModelSettings
-from dialogsum_batch.inference.engine import EngineCounts, Outcome
-from dialogsum_batch.inference.parallel import ShareDone, World, deal, detect_world, merge, rank_model
-from dialogsum_batch.training.launch import launch_command
 from dialogsum_batch.errors import InputError
-from dialogsum_batch.inference.outputs import OutputLock
-from dialogsum_batch.inference.records import BadRecord, Record
-from dialogsum_batch.inference.job import StopFlag
 from dialogsum_batch.fixtures.synthetic import generate
+from dialogsum_batch.inference.engine import EngineCounts, Outcome
+from dialogsum_batch.inference.job import StopFlag
+from dialogsum_batch.inference.outputs import OutputLock
+from dialogsum_batch.inference.parallel import ShareDone, World, deal, detect_world, merge, rank_model
+from dialogsum_batch.inference.records import BadRecord, Record
 from dialogsum_batch.tasks.training import finetune as finetune_task
+from dialogsum_batch.training.launch import launch_command
 
 REPO = Path(__file__).resolve().parent.parent
 BAD_LINES = {11: "{not json", 42: json.dumps({"id": "no-dialogue"})}  # line number -> bad line
@@ -78,18 +78,28 @@ def test_outcomes_an_interrupted_rank_did_not_finish_stay_gaps():
     bad = BadRecord(2, InputError("in.jsonl", 3, "invalid JSON"))
     window = [record(0, "x"), record(1, "x"), bad, record(3)]  # repeated ids need no matching: positions place
     oom = InputError("in.jsonl", 4, "out of memory even alone")
-    done = [ShareDone([Outcome(1, None, error=bad.error)]),  # rank 0: items 0 and 2; item 0 unfinished
-            ShareDone([Outcome(0, None, "second x"), Outcome(1, None, error=oom)], interrupted=signal.SIGTERM)]
+    done = [
+        ShareDone([Outcome(1, None, error=bad.error)]),  # rank 0: items 0 and 2; item 0 unfinished
+        ShareDone([Outcome(0, None, "second x"), Outcome(1, None, error=oom)], interrupted=signal.SIGTERM),
+    ]
     merged = merge(done, window)
-    assert [(o.position, o.item, o.summary, o.error) for o in merged] == \
-        [(1, window[1], "second x", None), (2, bad, None, bad.error), (3, window[3], None, oom)]
+    assert [(o.position, o.item, o.summary, o.error) for o in merged] == [
+        (1, window[1], "second x", None),
+        (2, bad, None, bad.error),
+        (3, window[3], None, oom),
+    ]
 
 
 def test_bad_records_cross_process_boundaries():
     error = InputError("in.jsonl", 7, "field 'dialogue' is missing", '{"id": 1}')
     copy = pickle.loads(pickle.dumps(BadRecord(6, error))).error
-    assert (copy.source, copy.line, copy.reason, copy.raw, str(copy)) == \
-        (error.source, error.line, error.reason, error.raw, str(error))
+    assert (copy.source, copy.line, copy.reason, copy.raw, str(copy)) == (
+        error.source,
+        error.line,
+        error.reason,
+        error.raw,
+        str(error),
+    )
 
 
 def test_summary_counts_come_from_every_rank():
@@ -127,8 +137,16 @@ def test_launch_command_for_processes_or_a_config_file():
 
 def test_task_passes_its_options_through_accelerate_launch():
     c = MockContext(run={re.compile(r".*accelerate\.commands\.launch.*"): Result(exited=0)}, repeat=True)
-    finetune_task(c, preset="smoke", output_dir="runs/x y", max_steps="5", resume=True, set_=["lr=1e-3"],
-                  num_processes="2", accelerate_config="ddp.yaml")
+    finetune_task(
+        c,
+        preset="smoke",
+        output_dir="runs/x y",
+        max_steps="5",
+        resume=True,
+        set_=["lr=1e-3"],
+        num_processes="2",
+        accelerate_config="ddp.yaml",
+    )
     line = c.run.call_args.args[0]
     assert "--config_file ddp.yaml --num_processes 2 -m dialogsum_batch.training" in line
     assert "--preset smoke --output-dir 'runs/x y' --max-steps 5 --resume --set lr=1e-3" in line
@@ -150,10 +168,18 @@ def launch_env() -> dict[str, str]:
 
 
 def torchrun(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "dialogsum_batch", *args]
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, env=launch_env(), cwd=REPO,
-                          timeout=180)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dialogsum_batch",
+        *args,
+    ]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, env=launch_env(), cwd=REPO, timeout=180)
 
 
 def job_exit_code(result: subprocess.CompletedProcess) -> int:
@@ -191,8 +217,9 @@ def one_process(chats, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("one")
     files, options = skip_options(folder)
     files["out"] = folder / "out.jsonl"
-    result = CliRunner().invoke(cli_main, ["-m", str(tiny_model_dir), "-o", str(files["out"]), *options, *COMMON],
-                                input=chats.read_text())
+    result = CliRunner().invoke(
+        cli_main, ["-m", str(tiny_model_dir), "-o", str(files["out"]), *options, *COMMON], input=chats.read_text()
+    )
     assert result.exit_code == 3, result.output
     return files
 
@@ -201,11 +228,31 @@ def one_process(chats, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
 def two_processes(chats, tiny_model_dir, tmp_path_factory) -> tuple[dict[str, Path], subprocess.CompletedProcess]:
     """The same job under ``accelerate launch`` on two processes, stdin to stdout, stderr not quiet."""
     files, options = skip_options(tmp_path_factory.mktemp("two"))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--main_process_port", "0", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
-               "no", "-m", "dialogsum_batch", "-m", str(tiny_model_dir), *options, *COMMON[:-1]]
-    result = subprocess.run(command, input=chats.read_text(), capture_output=True, text=True, env=launch_env(),
-                            cwd=REPO, timeout=180)
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "dialogsum_batch",
+        "-m",
+        str(tiny_model_dir),
+        *options,
+        *COMMON[:-1],
+    ]
+    result = subprocess.run(
+        command, input=chats.read_text(), capture_output=True, text=True, env=launch_env(), cwd=REPO, timeout=180
+    )
     return files, result
 
 
@@ -220,8 +267,7 @@ def test_two_processes_write_what_one_writes(one_process, two_processes):
 def test_metrics_and_summary_count_every_rank_once(one_process, two_processes):
     files, result = two_processes
     one, two = (json.loads(path.read_text()) for path in (one_process["metrics"], files["metrics"]))
-    for key in ("records", "errors", "truncated", "resumed", "generated_tokens", "rouge", "rouge_records",
-                "exit_code"):
+    for key in ("records", "errors", "truncated", "resumed", "generated_tokens", "rouge", "rouge_records", "exit_code"):
         assert two[key] == one[key], key
     assert (two["processes"], one["processes"], two["records"], two["errors"]) == (2, 1, 60, 2)
     assert len(SUMMARY.findall(result.stderr)) == 1  # the main process speaks for all
@@ -229,8 +275,9 @@ def test_metrics_and_summary_count_every_rank_once(one_process, two_processes):
     assert skipped == [str(n) for n in sorted(BAD_LINES)]
 
 
-def test_fail_stops_both_ranks_at_the_first_bad_record_then_resume_finishes(chats, one_process, tiny_model_dir,
-                                                                             tmp_path):
+def test_fail_stops_both_ranks_at_the_first_bad_record_then_resume_finishes(
+    chats, one_process, tiny_model_dir, tmp_path
+):
     out = tmp_path / "out.jsonl"
     failed = torchrun([str(chats), "-m", str(tiny_model_dir), "-o", str(out), *COMMON])
     assert job_exit_code(failed) == 1, failed.stderr[-3000:]
@@ -263,9 +310,14 @@ def test_a_held_lock_stops_every_rank_with_75(chats, tiny_model_dir, tmp_path):
 
 def test_finetune_on_two_processes_trains_one_run_that_serves(tmp_path, capfd):
     run_dir = tmp_path / "run"
-    finetune_task(Context(), preset="smoke", output_dir=str(run_dir), num_processes="2", max_steps="4",
-                  set_=["synthetic_train=128", "synthetic_validation=16", "eval_steps=2", "save_steps=2",
-                        "logging_steps=2"])
+    finetune_task(
+        Context(),
+        preset="smoke",
+        output_dir=str(run_dir),
+        num_processes="2",
+        max_steps="4",
+        set_=["synthetic_train=128", "synthetic_validation=16", "eval_steps=2", "save_steps=2", "logging_steps=2"],
+    )
     printed = capfd.readouterr()
     assert printed.out.strip().splitlines()[-1] == str(run_dir)  # once, by the main process
     assert printed.err.count("training done") == 1  # one run, not two runs side by side

@@ -17,8 +17,12 @@ from dialogsum_batch.fixtures.synthetic import generate
 
 
 def summarize(model, args, stdin=None):
-    result = CliRunner().invoke(main, ["-m", str(model), "--num-beams", "1", "--max-new-tokens", "16", *args],
-                                input=stdin, catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["-m", str(model), "--num-beams", "1", "--max-new-tokens", "16", *args],
+        input=stdin,
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.stderr
     return result
 
@@ -81,8 +85,23 @@ def test_float16_is_refused_with_a_reason_unless_forced(tiny_model_dir):
 
 
 def test_python_dash_m_runs_the_same_command(tiny_model_dir):
-    done = subprocess.run([sys.executable, "-m", "dialogsum_batch", "-m", str(tiny_model_dir), "-q",
-                           "--max-new-tokens", "8", "--threads", "1"], input='{"id": "x", "dialogue": "A: hi\\nB: hey"}\n',
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dialogsum_batch",
+            "-m",
+            str(tiny_model_dir),
+            "-q",
+            "--max-new-tokens",
+            "8",
+            "--threads",
+            "1",
+        ],
+        input='{"id": "x", "dialogue": "A: hi\\nB: hey"}\n',
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["id"] == "x" and done.stderr == ""

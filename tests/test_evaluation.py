@@ -15,7 +15,13 @@ from rouge_score import rouge_scorer
 from dialogsum_batch import rouge
 from dialogsum_batch.errors import ConfigError, InputError
 from dialogsum_batch.evaluation import (
-    PLOT_FILE, baseline_predictions, binned_means, evaluate, make_settings, rows_to_records, summarize_predictions,
+    PLOT_FILE,
+    baseline_predictions,
+    binned_means,
+    evaluate,
+    make_settings,
+    rows_to_records,
+    summarize_predictions,
 )
 from dialogsum_batch.tasks.evaluation import evaluate as evaluate_task
 
@@ -29,24 +35,30 @@ PAIRS = [  # (dialogue whose first line the fake backend echoes, reference)
     ("Kim: nothing in common here\nLeo: right", "Completely different words"),
     ("Max: pizza tonight?\nZoe: yes please", "Max and Zoe will have pizza tonight"),
 ]
-SAMSUM_LIKE = "\r\n".join([
-    "Amanda: Hi!",                                               # 2 words
-    "Jerry: Hey, what's up?",                                    # 4 words
-    "Amanda: I baked cookies, want some?",                       # 6 words
-    "Jerry: Sure!",                                              # 2 words
-    "Amanda: I'll bring you some tomorrow after work then",      # 9 words
-    "Jerry: Great, thanks a lot, see you then",                  # 8 words
-])
+SAMSUM_LIKE = "\r\n".join(
+    [
+        "Amanda: Hi!",  # 2 words
+        "Jerry: Hey, what's up?",  # 4 words
+        "Amanda: I baked cookies, want some?",  # 6 words
+        "Jerry: Sure!",  # 2 words
+        "Amanda: I'll bring you some tomorrow after work then",  # 9 words
+        "Jerry: Great, thanks a lot, see you then",  # 8 words
+    ]
+)
 LEAD3 = "Amanda: Hi!\nJerry: Hey, what's up?\nAmanda: I baked cookies, want some?"
-LONGEST3 = ("Amanda: I baked cookies, want some?\nAmanda: I'll bring you some tomorrow after work then\n"
-            "Jerry: Great, thanks a lot, see you then")
+LONGEST3 = (
+    "Amanda: I baked cookies, want some?\nAmanda: I'll bring you some tomorrow after work then\n"
+    "Jerry: Great, thanks a lot, see you then"
+)
 
 
 def expected_means(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
     """Mean over records of the best F x100 per type, from rouge_score called directly."""
     scorer = rouge_scorer.RougeScorer(TYPES, use_stemmer=True)
-    best = [[max(scorer.score(ref.strip(), pred.strip())[t].fmeasure * 100 for ref in refs) for t in TYPES]
-            for pred, refs in zip(predictions, references)]
+    best = [
+        [max(scorer.score(ref.strip(), pred.strip())[t].fmeasure * 100 for ref in refs) for t in TYPES]
+        for pred, refs in zip(predictions, references)
+    ]
     return dict(zip(TYPES, np.mean(best, axis=0)))
 
 
@@ -67,8 +79,9 @@ def chats_file(tmp_path) -> Path:
 
 def run_fake(data: Path, out: Path, **options) -> dict:
     """Evaluate through the real engine with the fake backend (it echoes each dialogue's first line)."""
-    return evaluate("fake-model", data, output_dir=out, settings=make_settings("fake-model"), backend=FakeBackend(),
-                    **options)
+    return evaluate(
+        "fake-model", data, output_dir=out, settings=make_settings("fake-model"), backend=FakeBackend(), **options
+    )
 
 
 # ---------------------------------------------------------------------------- exactness
@@ -117,10 +130,22 @@ def test_bootstrap_is_reproducible_for_a_seed_and_changes_with_it(pairs_file, tm
 
 def test_dialogsum_style_references_score_against_the_best_one(tmp_path):
     rows = [
-        {"fname": "test_1", "dialogue": "#Person1#: lunch at noon?\n#Person2#: fine", "topic": "lunch",
-         "summary1": "They plan lunch.", "summary2": "#Person1# asks about lunch at noon.", "summary3": "Food."},
-        {"fname": "test_2", "dialogue": "#Person1#: the train is late\n#Person2#: again", "topic": "train",
-         "summary1": "The train is late again.", "summary2": "Delays.", "summary3": "A late train annoys them."},
+        {
+            "fname": "test_1",
+            "dialogue": "#Person1#: lunch at noon?\n#Person2#: fine",
+            "topic": "lunch",
+            "summary1": "They plan lunch.",
+            "summary2": "#Person1# asks about lunch at noon.",
+            "summary3": "Food.",
+        },
+        {
+            "fname": "test_2",
+            "dialogue": "#Person1#: the train is late\n#Person2#: again",
+            "topic": "train",
+            "summary1": "The train is late again.",
+            "summary2": "Delays.",
+            "summary3": "A late train annoys them.",
+        },
     ]
     data = write_jsonl(tmp_path / "dialogsum.test.jsonl", rows)
     metrics = evaluate(None, data, output_dir=tmp_path / "out", baseline="lead3", bootstrap=50)
@@ -135,8 +160,13 @@ def test_dialogsum_style_references_score_against_the_best_one(tmp_path):
 
 
 def test_rows_to_records_takes_references_else_summary():
-    records = rows_to_records([{"id": "a", "dialogue": "A: hi", "summary": "s", "references": ["s", "t"]},
-                               {"dialogue": "B: yo", "summary": "u"}], source="mem")
+    records = rows_to_records(
+        [
+            {"id": "a", "dialogue": "A: hi", "summary": "s", "references": ["s", "t"]},
+            {"dialogue": "B: yo", "summary": "u"},
+        ],
+        source="mem",
+    )
     assert records[0].references == ("s", "t") and records[1].references == ("u",)
     assert records[1].id == "mem:2" and records[1].index == 1
     with pytest.raises(InputError, match="mem:1: no reference summary"):
@@ -175,7 +205,8 @@ def test_writes_predictions_metrics_report_and_plot(chats_file, tmp_path):
     out = tmp_path / "out"
     run_fake(chats_file, out, baseline="longest3", bootstrap=20, limit=1)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["predictions.jsonl", "predictions-longest3.jsonl", "metrics.json", "report.md", PLOT_FILE])
+        ["predictions.jsonl", "predictions-longest3.jsonl", "metrics.json", "report.md", PLOT_FILE]
+    )
     assert (out / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     model_rows = read_jsonl((out / "predictions.jsonl").read_text())
     assert len(model_rows) == 1 and model_rows[0]["summary"] == "Amanda: Hi!" and model_rows[0]["tokens"] == 3
@@ -195,8 +226,10 @@ def test_binned_means_average_equal_count_bins():
 
 
 def test_summarize_predictions_counts_truncation_and_lengths():
-    rows = [{"rouge": {t: 50.0 for t in TYPES}, "references": ["a"], "words": w, "tokens": k, "truncated": c}
-            for w, k, c in [(3, 5, True), (5, 9, False)]]
+    rows = [
+        {"rouge": {t: 50.0 for t in TYPES}, "references": ["a"], "words": w, "tokens": k, "truncated": c}
+        for w, k, c in [(3, 5, True), (5, 9, False)]
+    ]
     summary = summarize_predictions(rows, bootstrap=10)
     assert summary["truncated"] == 1 and summary["length"]["tokens"] == {"mean": 7.0, "max": 9}
     assert summary["rouge"]["rouge2"] == {"mean": 50.0, "low": 50.0, "high": 50.0}
@@ -207,8 +240,9 @@ def test_summarize_predictions_counts_truncation_and_lengths():
 
 def test_tiny_model_side_by_side_with_a_baseline(tiny_model_dir, chats_file, tmp_path):
     settings = make_settings(str(tiny_model_dir), device="cpu", num_beams=1, max_new_tokens=6, batch_tokens=64)
-    metrics = evaluate(str(tiny_model_dir), chats_file, output_dir=tmp_path / "out", baseline="lead3",
-                       settings=settings, bootstrap=20)
+    metrics = evaluate(
+        str(tiny_model_dir), chats_file, output_dir=tmp_path / "out", baseline="lead3", settings=settings, bootstrap=20
+    )
     assert metrics["model"] == str(tiny_model_dir) and metrics["system"] == "model"
     assert metrics["generation"]["backend"] == "transformers"
     assert metrics["generation"]["generation"]["max_new_tokens"] == 6
@@ -222,8 +256,9 @@ def test_tiny_model_side_by_side_with_a_baseline(tiny_model_dir, chats_file, tmp
 @pytest.mark.parametrize("context", [MockContext, Context])
 def test_invoke_task_evaluates_a_baseline(context, chats_file, tmp_path, capsys):
     out = tmp_path / "task"
-    metrics = evaluate_task(context(), data=str(chats_file), baseline="longest3", output_dir=str(out),
-                            bootstrap="30", seed="3", limit="1")
+    metrics = evaluate_task(
+        context(), data=str(chats_file), baseline="longest3", output_dir=str(out), bootstrap="30", seed="3", limit="1"
+    )
     assert metrics["records"] == 1 and metrics["bootstrap"]["resamples"] == 30 and metrics["bootstrap"]["seed"] == 3
     assert (out / "metrics.json").is_file() and (out / PLOT_FILE).is_file()
     assert "longest3: ROUGE-1/2/L/Lsum" in capsys.readouterr().out

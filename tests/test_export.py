@@ -22,8 +22,10 @@ from dialogsum_batch.tasks.export import export
 
 EVALUATION_METRICS = {
     "records": 819,
-    "rouge": {"rouge1": {"mean": 47.31, "low": 46.5, "high": 48.1},
-              "rouge2": {"mean": 23.9, "low": 23.0, "high": 24.8}},
+    "rouge": {
+        "rouge1": {"mean": 47.31, "low": 46.5, "high": 48.1},
+        "rouge2": {"mean": 23.9, "low": 23.0, "high": 24.8},
+    },
     "data": {"source": "corpus.7z", "split": "test"},
 }
 TRAINER_METRICS = {"eval_loss": 1.4821, "eval_rouge1": 46.9, "epoch": 3.0}
@@ -55,7 +57,7 @@ def linked_copy(source: Path, target: Path, skip: tuple[str, ...] = ()) -> Path:
 def front_matter(card: str) -> dict:
     """The YAML between the card's opening ``---`` lines, parsed as the Hub parses it."""
     assert card.startswith("---\n")
-    return yaml.safe_load(card[4:card.index("\n---\n", 4)])
+    return yaml.safe_load(card[4 : card.index("\n---\n", 4)])
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -79,8 +81,15 @@ def test_hf_export_is_a_clean_loadable_folder_with_metrics_in_the_card(run_folde
 
     out = export_model(ExportSettings(str(run_folder), str(tmp_path / "serve"), "hf"))
     names = {p.name for p in out.iterdir()}
-    assert names == {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                     "tokenizer_config.json", "README.md", EXPORT_INFO}
+    assert names == {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        EXPORT_INFO,
+    }
     assert AutoModelForSeq2SeqLM.from_pretrained(out).num_parameters() > 0
     assert AutoTokenizer.from_pretrained(out)("Anna: hi")["input_ids"][-1] == 1
     assert GenerationConfig.from_pretrained(out).no_repeat_ngram_size == 3
@@ -106,8 +115,11 @@ def test_card_keeps_the_lineage_and_scores_the_run_validation_without_an_evaluat
     (source / "train_config.json").write_text(json.dumps({"data": SAMSUM_CORPUS_URL, "eval_split": "validation"}))
     card = (export_model(ExportSettings(str(source), str(tmp_path / "serve"), "hf")) / "README.md").read_text()
     meta = front_matter(card)
-    assert (meta["base_model"], meta["license"], meta["datasets"]) == \
-        ("google/pegasus-cnn_dailymail", "apache-2.0", ["knkarthick/samsum"])
+    assert (meta["base_model"], meta["license"], meta["datasets"]) == (
+        "google/pegasus-cnn_dailymail",
+        "apache-2.0",
+        ["knkarthick/samsum"],
+    )
     result = meta["model-index"][0]["results"][0]
     assert result["dataset"] == {"name": "SAMSum", "type": "knkarthick/samsum", "split": "validation"}
     assert {m["type"]: m["value"] for m in result["metrics"]} == {"rouge1": 46.9, "rougeL": 38.12}
@@ -119,8 +131,9 @@ def test_card_of_a_hub_snapshot_names_its_repo_and_skips_a_baseline_only_evaluat
     snapshot = tmp_path / "hub" / "models--transformersbook--pegasus-samsum" / "snapshots" / "0123abc"
     snapshot.mkdir(parents=True)
     baseline_only = {**EVALUATION_METRICS, "system": "lead3", "systems": {"lead3": EVALUATION_METRICS}}
-    meta = card_metadata(snapshot, ExportSettings(str(snapshot), str(tmp_path / "ct2"), "ctranslate2"),
-                         {"metrics.json": baseline_only})
+    meta = card_metadata(
+        snapshot, ExportSettings(str(snapshot), str(tmp_path / "ct2"), "ctranslate2"), {"metrics.json": baseline_only}
+    )
     assert (meta["base_model"], meta["library_name"]) == ("transformersbook/pegasus-samsum", "ctranslate2")
     assert meta["model-index"] is None  # lead-3's figures are not the model's
 
@@ -186,13 +199,16 @@ def test_a_failed_conversion_leaves_nothing_behind(tiny_model_dir, tmp_path, mon
 # ---------------------------------------------------------------------------- guards
 
 
-@pytest.mark.parametrize("settings, message", [
-    (dict(format="onnx"), "unknown export format"),
-    (dict(format="hf", quantization="int8"), "--quantization applies to --format ctranslate2"),
-    (dict(format="ctranslate2", dtype="bfloat16"), "--dtype applies to --format hf"),
-    (dict(format="ctranslate2", quantization="int4"), "unknown quantization"),
-    (dict(format="hf", dtype="float16"), "unknown dtype"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(format="onnx"), "unknown export format"),
+        (dict(format="hf", quantization="int8"), "--quantization applies to --format ctranslate2"),
+        (dict(format="ctranslate2", dtype="bfloat16"), "--dtype applies to --format hf"),
+        (dict(format="ctranslate2", quantization="int4"), "unknown quantization"),
+        (dict(format="hf", dtype="float16"), "unknown dtype"),
+    ],
+)
 def test_bad_combinations_are_config_errors(tmp_path, settings, message):
     with pytest.raises(ConfigError, match=message):
         export_model(ExportSettings(str(tmp_path), str(tmp_path / "out"), **settings))
@@ -251,8 +267,24 @@ def test_export_in_a_pipe_logs_lines_and_draws_no_bars(run_folder, tmp_path, fmt
     if fmt == "ctranslate2":
         pytest.importorskip("ctranslate2")
     out = tmp_path / fmt
-    result = subprocess.run([sys.executable, "-m", "invoke", "export", "--model", str(run_folder), "--format", fmt,
-                             "--output-dir", str(out)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "export",
+            "--model",
+            str(run_folder),
+            "--format",
+            fmt,
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert not [fragment for fragment in BAR_FRAGMENTS if fragment in result.stderr], result.stderr
     lines = result.stderr.splitlines()

@@ -17,23 +17,23 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import write_jsonl
 from invoke import Context
 from invoke.exceptions import Exit
 from transformers import GenerationConfig, TrainerCallback
 
-from conftest import write_jsonl
-from dialogsum_batch.training import trainer as finetune_module
 from dialogsum_batch.cli import main as cli_main
-from dialogsum_batch.hub import SAMSUM_CORPUS_URL
 from dialogsum_batch.errors import ConfigError, ModelError
-from dialogsum_batch.training.trainer import decoding, describe_log, finetune, resume_point, rouge_metrics
-from dialogsum_batch.plots import Panel, Series, plot_lines
-from dialogsum_batch.training.presets import SMOKE
 from dialogsum_batch.fixtures.synthetic import generate
+from dialogsum_batch.hub import SAMSUM_CORPUS_URL
+from dialogsum_batch.plots import Panel, Series, plot_lines
 from dialogsum_batch.tasks.training import finetune as finetune_task
 from dialogsum_batch.training import report
+from dialogsum_batch.training import trainer as finetune_module
 from dialogsum_batch.training.data import build_corpus
+from dialogsum_batch.training.presets import SMOKE
 from dialogsum_batch.training.runtime import ALLOCATOR_SETTING, prepare_cuda_allocator
+from dialogsum_batch.training.trainer import decoding, describe_log, finetune, resume_point, rouge_metrics
 
 HELD_OUT_SEED = 12345  # neither the vocabulary (0), the training (1) nor the validation (2) chats
 SMOKE_LIMIT_S = 180
@@ -51,14 +51,25 @@ def held_out(tmp_path_factory) -> Path:
 def front_matter(card: str) -> dict:
     """The YAML between the card's opening ``---`` lines, parsed as the Hub parses it."""
     assert card.startswith("---\n")
-    return yaml.safe_load(card[4:card.index("\n---\n", 4)])
+    return yaml.safe_load(card[4 : card.index("\n---\n", 4)])
 
 
 def rouge_l(model_dir: Path, inputs: Path, tmp_path: Path) -> float:
     """ROUGE-L of a model folder on ``inputs``, through the ``dialogsum-batch`` command itself."""
     metrics = tmp_path / f"{model_dir.name}-metrics.json"
-    result = CliRunner().invoke(cli_main, [str(inputs), "--model", str(model_dir), "--metrics-out", str(metrics),
-                                           "--output", str(tmp_path / f"{model_dir.name}.jsonl"), "--quiet"])
+    result = CliRunner().invoke(
+        cli_main,
+        [
+            str(inputs),
+            "--model",
+            str(model_dir),
+            "--metrics-out",
+            str(metrics),
+            "--output",
+            str(tmp_path / f"{model_dir.name}.jsonl"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return json.loads(metrics.read_text())["rouge"]["rougeL"]
 
@@ -81,9 +92,19 @@ def test_fine_tuned_model_beats_the_untrained_one_by_15_rouge_l(smoke_run, held_
 
 def test_run_folder_holds_model_metrics_plot_and_card(smoke_run):
     run_dir, _ = smoke_run
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "generation_config.json",
-                 "train_config.json", "train_results.json", "eval_results.json", "trainer_state.json",
-                 "metrics.jsonl", "README.md", "training_curves.png"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "generation_config.json",
+        "train_config.json",
+        "train_results.json",
+        "eval_results.json",
+        "trainer_state.json",
+        "metrics.jsonl",
+        "README.md",
+        "training_curves.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "pytorch_model.bin").exists()  # weights as safetensors only
     saved = json.loads((run_dir / "train_config.json").read_text())
@@ -114,27 +135,52 @@ def test_model_card_states_data_recipe_and_scores(smoke_run):
     meta = front_matter(card)
     assert "base_model" not in meta and "datasets" not in meta  # the tiny model, synthetic and project chats
     result = meta["model-index"][0]["results"][0]
-    assert result["dataset"] == {"name": f"{SMOKE.synthetic_validation} synthetic chats", "type": "synthetic",
-                                 "split": "validation"}
+    assert result["dataset"] == {
+        "name": f"{SMOKE.synthetic_validation} synthetic chats",
+        "type": "synthetic",
+        "split": "validation",
+    }
     scores = json.loads((smoke_run[0] / "eval_results.json").read_text())
-    assert {m["type"]: m["value"] for m in result["metrics"]} == \
-        {key: round(scores[f"eval_{key}"], 2) for key in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {
+        key: round(scores[f"eval_{key}"], 2) for key in ("rouge1", "rouge2", "rougeL", "rougeLsum")
+    }
 
 
-RUN = report.RunSummary(100, 10, 5, {"train_loss": 1.0, "train_runtime": 3.0},
-                        {"eval_rouge1": 40.126, "eval_loss": 2.0}, "checkpoint-5", "cpu", 1)
+RUN = report.RunSummary(
+    100,
+    10,
+    5,
+    {"train_loss": 1.0, "train_runtime": 3.0},
+    {"eval_rouge1": 40.126, "eval_loss": 2.0},
+    "checkpoint-5",
+    "cpu",
+    1,
+)
 
 
 def test_card_names_a_hub_base_and_hub_data_by_id():
-    config = replace(SMOKE, base_model="google/pegasus-cnn_dailymail", data=SAMSUM_CORPUS_URL, synthetic_validation=0,
-                     output_dir="runs/pegasus-samsum")
+    config = replace(
+        SMOKE,
+        base_model="google/pegasus-cnn_dailymail",
+        data=SAMSUM_CORPUS_URL,
+        synthetic_validation=0,
+        output_dir="runs/pegasus-samsum",
+    )
     card = report.model_card(config, RUN)
     meta = front_matter(card)
     assert (meta["base_model"], meta["datasets"]) == ("google/pegasus-cnn_dailymail", ["knkarthick/samsum"])
-    assert meta["model-index"] == [{"name": "pegasus-samsum", "results": [{
-        "task": {"type": "summarization", "name": "Summarization"},
-        "dataset": {"name": "SAMSum", "type": "knkarthick/samsum", "split": "validation"},
-        "metrics": [{"type": "rouge1", "value": 40.13, "name": "ROUGE-1"}]}]}]
+    assert meta["model-index"] == [
+        {
+            "name": "pegasus-samsum",
+            "results": [
+                {
+                    "task": {"type": "summarization", "name": "Summarization"},
+                    "dataset": {"name": "SAMSum", "type": "knkarthick/samsum", "split": "validation"},
+                    "metrics": [{"type": "rouge1", "value": 40.13, "name": "ROUGE-1"}],
+                }
+            ],
+        }
+    ]
     assert "[google/pegasus-cnn_dailymail](https://huggingface.co/google/pegasus-cnn_dailymail)" in card
 
 
@@ -150,15 +196,35 @@ def test_card_names_a_local_base_by_path_only(tmp_path):
 
 
 def test_training_in_a_pipe_logs_one_line_per_step_and_draws_no_bars(tmp_path):
-    settings = ["max_steps=2", "synthetic_train=64", "synthetic_validation=8", "project_data=false", "eval_steps=2",
-                "save_steps=2", "logging_steps=1", "max_new_tokens=8"]
-    command = [sys.executable, "-m", "dialogsum_batch.training", "--preset", "smoke", "--output-dir",
-               str(tmp_path / "run")] + [part for item in settings for part in ("--set", item)]
+    settings = [
+        "max_steps=2",
+        "synthetic_train=64",
+        "synthetic_validation=8",
+        "project_data=false",
+        "eval_steps=2",
+        "save_steps=2",
+        "logging_steps=1",
+        "max_new_tokens=8",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "dialogsum_batch.training",
+        "--preset",
+        "smoke",
+        "--output-dir",
+        str(tmp_path / "run"),
+    ] + [part for item in settings for part in ("--set", item)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     assert not [fragment for fragment in BAR_FRAGMENTS if fragment in result.stderr], result.stderr
-    for line in ("loading the base model from", "tokenizing train: 64 records", "tokenizing validation: 8 records",
-                 "step 2/2 saved checkpoint-2", "model, tokenizer, metrics and card written to"):
+    for line in (
+        "loading the base model from",
+        "tokenizing train: 64 records",
+        "tokenizing validation: 8 records",
+        "step 2/2 saved checkpoint-2",
+        "model, tokenizer, metrics and card written to",
+    ):
         assert line in result.stderr, line
     assert result.stdout.strip() == str(tmp_path / "run")
 
@@ -183,10 +249,22 @@ class CrashAfterFirstSave(TrainerCallback):
 
 def short_config(tiny_model_dir: Path, output_dir: Path) -> object:
     """Six steps of the session's tiny model, a checkpoint and an evaluation every three."""
-    return replace(SMOKE, base_model=str(tiny_model_dir), output_dir=str(output_dir), project_data=False,
-                   synthetic_train=48, synthetic_validation=8, max_steps=6, eval_steps=3, save_steps=3,
-                   logging_steps=1, per_device_train_batch_size=8, max_source_length=128, max_target_length=32,
-                   max_new_tokens=16)
+    return replace(
+        SMOKE,
+        base_model=str(tiny_model_dir),
+        output_dir=str(output_dir),
+        project_data=False,
+        synthetic_train=48,
+        synthetic_validation=8,
+        max_steps=6,
+        eval_steps=3,
+        save_steps=3,
+        logging_steps=1,
+        per_device_train_batch_size=8,
+        max_source_length=128,
+        max_target_length=32,
+        max_new_tokens=16,
+    )
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
@@ -256,20 +334,30 @@ def test_task_sets_the_cuda_allocator_before_training(monkeypatch, tmp_path):
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")  # the user's own setting
     monkeypatch.setattr(finetune_module, "finetune", fake_finetune)
     finetune_task(Context(), preset="smoke", output_dir=str(tmp_path), max_steps="7")
-    assert seen == {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128", "PYTORCH_ALLOC_CONF": ALLOCATOR_SETTING,
-                    "max_steps": 7}
+    assert seen == {
+        "PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128",
+        "PYTORCH_ALLOC_CONF": ALLOCATOR_SETTING,
+        "max_steps": 7,
+    }
 
 
 def test_allocator_setting_keeps_user_values():
     env = {"PYTORCH_ALLOC_CONF": "backend:native"}
-    assert prepare_cuda_allocator(env) == {"PYTORCH_CUDA_ALLOC_CONF": ALLOCATOR_SETTING,
-                                           "PYTORCH_ALLOC_CONF": "backend:native"}
+    assert prepare_cuda_allocator(env) == {
+        "PYTORCH_CUDA_ALLOC_CONF": ALLOCATOR_SETTING,
+        "PYTORCH_ALLOC_CONF": "backend:native",
+    }
 
 
 def test_task_module_does_not_import_torch():
     code = "import sys, dialogsum_batch.tasks.training; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert result.stdout.strip() == "False"
 
 
@@ -304,10 +392,22 @@ def test_rouge_metrics_decode_padding_and_score(tiny_model_dir):
 
 
 def test_log_lines_read_well():
-    assert describe_log(25, 300, {"loss": 2.5, "learning_rate": 1e-3, "grad_norm": 0.5, "epoch": 0.2}) == \
-        "step 25/300 epoch 0.20 loss 2.5000 lr 1.00e-03 grad_norm 0.500"
-    line = describe_log(100, 300, {"eval_loss": 3.0, "eval_rouge1": 30.0, "eval_rouge2": 8.0, "eval_rougeL": 25.0,
-                                   "eval_gen_len": 20.0, "eval_runtime": 1.5})
+    assert (
+        describe_log(25, 300, {"loss": 2.5, "learning_rate": 1e-3, "grad_norm": 0.5, "epoch": 0.2})
+        == "step 25/300 epoch 0.20 loss 2.5000 lr 1.00e-03 grad_norm 0.500"
+    )
+    line = describe_log(
+        100,
+        300,
+        {
+            "eval_loss": 3.0,
+            "eval_rouge1": 30.0,
+            "eval_rouge2": 8.0,
+            "eval_rougeL": 25.0,
+            "eval_gen_len": 20.0,
+            "eval_runtime": 1.5,
+        },
+    )
     assert line == "step 100/300 validation: loss 3.0000 ROUGE-1/2/L 30.00/8.00/25.00 gen_len 20.0 (1.5 s)"
 
 
@@ -327,8 +427,9 @@ def test_corpus_joins_a_file_the_project_chats_and_synthetic_ones(tmp_path, monk
 
 
 def test_plots_write_pngs(tmp_path):
-    lines = plot_lines(tmp_path / "a.png", [Panel("Loss", "loss", [Series("train", [(1, 3.0), (2, 2.0)]),
-                                                                    Series("empty", [])])])
+    lines = plot_lines(
+        tmp_path / "a.png", [Panel("Loss", "loss", [Series("train", [(1, 3.0), (2, 2.0)]), Series("empty", [])])]
+    )
     assert lines.read_bytes().startswith(PNG_MAGIC) and lines.stat().st_size > 2000
     with pytest.raises(ValueError):
         plot_lines(tmp_path / "c.png", [])

@@ -23,9 +23,10 @@ from conftest import read_jsonl, write_jsonl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialogsum_batch.inference import job as runner, outputs
 from dialogsum_batch.cli import main
 from dialogsum_batch.errors import DataError, LockedError
+from dialogsum_batch.inference import job as runner
+from dialogsum_batch.inference import outputs
 from dialogsum_batch.inference.feed import Feed
 from dialogsum_batch.inference.outputs import OutputLock, done_errors, done_ids, same_file
 
@@ -82,8 +83,9 @@ def test_an_output_hard_linked_to_the_errors_file_is_refused(fake_backend, tmp_p
     errors = tmp_path / "errors.jsonl"
     errors.write_text('{"source": "x", "line": 1, "reason": "r", "raw": null}\n', encoding="utf-8")
     os.link(errors, tmp_path / "out.jsonl")
-    result = run(["-m", "x", str(source), "-o", str(tmp_path / "out.jsonl"), "--on-error", "skip",
-                  "--errors-out", str(errors)])
+    result = run(
+        ["-m", "x", str(source), "-o", str(tmp_path / "out.jsonl"), "--on-error", "skip", "--errors-out", str(errors)]
+    )
     assert result.exit_code == 2 and "are the same file" in result.stderr
     assert len(read_jsonl(errors.read_text())) == 1
 
@@ -100,14 +102,29 @@ def test_a_glob_leaves_out_every_file_the_job_writes(fake_backend, tmp_path):
     folder.mkdir()
     chats(folder / "a.jsonl", 3, "a")
     chats(folder / "b.jsonl", 2, "b")
-    out, errors, metrics, lock = (folder / name for name in ("out.jsonl", "errors.jsonl", "metrics.jsonl",
-                                                             "run.jsonl"))
+    out, errors, metrics, lock = (folder / name for name in ("out.jsonl", "errors.jsonl", "metrics.jsonl", "run.jsonl"))
     chats(out, 1, "a")  # a first run got as far as a0
     errors.write_text("", encoding="utf-8")
     metrics.write_text("{}\n", encoding="utf-8")
     os.link(folder / "a.jsonl", tmp_path / "elsewhere.jsonl")  # a hard link outside the glob is still an input
-    result = run(["-m", "x", str(folder / "*.jsonl"), "-o", str(out), "--resume", "--on-error", "skip",
-                  "--errors-out", str(errors), "--metrics-out", str(metrics), "--lock", str(lock)])
+    result = run(
+        [
+            "-m",
+            "x",
+            str(folder / "*.jsonl"),
+            "-o",
+            str(out),
+            "--resume",
+            "--on-error",
+            "skip",
+            "--errors-out",
+            str(errors),
+            "--metrics-out",
+            str(metrics),
+            "--lock",
+            str(lock),
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     assert sorted(r["id"] for r in read_jsonl(out.read_text())) == ["a0", "a1", "a2", "b0", "b1"]
     assert read_jsonl(errors.read_text()) == []
@@ -127,8 +144,10 @@ def test_a_glob_never_reads_the_output_it_creates(fake_backend, tmp_path):
 
 def test_a_glob_that_matches_only_the_output_reads_nothing_not_stdin(fake_backend, tmp_path):
     out = chats(tmp_path / "out.jsonl", 2)
-    result = run(["-m", "x", str(tmp_path / "*.jsonl"), "-o", str(out), "--resume"],
-                 stdin='{"id": "from-stdin", "dialogue": "A: hi"}\n')
+    result = run(
+        ["-m", "x", str(tmp_path / "*.jsonl"), "-o", str(out), "--resume"],
+        stdin='{"id": "from-stdin", "dialogue": "A: hi"}\n',
+    )
     assert result.exit_code == 0 and "0 summarized" in result.stderr
     assert [r["id"] for r in read_jsonl(out.read_text())] == ["c0", "c1"]
 
@@ -172,23 +191,35 @@ def test_resume_refuses_a_file_that_is_not_ours_and_changes_nothing(fake_backend
     assert leftover_locks(tmp_path) == []
 
 
-@pytest.mark.parametrize("content", [b'{"source": ["x"], "line": 1}\n', b'{"source": "x", "line": "1"}\n',
-                                     b'{"source": "x"}\n', b"[]\n"])
+@pytest.mark.parametrize(
+    "content", [b'{"source": ["x"], "line": 1}\n', b'{"source": "x", "line": "1"}\n', b'{"source": "x"}\n', b"[]\n"]
+)
 def test_resume_refuses_an_errors_file_that_is_not_ours_before_touching_either(fake_backend, tmp_path, content):
     source = chats(tmp_path / "in.jsonl", 2)
     out, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
     out.write_bytes(b'{"id": "c0", "summary": "x"}\n{"id": "c1", "su')  # ours, with a torn tail
     errors.write_bytes(content)
-    result = run(["-m", "x", str(source), "-o", str(out), "--resume", "--on-error", "skip", "--errors-out",
-                  str(errors)])
+    result = run(
+        ["-m", "x", str(source), "-o", str(out), "--resume", "--on-error", "skip", "--errors-out", str(errors)]
+    )
     assert result.exit_code == 1 and f"{errors}:1: cannot resume" in one_error_line(result.stderr)
     assert out.read_bytes() == b'{"id": "c0", "summary": "x"}\n{"id": "c1", "su'  # its torn tail waits too
     assert errors.read_bytes() == content
 
 
 def test_resume_refuses_what_is_not_a_regular_file(fake_backend, tmp_path):
-    result = run(["-m", "x", str(chats(tmp_path / "in.jsonl", 1)), "-o", "/dev/full", "--resume", "--lock",
-                  str(tmp_path / "x.lock")])
+    result = run(
+        [
+            "-m",
+            "x",
+            str(chats(tmp_path / "in.jsonl", 1)),
+            "-o",
+            "/dev/full",
+            "--resume",
+            "--lock",
+            str(tmp_path / "x.lock"),
+        ]
+    )
     assert result.exit_code == 1 and "/dev/full: cannot resume: not a regular file" in one_error_line(result.stderr)
 
 
@@ -210,8 +241,9 @@ def test_an_endless_line_in_a_resume_file_is_refused_without_holding_it(tmp_path
 
 
 VALID = [json.dumps({"id": f"r{i}", "summary": "s " * i}).encode() + b"\n" for i in range(6)]
-ERRORS = [json.dumps({"source": "in.jsonl", "line": i, "reason": "bad", "raw": None}).encode() + b"\n"
-          for i in range(4)]
+ERRORS = [
+    json.dumps({"source": "in.jsonl", "line": i, "reason": "bad", "raw": None}).encode() + b"\n" for i in range(4)
+]
 
 
 @st.composite
@@ -246,7 +278,7 @@ def test_random_damage_is_a_clean_refusal_or_a_valid_resume_set(tmp_path, kind, 
         assert path.read_bytes() == content
         return
     after = path.read_bytes()
-    whole = content[:content.rfind(b"\n") + 1]
+    whole = content[: content.rfind(b"\n") + 1]
     assert after in (content, whole)  # at most the torn tail was cut
     lines = [json.loads(line) for line in after.splitlines() if line.strip(b" \t\r\n")]
     assert (sum(found.values()) if kind == "output" else len(found)) <= len(lines)
@@ -273,7 +305,7 @@ class FailingDisk(io.RawIOBase):
     def write(self, data) -> int:
         if self.budget <= 0:
             raise OSError(self.code, os.strerror(self.code))
-        part = bytes(data[:self.budget])
+        part = bytes(data[: self.budget])
         self.file.write(part)
         self.file.flush()
         self.budget -= len(part)
@@ -307,7 +339,7 @@ def test_a_failing_disk_is_one_line_and_resume_finishes_the_job(fake_backend, mo
     assert f"{out}: cannot write ({os.strerror(code)})" in one_error_line(result.stderr)
     assert leftover_locks(tmp_path) == []
     before = out.read_bytes()
-    whole = before[:before.rfind(b"\n") + 1]
+    whole = before[: before.rfind(b"\n") + 1]
     assert 5 <= whole.count(b"\n") < 40 and whole != before  # some records, then a torn line
     resumed = run(args + ["--resume"])
     assert resumed.exit_code == 0, resumed.stderr
@@ -326,8 +358,13 @@ def test_output_to_dev_full_is_one_line_and_leaves_no_lock(fake_backend, tmp_pat
 
 def test_an_errors_file_that_cannot_be_written_keeps_the_output_and_resume_goes_on(fake_backend, tmp_path):
     source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"id": f"e{i}", "dialogue": f"A: {i}"}) + "\n" for i in range(3))
-                      + '{"id": "bad"}\n' + json.dumps({"id": "e3", "dialogue": "A: 3"}) + "\n", encoding="utf-8")
+    source.write_text(
+        "".join(json.dumps({"id": f"e{i}", "dialogue": f"A: {i}"}) + "\n" for i in range(3))
+        + '{"id": "bad"}\n'
+        + json.dumps({"id": "e3", "dialogue": "A: 3"})
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
     args = ["-m", "x", str(source), "-o", str(out), "--on-error", "skip"]
     result = run(args + ["--errors-out", "/dev/full"])
@@ -437,8 +474,14 @@ def start_fake(args: list[str], tmp_path: Path, stdout=subprocess.PIPE) -> subpr
     script = tmp_path / "fake_run.py"
     script.write_text(FAKE_RUN.format(tests=str(REPO / "tests")), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, str(script), *args], env=env, stdin=subprocess.PIPE, stdout=stdout,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(stream, text: str, timeout: float = 120) -> None:
@@ -497,9 +540,26 @@ def test_a_stall_after_full_windows_writes_the_partial_one_too(tmp_path):
 
 def test_python_dash_m_with_the_tiny_model_stops_on_sigterm_while_stalled(tiny_model_dir, tmp_path):
     out = tmp_path / "out.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "dialogsum_batch", "-m", str(tiny_model_dir), "-o", str(out),
-                                "--threads", "1", "--max-wait", "0"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dialogsum_batch",
+            "-m",
+            str(tiny_model_dir),
+            "-o",
+            str(out),
+            "--threads",
+            "1",
+            "--max-wait",
+            "0",
+        ],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     produce_then_stall(process, 2)
     wait_for(process.stderr, "model ")
     returned, seconds = stop_and_time(process, signal.SIGTERM)
@@ -513,9 +573,24 @@ def test_two_processes_stop_on_sigterm_while_stalled_and_write_every_record_read
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "dialogsum_batch", "-m", str(tiny_model_dir), "-o", str(out), "--threads", "1",
-               "--max-wait", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dialogsum_batch",
+        "-m",
+        str(tiny_model_dir),
+        "-o",
+        str(out),
+        "--threads",
+        "1",
+        "--max-wait",
+        "0",
+    ]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     produce_then_stall(process, 3)
     wait_for(process.stderr, "on 2 processes", timeout=180)

@@ -33,12 +33,18 @@ def skip_run(tmp_path, data: bytes, *extra: str):
     source = tmp_path / "in.jsonl"
     source.write_bytes(data)
     out, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
-    result = CliRunner().invoke(main, [str(source), "-o", str(out), "--on-error", "skip", "--errors-out",
-                                       str(errors), *extra], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [str(source), "-o", str(out), "--on-error", "skip", "--errors-out", str(errors), *extra],
+        catch_exceptions=False,
+    )
     written = out.read_bytes().decode("utf-8") if out.exists() else ""
     bad = errors.read_bytes().decode("utf-8") if errors.exists() else ""
-    return result, [strict_json(line) for line in written.splitlines()], [strict_json(line) for line in
-                                                                          bad.splitlines()]
+    return (
+        result,
+        [strict_json(line) for line in written.splitlines()],
+        [strict_json(line) for line in bad.splitlines()],
+    )
 
 
 HOSTILE = {
@@ -83,8 +89,9 @@ def test_reasons_name_the_problem(tmp_path):
 
 
 def test_an_endless_line_is_read_past_and_reported(fake_backend, tmp_path):
-    result, rows, errors = skip_run(tmp_path, good(0) + b'{"x": "' + b"y" * 300_000 + b'"}\n' + good(1),
-                                    "--max-line-bytes", "65536")
+    result, rows, errors = skip_run(
+        tmp_path, good(0) + b'{"x": "' + b"y" * 300_000 + b'"}\n' + good(1), "--max-line-bytes", "65536"
+    )
     assert result.exit_code == 3
     assert [row["id"] for row in rows] == ["g0", "g1"]
     assert errors[0]["line"] == 2 and "300,009 bytes, over the 65,536-byte limit" in errors[0]["reason"]

@@ -77,14 +77,19 @@ BREAKAGES = {
     "width not divisible by heads": (lambda f: edit_json(f, "config.json", d_model=66), "not divisible by"),
     "negative vocab": (lambda f: edit_json(f, "config.json", vocab_size=-5), "vocab_size must be an integer >= 1"),
     "string layers": (lambda f: edit_json(f, "config.json", encoder_layers="2"), "encoder_layers must be"),
-    "terabyte model": (lambda f: edit_json(f, "config.json", vocab_size=10 ** 9, d_model=2 ** 16,
-                                           encoder_attention_heads=16, decoder_attention_heads=16),
-                       "parameters, more than"),
+    "terabyte model": (
+        lambda f: edit_json(
+            f, "config.json", vocab_size=10**9, d_model=2**16, encoder_attention_heads=16, decoder_attention_heads=16
+        ),
+        "parameters, more than",
+    ),
     "generation not JSON": (lambda f: (f / "generation_config.json").write_text("{num_beams: 4"), "not valid JSON"),
     "generation is a list": (lambda f: (f / "generation_config.json").write_text("[]"), "not a list"),
     "zero beams": (lambda f: edit_json(f, "generation_config.json", num_beams=0), "num_beams must be an integer >= 1"),
-    "negative max_new_tokens": (lambda f: edit_json(f, "generation_config.json", max_new_tokens=-3),
-                                "max_new_tokens must be an integer >= 1"),
+    "negative max_new_tokens": (
+        lambda f: edit_json(f, "generation_config.json", max_new_tokens=-3),
+        "max_new_tokens must be an integer >= 1",
+    ),
 }
 
 
@@ -103,8 +108,11 @@ def assert_one_line(text: str, words: str) -> None:
 
 
 def summarize(model: Path, *extra: str):
-    return CliRunner().invoke(main, ["-m", str(model), "--threads", "1", "--quiet", *extra, "-"],
-                              input='{"id": "a", "dialogue": "Anna: hi\\nTom: hello"}\n')
+    return CliRunner().invoke(
+        main,
+        ["-m", str(model), "--threads", "1", "--quiet", *extra, "-"],
+        input='{"id": "a", "dialogue": "Anna: hi\\nTom: hello"}\n',
+    )
 
 
 # ---------------------------------------------------------------------------- model folders
@@ -146,11 +154,11 @@ def test_the_tiny_model_passes_and_huge_sizes_are_refused_before_allocating(tiny
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert parameter_estimate(config) < 5_000_000
     folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
-    edit_json(folder, "config.json", d_model=2 ** 20, encoder_attention_heads=16, decoder_attention_heads=16)
+    edit_json(folder, "config.json", d_model=2**20, encoder_attention_heads=16, decoder_attention_heads=16)
     monkeypatch.setattr(torch.nn.Linear, "__init__", lambda *a, **k: pytest.fail("allocated a layer"))
     with pytest.raises(ModelError, match="parameters, more than"):
         check_model_folder(folder)
-    monkeypatch.setenv(MAX_PARAMETERS_ENV, str(10 ** 15))
+    monkeypatch.setenv(MAX_PARAMETERS_ENV, str(10**15))
     check_model_folder(folder)  # the limit can be raised for a model that really is that large
 
 

@@ -30,8 +30,10 @@ from dialogsum_batch.errors import ModelError
 from dialogsum_batch.hub import OFFLINE_VARIABLES
 
 DATE = "2024-01-01T00:00:00.000Z"
-CHATS = "".join(json.dumps({"id": f"c{i}", "dialogue": f"Amy: are we still on for {day}?\nBob: yes, see you"}) + "\n"
-                for i, day in enumerate(["Monday", "Friday", "lunch"]))
+CHATS = "".join(
+    json.dumps({"id": f"c{i}", "dialogue": f"Amy: are we still on for {day}?\nBob: yes, see you"}) + "\n"
+    for i, day in enumerate(["Monday", "Friday", "lunch"])
+)
 
 
 # ----------------------------------------------------------------------------- the stand-in Hub
@@ -129,18 +131,41 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def info(self, repo: str, rev: str = "main") -> None:
         if revision := self.lookup(repo, rev):
-            self.reply(200, {"id": repo, "sha": revision.sha, "private": False,
-                             "siblings": [{"rfilename": name} for name in revision.files]})
+            self.reply(
+                200,
+                {
+                    "id": repo,
+                    "sha": revision.sha,
+                    "private": False,
+                    "siblings": [{"rfilename": name} for name in revision.files],
+                },
+            )
 
     def tree(self, repo: str, rev: str) -> None:
         if revision := self.lookup(repo, rev):
-            self.reply(200, [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                             for name, data in revision.files.items()])
+            self.reply(
+                200,
+                [
+                    {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                    for name, data in revision.files.items()
+                ],
+            )
 
     def commits(self, repo: str, rev: str) -> None:
         if revision := self.lookup(repo, rev):
-            self.reply(200, [{"id": commit.sha, "title": "a commit", "message": "", "date": DATE,
-                              "authors": [{"user": "someone"}]} for commit in revision.history()])
+            self.reply(
+                200,
+                [
+                    {
+                        "id": commit.sha,
+                        "title": "a commit",
+                        "message": "",
+                        "date": DATE,
+                        "authors": [{"user": "someone"}],
+                    }
+                    for commit in revision.history()
+                ],
+            )
 
     def discussions(self, repo: str) -> None:
         items = self.server.repos[repo].discussions
@@ -149,20 +174,29 @@ class HubHandler(BaseHTTPRequestHandler):
     def resolve(self, repo: str, rev: str, path: str) -> None:
         revision = self.lookup(repo, rev)
         if revision and path not in revision.files:
-            self.reply(404, {"error": "Entry not found"},
-                       {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": revision.sha})
+            self.reply(
+                404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": revision.sha}
+            )
         elif revision:
             data = revision.files[path]
             self.reply(200, data, {"X-Repo-Commit": revision.sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
 
 
 def pull_request(num: int, author: str, repo_id: str) -> dict:
-    return {"num": num, "title": CONVERSION_TITLE, "author": {"name": author}, "createdAt": DATE,
-            "status": "open", "isPullRequest": True, "repo": {"name": repo_id, "type": "model"}}
+    return {
+        "num": num,
+        "title": CONVERSION_TITLE,
+        "author": {"name": author},
+        "createdAt": DATE,
+        "status": "open",
+        "isPullRequest": True,
+        "repo": {"name": repo_id, "type": "model"},
+    }
 
 
-def converted_repo(repo_id: str, pickle_only: dict[str, bytes], weights: bytes, author: str,
-                   main_moved_on: bool = False) -> Repo:
+def converted_repo(
+    repo_id: str, pickle_only: dict[str, bytes], weights: bytes, author: str, main_moved_on: bool = False
+) -> Repo:
     """Pickle-only main, and a conversion PR (as SFconvertbot opens them) adding model.safetensors."""
     base = Revision(pickle_only)
     conversion = Revision({**pickle_only, "model.safetensors": weights}, parent=base)
@@ -182,10 +216,12 @@ def repos(tiny_model_dir) -> dict[str, Repo]:
     weights = files["model.safetensors"]
     pickle_only = {name: data for name, data in files.items() if name != "model.safetensors"}
     pickle_only["pytorch_model.bin"] = pickled.getvalue()
-    return {"org/safe-model": Repo({"main": Revision(files)}),
-            "org/pickle-model": converted_repo("org/pickle-model", pickle_only, weights, CONVERSION_BOT),
-            "org/impostor-model": converted_repo("org/impostor-model", pickle_only, weights, "someone-else"),
-            "org/stale-model": converted_repo("org/stale-model", pickle_only, weights, CONVERSION_BOT, True)}
+    return {
+        "org/safe-model": Repo({"main": Revision(files)}),
+        "org/pickle-model": converted_repo("org/pickle-model", pickle_only, weights, CONVERSION_BOT),
+        "org/impostor-model": converted_repo("org/impostor-model", pickle_only, weights, "someone-else"),
+        "org/stale-model": converted_repo("org/stale-model", pickle_only, weights, CONVERSION_BOT, True),
+    }
 
 
 @pytest.fixture
@@ -217,8 +253,9 @@ def summarize(args: list[str]):
 
 def fetched(server: StandInHub, name: str) -> bool:
     """Whether a file of that name was downloaded (at whatever revision)."""
-    return any(line.startswith("GET /") and "/resolve/" in line and line.endswith(f"/{name}")
-               for line in server.requests)
+    return any(
+        line.startswith("GET /") and "/resolve/" in line and line.endswith(f"/{name}") for line in server.requests
+    )
 
 
 # ----------------------------------------------------------------------------- the tests
@@ -238,8 +275,10 @@ def test_pickle_only_main_serves_the_bot_conversion_through_the_cli(hub):
     assert result.exit_code == 0, result.stderr
     rows = read_jsonl(result.stdout)
     assert [row["id"] for row in rows] == ["c0", "c1", "c2"] and all(isinstance(row["summary"], str) for row in rows)
-    assert ("model org/pickle-model: revision refs/pr/1 (the safetensors conversion by SFconvertbot; main has only "
-            f"pickle weights), downloaded from {hub.url}") in result.stderr
+    assert (
+        "model org/pickle-model: revision refs/pr/1 (the safetensors conversion by SFconvertbot; main has only "
+        f"pickle weights), downloaded from {hub.url}"
+    ) in result.stderr
     assert fetched(hub, "model.safetensors") and not fetched(hub, "pytorch_model.bin")
 
 

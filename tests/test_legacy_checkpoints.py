@@ -30,8 +30,16 @@ from dialogsum_batch.tasks.training import finetune as finetune_task
 TEST_FILE = project_data_dir() / "test.jsonl"
 LEGACY_FILES = {"config.json", "spiece.model", "special_tokens_map.json", "tokenizer_config.json"}
 # A few steps on a few synthetic chats: enough to show that training starts from the folder.
-QUICK_RUN = ["max_steps=2", "eval_steps=2", "save_steps=2", "logging_steps=1", "synthetic_train=16",
-             "synthetic_validation=4", "project_data=false", "per_device_train_batch_size=4"]
+QUICK_RUN = [
+    "max_steps=2",
+    "eval_steps=2",
+    "save_steps=2",
+    "logging_steps=1",
+    "synthetic_train=16",
+    "synthetic_validation=4",
+    "project_data=false",
+    "per_device_train_batch_size=4",
+]
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +57,9 @@ def legacy_b(tiny_model_dir, tmp_path_factory) -> Path:
 def serve(model: Path, out: Path, *options: str) -> tuple[list[dict], dict]:
     """``dialogsum-batch -m MODEL data/test.jsonl --metrics-out``: the summaries and the metrics."""
     metrics = out.with_suffix(".metrics.json")
-    result = CliRunner().invoke(cli_main, ["-m", str(model), str(TEST_FILE), "--metrics-out", str(metrics),
-                                           "--quiet", *options])
+    result = CliRunner().invoke(
+        cli_main, ["-m", str(model), str(TEST_FILE), "--metrics-out", str(metrics), "--quiet", *options]
+    )
     assert result.exit_code == 0, result.output
     return read_jsonl(result.stdout), json.loads(metrics.read_text())
 
@@ -66,8 +75,12 @@ def summaries(rows: list[dict]) -> list[str]:
 
 def dialogues() -> list[str]:
     """Every dialogue in the project's data/*.jsonl files."""
-    return [json.loads(line)["dialogue"] for path in sorted(project_data_dir().glob("*.jsonl"))
-            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)["dialogue"]
+        for path in sorted(project_data_dir().glob("*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def decoding_settings(metrics: dict) -> dict:
@@ -87,15 +100,22 @@ def test_folders_are_laid_out_as_the_transformers_4_hub_repos(legacy_a, legacy_b
     sp = spm.SentencePieceProcessor(model_file=str(legacy_a / "spiece.model"))
     assert [sp.id_to_piece(i) for i in range(3)] == ["<pad>", "</s>", "<unk>"]
     config = json.loads((legacy_a / "config.json").read_text())
-    assert {key: config[key] for key in DECODING} == {"num_beams": 8, "length_penalty": 0.8, "max_length": 128,
-                                                       "min_length": 32}
+    assert {key: config[key] for key in DECODING} == {
+        "num_beams": 8,
+        "length_penalty": 0.8,
+        "max_length": 128,
+        "min_length": 32,
+    }
     assert config["vocab_size"] == sp.get_piece_size() + OFFSET
     assert config["architectures"] == ["PegasusForConditionalGeneration"]
     assert (config["normalize_before"], config["normalize_embedding"]) == (True, False)
     assert config["transformers_version"].startswith("4.")
     tokenizer = json.loads((legacy_a / "tokenizer_config.json").read_text())
-    assert (tokenizer["offset"], tokenizer["tokenizer_class"], tokenizer["mask_token"]) == (103, "PegasusTokenizer",
-                                                                                           "<mask_2>")
+    assert (tokenizer["offset"], tokenizer["tokenizer_class"], tokenizer["mask_token"]) == (
+        103,
+        "PegasusTokenizer",
+        "<mask_2>",
+    )
     extra = json.loads((legacy_a / "special_tokens_map.json").read_text())["additional_special_tokens"]
     assert extra == ["<mask_1>"] + [f"<unk_{i}>" for i in range(2, 103)]
     state = torch.load(legacy_b / "pytorch_model.bin", weights_only=True)
@@ -110,8 +130,9 @@ def test_token_ids_are_sentencepiece_ids_plus_the_offset_then_eos(legacy_a, reco
     sp = spm.SentencePieceProcessor(model_file=str(legacy_a / "spiece.model"))
     texts = dialogues()
     encoded = encode_texts(tokenizer, texts, 1024)  # what both backends feed the model
-    agree = sum(row.ids == [i + OFFSET for i in sp.encode(text)] + [1]
-                for row, text in zip(encoded, texts, strict=True))
+    agree = sum(
+        row.ids == [i + OFFSET for i in sp.encode(text)] + [1] for row, text in zip(encoded, texts, strict=True)
+    )
     record_property("legacy_token_id_agreement", f"{agree}/{len(texts)}")
     print(f"token ids agree with SentencePiece + {OFFSET} on {agree}/{len(texts)} dialogues")
     assert len(texts) >= 80 and agree >= 0.99 * len(texts)
@@ -154,12 +175,14 @@ def test_computes_what_the_tiny_model_it_renumbers_computes(legacy_a, tiny_model
     tiny, legacy = (AutoModelForSeq2SeqLM.from_pretrained(path).eval() for path in (tiny_model_dir, legacy_a))
     for tiny_row, legacy_row in zip(tiny_ids, legacy_ids, strict=True):
         with torch.inference_mode():  # teacher-forced on the dialogue's first pieces
-            expected = tiny(input_ids=torch.tensor([tiny_row.ids]),
-                            decoder_input_ids=torch.tensor([[0] + tiny_row.ids[:15]])).logits
-            got = legacy(input_ids=torch.tensor([legacy_row.ids]),
-                         decoder_input_ids=torch.tensor([[0] + legacy_row.ids[:15]])).logits
+            expected = tiny(
+                input_ids=torch.tensor([tiny_row.ids]), decoder_input_ids=torch.tensor([[0] + tiny_row.ids[:15]])
+            ).logits
+            got = legacy(
+                input_ids=torch.tensor([legacy_row.ids]), decoder_input_ids=torch.tensor([[0] + legacy_row.ids[:15]])
+            ).logits
         torch.testing.assert_close(got[..., to_legacy], expected, atol=1e-4, rtol=1e-4)
-        assert got[..., 4:OFFSET + 2].max() < -1000  # <unk_2>..<unk_102> are never generated
+        assert got[..., 4 : OFFSET + 2].max() < -1000  # <unk_2>..<unk_102> are never generated
 
 
 def test_finetune_trains_from_it(legacy_a, tmp_path, capsys):
@@ -177,8 +200,9 @@ def test_finetune_trains_from_it(legacy_a, tmp_path, capsys):
 
 
 def test_evaluate_scores_it_with_the_same_summaries(served_a, legacy_a, tmp_path):
-    metrics = evaluate_task(MockContext(), data=str(TEST_FILE), model=str(legacy_a), output_dir=str(tmp_path / "eval"),
-                            bootstrap="50")
+    metrics = evaluate_task(
+        MockContext(), data=str(TEST_FILE), model=str(legacy_a), output_dir=str(tmp_path / "eval"), bootstrap="50"
+    )
     assert metrics["records"] == 12 and set(metrics["rouge"]) >= {"rouge1", "rougeL"}
     assert decoding_settings({"model": metrics["generation"]}) == decoding_settings(served_a[1])
     predictions = read_jsonl((tmp_path / "eval" / "predictions.jsonl").read_text(encoding="utf-8"))
@@ -218,10 +242,12 @@ def task_refusal(task, **options) -> str:
 def test_pickle_only_is_refused_in_one_line_by_every_entry_point(legacy_b, tmp_path):
     refusals = {
         "dialogsum-batch": cli_refusal(legacy_b),
-        "finetune": task_refusal(finetune_task, preset="smoke", base_model=str(legacy_b),
-                                 output_dir=str(tmp_path / "run")),
-        "evaluate": task_refusal(evaluate_task, data=str(TEST_FILE), model=str(legacy_b),
-                                 output_dir=str(tmp_path / "eval")),
+        "finetune": task_refusal(
+            finetune_task, preset="smoke", base_model=str(legacy_b), output_dir=str(tmp_path / "run")
+        ),
+        "evaluate": task_refusal(
+            evaluate_task, data=str(TEST_FILE), model=str(legacy_b), output_dir=str(tmp_path / "eval")
+        ),
         "export": task_refusal(export_task, model=str(legacy_b), output_dir=str(tmp_path / "out")),
     }
     for entry, message in refusals.items():
@@ -233,14 +259,27 @@ def test_pickle_only_is_refused_in_one_line_by_every_entry_point(legacy_b, tmp_p
 def test_pickle_only_works_everywhere_when_allowed(served_a, legacy_b, tmp_path):
     rows, _ = serve(legacy_b, tmp_path / "served", "--allow-pickle")
     assert summaries(rows) == summaries(served_a[0])
-    metrics = evaluate_task(MockContext(), data=str(TEST_FILE), model=str(legacy_b), output_dir=str(tmp_path / "eval"),
-                            bootstrap="10", limit="2", allow_pickle=True)
+    metrics = evaluate_task(
+        MockContext(),
+        data=str(TEST_FILE),
+        model=str(legacy_b),
+        output_dir=str(tmp_path / "eval"),
+        bootstrap="10",
+        limit="2",
+        allow_pickle=True,
+    )
     assert metrics["records"] == 2
     run_dir = tmp_path / "run"
-    finetune_task(Context(), preset="smoke", base_model=str(legacy_b), output_dir=str(run_dir),
-                  set_=[*QUICK_RUN, "allow_pickle=true"])
+    finetune_task(
+        Context(),
+        preset="smoke",
+        base_model=str(legacy_b),
+        output_dir=str(run_dir),
+        set_=[*QUICK_RUN, "allow_pickle=true"],
+    )
     assert (run_dir / "model.safetensors").is_file()
     for form in ("hf", "ctranslate2") if importlib.util.find_spec("ctranslate2") else ("hf",):
-        out = export_task(MockContext(), model=str(legacy_b), format=form, output_dir=str(tmp_path / form),
-                          allow_pickle=True)
+        out = export_task(
+            MockContext(), model=str(legacy_b), format=form, output_dir=str(tmp_path / form), allow_pickle=True
+        )
         assert (out / ("model.safetensors" if form == "hf" else "model.bin")).is_file()

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import read_jsonl
 
-from dialogsum_batch.inference.batching import CUT, windows
 from dialogsum_batch.cli import main
+from dialogsum_batch.inference.batching import CUT, windows
 from dialogsum_batch.inference.feed import Feed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,12 +105,26 @@ class Live:
     stdout (lines taken on a thread, so a read can time out)."""
 
     def __init__(self, model: Path, *options: str, launcher: tuple[str, ...] = ()):
-        command = [sys.executable, *launcher, "-m", "dialogsum_batch", "-m", str(model), "--threads", "1",
-                   "--num-beams", "1", "--max-new-tokens", "8", *options]
+        command = [
+            sys.executable,
+            *launcher,
+            "-m",
+            "dialogsum_batch",
+            "-m",
+            str(model),
+            "--threads",
+            "1",
+            "--num-beams",
+            "1",
+            "--max-new-tokens",
+            "8",
+            *options,
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
         env.pop("WORLD_SIZE", None)
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.started = threading.Event()
         threading.Thread(target=self._pump, args=(self.process.stdout, self.lines.put), daemon=True).start()
@@ -221,9 +235,14 @@ def test_a_stop_while_a_cut_window_is_summarized_finishes_that_window(tmp_path):
     that lands while they are being summarized writes them all, then stops (143)."""
     script = tmp_path / "slow_fake.py"
     script.write_text(SLOW_FAKE.format(tests=str(REPO / "tests")), encoding="utf-8")
-    process = subprocess.Popen([sys.executable, str(script), "-m", "x", "--max-wait", "0.3", "--max-batch-size", "1"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    process = subprocess.Popen(
+        [sys.executable, str(script), "-m", "x", "--max-wait", "0.3", "--max-batch-size", "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         process.stdin.write("".join(record(i) for i in range(4)))
         process.stdin.flush()

@@ -36,10 +36,12 @@ def bars_on():
     hf_logging.enable_progress_bar()
     datasets.enable_progress_bars()
     yield
-    for on, enable, disable in zip(before, (hf_logging.enable_progress_bar, hub.enable_progress_bars,
-                                            datasets.enable_progress_bars),
-                                   (hf_logging.disable_progress_bar, hub.disable_progress_bars,
-                                    datasets.disable_progress_bars), strict=True):
+    for on, enable, disable in zip(
+        before,
+        (hf_logging.enable_progress_bar, hub.enable_progress_bars, datasets.enable_progress_bars),
+        (hf_logging.disable_progress_bar, hub.disable_progress_bars, datasets.disable_progress_bars),
+        strict=True,
+    ):
         (enable if on else disable)()
 
 

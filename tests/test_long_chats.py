@@ -26,8 +26,9 @@ def words(texts):
 
 
 def chat(turn_count: int, words_per_turn: int = 9) -> str:
-    return "\n".join(f"P{i % 3}: " + " ".join(f"w{i}x{j}" for j in range(words_per_turn - 1))
-                     for i in range(turn_count))
+    return "\n".join(
+        f"P{i % 3}: " + " ".join(f"w{i}x{j}" for j in range(words_per_turn - 1)) for i in range(turn_count)
+    )
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -99,8 +100,11 @@ def test_joined_summaries_longer_than_the_target_are_summarized_again():
 def test_truncate_is_unchanged_and_chunk_leaves_short_records_alone():
     texts = ["A: short", chat(50), "B: also short"]
     truncated = summarize(FakeBackend(max_source_length=64), texts, LongSettings())
-    assert [(o.summary, o.truncated, o.chunks) for o in truncated] == \
-        [("A: short", False, 0), ("P0: " + " ".join(f"w0x{j}" for j in range(8)), True, 0), ("B: also short", False, 0)]
+    assert [(o.summary, o.truncated, o.chunks) for o in truncated] == [
+        ("A: short", False, 0),
+        ("P0: " + " ".join(f"w0x{j}" for j in range(8)), True, 0),
+        ("B: also short", False, 0),
+    ]
     chunked = summarize(FakeBackend(max_source_length=64), texts)
     assert [o.summary for o in chunked][::2] == [o.summary for o in truncated][::2]
 
@@ -143,8 +147,13 @@ def test_a_100000_token_chat_runs_in_memory_proportional_to_its_text():
 def test_the_command_writes_chunks_and_resumes_a_chunked_record_as_one(fake_backend, tmp_path):
     fake_backend.max_source_length = 64
     source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"id": f"c{i}", "dialogue": text, "summary": "P0 said things"}) + "\n"
-                              for i, text in enumerate(["A: hi", chat(40), "B: bye"])), encoding="utf-8")
+    source.write_text(
+        "".join(
+            json.dumps({"id": f"c{i}", "dialogue": text, "summary": "P0 said things"}) + "\n"
+            for i, text in enumerate(["A: hi", chat(40), "B: bye"])
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
     first = CliRunner().invoke(main, ["-m", "x", str(source), "-o", str(out), "--long", "chunk", "-q"])
     assert first.exit_code == 0, first.output
@@ -161,3 +170,28 @@ def test_truncate_stays_the_default(fake_backend):
     result = CliRunner().invoke(main, ["-m", "x", "-q"], input=json.dumps({"id": "l", "dialogue": chat(40)}) + "\n")
     (row,) = read_jsonl(result.stdout)
     assert row["truncated"] is True and "chunks" not in row
+
+
+def test_the_tiny_model_summarizes_a_long_chat_in_pieces(tiny_model_dir):
+    """The real tokenizer and model: pieces cut by their own token counts, every one within the limit."""
+    dialogue = chat(30, 12)
+    args = [
+        "-m",
+        str(tiny_model_dir),
+        "--threads",
+        "1",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--max-source-length",
+        "48",
+        "-q",
+    ]
+    stdin = json.dumps({"id": "long", "dialogue": dialogue}) + "\n"
+    chunked = CliRunner().invoke(main, [*args, "--long", "chunk"], input=stdin)
+    truncated = CliRunner().invoke(main, args, input=stdin)
+    assert chunked.exit_code == 0 and truncated.exit_code == 0, chunked.output + truncated.output
+    (piecewise,), (cut,) = read_jsonl(chunked.stdout), read_jsonl(truncated.stdout)
+    assert piecewise["chunks"] >= 30 * 13 // 48 and "truncated" not in piecewise
+    assert cut["truncated"] is True and "chunks" not in cut

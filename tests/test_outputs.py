@@ -16,11 +16,19 @@ from hypothesis import strategies as st
 
 from dialogsum_batch.errors import DataError, InputError, LockedError
 from dialogsum_batch.inference.outputs import (
-    ERROR_KEYS, OUTPUT_KEYS, JsonlWriter, OutputLock, done_errors, done_ids, error_record, jsonl_line, open_output,
-    same_file, scan_written,
+    ERROR_KEYS,
+    OUTPUT_KEYS,
+    JsonlWriter,
+    OutputLock,
+    done_errors,
+    done_ids,
+    error_record,
+    jsonl_line,
+    open_output,
+    same_file,
+    scan_written,
 )
 from dialogsum_batch.inference.records import RAW_LIMIT
-
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -31,8 +39,7 @@ DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
 class FailingStream(io.StringIO):
     """A text stream whose writes or flushes fail as a full disk or a closed pipe does."""
 
-    def __init__(self, name: str | None = "out.jsonl", fail: str = "write",
-                 error: OSError = DISK_FULL):
+    def __init__(self, name: str | None = "out.jsonl", fail: str = "write", error: OSError = DISK_FULL):
         super().__init__()
         if name is not None:
             self.name = name
@@ -71,8 +78,18 @@ def test_jsonl_line_is_one_strict_line_with_non_ascii_kept():
     assert line == '{"id": "ü1", "summary": "Zoë says 你好 🙂", "n": 2, "ok": true, "x": null}\n'
 
 
-@pytest.mark.parametrize("char, escape", [("\u2028", "\\u2028"), ("\u2029", "\\u2029"), ("\u0085", "\\u0085"),
-                                          ("\n", "\\n"), ("\r", "\\r"), ("\x0b", "\\u000b"), ("\x1c", "\\u001c")])
+@pytest.mark.parametrize(
+    "char, escape",
+    [
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+        ("\u0085", "\\u0085"),
+        ("\n", "\\n"),
+        ("\r", "\\r"),
+        ("\x0b", "\\u000b"),
+        ("\x1c", "\\u001c"),
+    ],
+)
 def test_jsonl_line_escapes_every_line_break(char, escape):
     line = jsonl_line({"summary": f"a{char}b", f"k{char}": 1})
     assert char not in line[:-1]
@@ -88,9 +105,18 @@ def test_jsonl_line_refuses_nan_and_infinity(number):
 
 
 @pytest.mark.property
-@given(st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",)), max_size=5),
-                       st.one_of(st.text(st.characters(blacklist_categories=("Cs",))), st.integers(),
-                                 st.floats(allow_nan=False, allow_infinity=False), st.none()), max_size=5))
+@given(
+    st.dictionaries(
+        st.text(st.characters(blacklist_categories=("Cs",)), max_size=5),
+        st.one_of(
+            st.text(st.characters(blacklist_categories=("Cs",))),
+            st.integers(),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.none(),
+        ),
+        max_size=5,
+    )
+)
 def test_jsonl_line_round_trips_as_a_single_line(value):
     line = jsonl_line(value)
     assert line.endswith("\n") and len(line.splitlines()) == 1
@@ -168,8 +194,10 @@ def test_different_files_are_not_the_same(a_file):
     assert not same_file(str(a_file), str(other))
 
 
-@pytest.mark.parametrize("first, second", [("out.jsonl", "missing.jsonl"), ("missing.jsonl", "out.jsonl"),
-                                           ("missing.jsonl", "also-missing.jsonl")])
+@pytest.mark.parametrize(
+    "first, second",
+    [("out.jsonl", "missing.jsonl"), ("missing.jsonl", "out.jsonl"), ("missing.jsonl", "also-missing.jsonl")],
+)
 def test_same_file_with_a_missing_file_is_false(a_file, first, second):
     folder = a_file.parent
     assert not same_file(str(folder / first), str(folder / second))
@@ -215,14 +243,22 @@ def test_open_output_that_cannot_be_written_is_a_data_error(tmp_path):
 
 def test_error_record_fields():
     error = InputError("chats.jsonl", 17, "field 'dialogue' is missing", '{"id": 1}')
-    assert error_record(error) == {"source": "chats.jsonl", "line": 17, "reason": "field 'dialogue' is missing",
-                                   "raw": '{"id": 1}'}
+    assert error_record(error) == {
+        "source": "chats.jsonl",
+        "line": 17,
+        "reason": "field 'dialogue' is missing",
+        "raw": '{"id": 1}',
+    }
 
 
 def test_error_record_without_line_or_raw():
     error = InputError("gone.jsonl", None, "cannot open (No such file or directory)")
-    assert error_record(error) == {"source": "gone.jsonl", "line": None,
-                                   "reason": "cannot open (No such file or directory)", "raw": None}
+    assert error_record(error) == {
+        "source": "gone.jsonl",
+        "line": None,
+        "reason": "cannot open (No such file or directory)",
+        "raw": None,
+    }
 
 
 def test_error_record_shortens_a_long_raw_line():
@@ -232,8 +268,11 @@ def test_error_record_shortens_a_long_raw_line():
 
 def test_error_records_resume_through_done_errors(tmp_path):
     path = tmp_path / "errors.jsonl"
-    errors = [InputError("a.jsonl", 3, "bad"), InputError("b.jsonl", None, "cannot open"),
-              InputError("a.jsonl", 3, "x")]
+    errors = [
+        InputError("a.jsonl", 3, "bad"),
+        InputError("b.jsonl", None, "cannot open"),
+        InputError("a.jsonl", 3, "x"),
+    ]
     path.write_bytes(lines(*(error_record(error) for error in errors)))
     assert done_errors(str(path)) == {("a.jsonl", 3), ("b.jsonl", None)}
 
@@ -303,20 +342,30 @@ def test_a_complete_file_is_not_cut(tmp_path):
     assert path.read_bytes() == whole
 
 
-@pytest.mark.parametrize("content, number, reason", [
-    (b"hello world\n", 1, "invalid JSON (Expecting value)"),
-    (lines({"id": "a"}) + b"[1, 2]\n", 2, "expected a JSON object, got array"),
-    (lines({"id": "a"}) + b"\n" + lines({"summary": "s"}), 3, "no field 'id'"),
-    (lines({"id": True}), 1, "field 'id' must be a string, got boolean"),
-    (lines({"id": None}), 1, "field 'id' must be a string, got null"),
-    (lines({"id": 1.5}), 1, "field 'id' must be a string, got number"),
-    (lines({"id": ["a"]}), 1, "field 'id' must be a string, got array"),
-    (b'{"id": "caf\xe9"}\n', 1, "invalid UTF-8 at byte 11"),
-    (b'{"id": "a", "n": ' + b"9" * 5000 + b"}\n", 1, "JSON nested too deeply or with a number too long to read"),
-    (lines({"id": "a"}) + b"plain text without a newline", 2,
-     "the last line is cut short and does not start like ours"),
-    (lines({"id": "a"}) + b'{"summary": "s", "id": "x', 2, "the last line is cut short and does not start like ours"),
-])
+@pytest.mark.parametrize(
+    "content, number, reason",
+    [
+        (b"hello world\n", 1, "invalid JSON (Expecting value)"),
+        (lines({"id": "a"}) + b"[1, 2]\n", 2, "expected a JSON object, got array"),
+        (lines({"id": "a"}) + b"\n" + lines({"summary": "s"}), 3, "no field 'id'"),
+        (lines({"id": True}), 1, "field 'id' must be a string, got boolean"),
+        (lines({"id": None}), 1, "field 'id' must be a string, got null"),
+        (lines({"id": 1.5}), 1, "field 'id' must be a string, got number"),
+        (lines({"id": ["a"]}), 1, "field 'id' must be a string, got array"),
+        (b'{"id": "caf\xe9"}\n', 1, "invalid UTF-8 at byte 11"),
+        (b'{"id": "a", "n": ' + b"9" * 5000 + b"}\n", 1, "JSON nested too deeply or with a number too long to read"),
+        (
+            lines({"id": "a"}) + b"plain text without a newline",
+            2,
+            "the last line is cut short and does not start like ours",
+        ),
+        (
+            lines({"id": "a"}) + b'{"summary": "s", "id": "x',
+            2,
+            "the last line is cut short and does not start like ours",
+        ),
+    ],
+)
 def test_foreign_file_is_a_data_error_naming_path_line_and_left_unchanged(tmp_path, content, number, reason):
     path = tmp_path / "out.jsonl"
     path.write_bytes(content)
@@ -364,13 +413,16 @@ def test_done_errors_cut_a_torn_error_line(tmp_path):
     assert path.read_bytes() == whole
 
 
-@pytest.mark.parametrize("row, reason", [
-    ({"id": "c0", "summary": "s"}, "no field 'source'"),
-    ({"source": "a", "reason": "r"}, "no field 'line'"),
-    ({"source": 3, "line": 1}, "field 'source' must be a string, got number"),
-    ({"source": "a", "line": "1"}, "field 'line' must be an integer or null, got string"),
-    ({"source": "a", "line": False}, "field 'line' must be an integer or null, got boolean"),
-])
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        ({"id": "c0", "summary": "s"}, "no field 'source'"),
+        ({"source": "a", "reason": "r"}, "no field 'line'"),
+        ({"source": 3, "line": 1}, "field 'source' must be a string, got number"),
+        ({"source": "a", "line": "1"}, "field 'line' must be an integer or null, got string"),
+        ({"source": "a", "line": False}, "field 'line' must be an integer or null, got boolean"),
+    ],
+)
 def test_done_errors_refuse_a_file_that_is_not_an_errors_file(tmp_path, row, reason):
     path = tmp_path / "errors.jsonl"
     path.write_bytes(lines(row))

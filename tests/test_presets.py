@@ -99,11 +99,18 @@ def test_fp16_is_refused_with_the_reason(tmp_path):
 
 @pytest.mark.parametrize(
     ("key", "text", "value"),
-    [("max_steps", "1e3", 1000), ("bf16", "none", None), ("gradient_checkpointing", "on", True),
-     ("max_eval_samples", "null", None), ("eval_num_beams", "2", 2), ("warmup_steps", "0.1", 0.1),
-     ("columns", '{"dialogue": "chat"}', {"dialogue": "chat"}),
-     ("data", '{"train": "a.csv", "validation": "b.csv"}', {"train": "a.csv", "validation": "b.csv"}),
-     ("data", "Samsung/samsum", "Samsung/samsum"), ("output_dir", "runs/x", "runs/x")],
+    [
+        ("max_steps", "1e3", 1000),
+        ("bf16", "none", None),
+        ("gradient_checkpointing", "on", True),
+        ("max_eval_samples", "null", None),
+        ("eval_num_beams", "2", 2),
+        ("warmup_steps", "0.1", 0.1),
+        ("columns", '{"dialogue": "chat"}', {"dialogue": "chat"}),
+        ("data", '{"train": "a.csv", "validation": "b.csv"}', {"train": "a.csv", "validation": "b.csv"}),
+        ("data", "Samsung/samsum", "Samsung/samsum"),
+        ("output_dir", "runs/x", "runs/x"),
+    ],
 )
 def test_command_line_text_is_coerced_to_each_fields_type(key, text, value):
     assert getattr(load_train_config("smoke", overrides={key: text}), key) == value
@@ -111,10 +118,17 @@ def test_command_line_text_is_coerced_to_each_fields_type(key, text, value):
 
 @pytest.mark.parametrize(
     ("key", "text", "expected"),
-    [("max_steps", "2.5", "whole number"), ("bf16", "maybe", "true or false"), ("learning_rate", "fast", "rate"),
-     ("columns", "dialogue=chat", "JSON object"), ("per_device_train_batch_size", "0", "at least 1"),
-     ("optimizer", "sgd", "adamw, adafactor"), ("lr_scheduler_type", "cosine_annealing", "not one of"),
-     ("label_smoothing", "1.5", "label_smoothing"), ("metric_for_best_model", "bleu", "rougeL")],
+    [
+        ("max_steps", "2.5", "whole number"),
+        ("bf16", "maybe", "true or false"),
+        ("learning_rate", "fast", "rate"),
+        ("columns", "dialogue=chat", "JSON object"),
+        ("per_device_train_batch_size", "0", "at least 1"),
+        ("optimizer", "sgd", "adamw, adafactor"),
+        ("lr_scheduler_type", "cosine_annealing", "not one of"),
+        ("label_smoothing", "1.5", "label_smoothing"),
+        ("metric_for_best_model", "bleu", "rougeL"),
+    ],
 )
 def test_bad_values_are_one_line_config_errors(key, text, expected):
     with pytest.raises(ConfigError, match=expected):
@@ -139,8 +153,12 @@ def test_schedules_are_ones_the_trainer_knows():
 
 @pytest.mark.parametrize(
     ("content", "name", "expected"),
-    [("{bad json", "run.json", r"run\.json:1: invalid JSON"), ("a: [1,\n", "run.yaml", "invalid YAML"),
-     ("- 1\n- 2\n", "run.yml", "expected a mapping"), ("x = 1", "run.toml", "name it .json, .yaml or .yml")],
+    [
+        ("{bad json", "run.json", r"run\.json:1: invalid JSON"),
+        ("a: [1,\n", "run.yaml", "invalid YAML"),
+        ("- 1\n- 2\n", "run.yml", "expected a mapping"),
+        ("x = 1", "run.toml", "name it .json, .yaml or .yml"),
+    ],
 )
 def test_bad_config_files_are_config_errors(tmp_path, content, name, expected):
     file = tmp_path / name

@@ -15,10 +15,19 @@ from hypothesis import strategies as st
 from dialogsum_batch.config import FieldNames
 from dialogsum_batch.errors import InputError
 from dialogsum_batch.inference.records import (
-    RAW_LIMIT, SKIP_CHUNK, BadRecord, Record, bounded_lines, decoded_lines, detect_format, expand, normalise,
-    read_files, read_records, sniffed_lines,
+    RAW_LIMIT,
+    SKIP_CHUNK,
+    BadRecord,
+    Record,
+    bounded_lines,
+    decoded_lines,
+    detect_format,
+    expand,
+    normalise,
+    read_files,
+    read_records,
+    sniffed_lines,
 )
-
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -71,27 +80,33 @@ def stdin(monkeypatch):
 
 
 def test_jsonl_record_fields_ids_and_extra(tmp_path):
-    path = write(tmp_path / "chats.jsonl",
-                 '{"id": "a1", "dialogue": "A: hi\\nB: yo", "summary": "greeting", "topic": "x", "n": 3}\n')
+    path = write(
+        tmp_path / "chats.jsonl",
+        '{"id": "a1", "dialogue": "A: hi\\nB: yo", "summary": "greeting", "topic": "x", "n": 3}\n',
+    )
     record = only(read(path))
     assert record == Record(0, "a1", "A: hi\nB: yo", ("greeting",), path, 1, {"topic": "x", "n": 3})
 
 
-@pytest.mark.parametrize("value, expected", [
-    ('"abc"', "abc"),
-    ("17", "17"),
-    ("0", "0"),
-    ('""', None),  # empty: FILE:LINE
-    ("null", None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ('"abc"', "abc"),
+        ("17", "17"),
+        ("0", "0"),
+        ('""', None),  # empty: FILE:LINE
+        ("null", None),
+    ],
+)
 def test_jsonl_id_from_field_else_file_and_line(tmp_path, value, expected):
     path = write(tmp_path / "chats.jsonl", '\n{"dialogue": "A: hi", "id": ' + value + "}\n")
     record = only(read(path))
     assert record.id == (expected if expected is not None else f"{path}:2")
 
 
-@pytest.mark.parametrize("value, kind", [("true", "boolean"), ("1.5", "a non-integer number"),
-                                         ("[1]", "array"), ('{"x": 1}', "object")])
+@pytest.mark.parametrize(
+    "value, kind", [("true", "boolean"), ("1.5", "a non-integer number"), ("[1]", "array"), ('{"x": 1}', "object")]
+)
 def test_jsonl_id_of_another_type_is_a_bad_record(tmp_path, value, kind):
     path = write(tmp_path / "chats.jsonl", '{"dialogue": "A: hi", "id": ' + value + "}\n")
     error = bad_one(path)
@@ -99,14 +114,17 @@ def test_jsonl_id_of_another_type_is_a_bad_record(tmp_path, value, kind):
     assert error.reason == f"field 'id' must be a string or an integer, got {kind}"
 
 
-@pytest.mark.parametrize("value, expected", [
-    ('"one ref"', ("one ref",)),
-    ('["r1", "r2"]', ("r1", "r2")),
-    ('["r1", "  ", ""]', ("r1",)),  # blank references dropped
-    ('"   "', ()),
-    ("[]", ()),
-    ("null", ()),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ('"one ref"', ("one ref",)),
+        ('["r1", "r2"]', ("r1", "r2")),
+        ('["r1", "  ", ""]', ("r1",)),  # blank references dropped
+        ('"   "', ()),
+        ("[]", ()),
+        ("null", ()),
+    ],
+)
 def test_jsonl_references_string_or_list(tmp_path, value, expected):
     path = write(tmp_path / "chats.jsonl", '{"dialogue": "A: hi", "summary": ' + value + "}\n")
     assert only(read(path)).references == expected
@@ -125,8 +143,9 @@ def test_jsonl_records_without_a_references_field_have_none(tmp_path):
 
 
 def test_field_names_pick_custom_fields(tmp_path):
-    path = write(tmp_path / "chats.jsonl",
-                 '{"key": 9, "chat": "A: hi", "gold": ["g"], "dialogue": "ignored", "id": "ignored"}\n')
+    path = write(
+        tmp_path / "chats.jsonl", '{"key": 9, "chat": "A: hi", "gold": ["g"], "dialogue": "ignored", "id": "ignored"}\n'
+    )
     record = only(read(path, names=FieldNames(text="chat", id="key", reference="gold")))
     assert (record.id, record.dialogue, record.references) == ("9", "A: hi", ("g",))
     assert record.extra == {"dialogue": "ignored", "id": "ignored"}
@@ -141,25 +160,28 @@ def test_field_names_name_the_custom_field_in_errors(tmp_path):
 # ---------------------------------------------------------------------------- bad records
 
 
-@pytest.mark.parametrize("line, reason", [
-    ('{"dialogue": ', "invalid JSON (Expecting value)"),
-    ("{'dialogue': 'x'}", "invalid JSON (Expecting property name enclosed in double quotes)"),
-    ('{"dialogue": "A: hi"} trailing', "invalid JSON (Extra data)"),
-    ('["A: hi"]', "expected a JSON object, got array"),
-    ('"A: hi"', "expected a JSON object, got string"),
-    ("42", "expected a JSON object, got number"),
-    ("null", "expected a JSON object, got null"),
-    ('{"dialogue": "A: hi", "score": NaN}', "NaN is not valid JSON (RFC 8259)"),
-    ('{"dialogue": "A: hi", "score": -Infinity}', "-Infinity is not valid JSON (RFC 8259)"),
-    ('{"summary": "s"}', "field 'dialogue' is missing"),
-    ('{"dialogue": ""}', "field 'dialogue' is empty"),
-    ('{"dialogue": " \\n\\t "}', "field 'dialogue' is empty"),
-    ('{"dialogue": 5}', "field 'dialogue' must be a string, got number"),
-    ('{"dialogue": null}', "field 'dialogue' must be a string, got null"),
-    ('{"dialogue": ["A: hi"]}', "field 'dialogue' must be a string, got array"),
-    ('{"dialogue": true}', "field 'dialogue' must be a string, got boolean"),
-    ('{"dialogue": "A: \\ud800"}', "field 'dialogue' holds a lone surrogate (\\ud800-\\udfff), which is not text"),
-])
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ('{"dialogue": ', "invalid JSON (Expecting value)"),
+        ("{'dialogue': 'x'}", "invalid JSON (Expecting property name enclosed in double quotes)"),
+        ('{"dialogue": "A: hi"} trailing', "invalid JSON (Extra data)"),
+        ('["A: hi"]', "expected a JSON object, got array"),
+        ('"A: hi"', "expected a JSON object, got string"),
+        ("42", "expected a JSON object, got number"),
+        ("null", "expected a JSON object, got null"),
+        ('{"dialogue": "A: hi", "score": NaN}', "NaN is not valid JSON (RFC 8259)"),
+        ('{"dialogue": "A: hi", "score": -Infinity}', "-Infinity is not valid JSON (RFC 8259)"),
+        ('{"summary": "s"}', "field 'dialogue' is missing"),
+        ('{"dialogue": ""}', "field 'dialogue' is empty"),
+        ('{"dialogue": " \\n\\t "}', "field 'dialogue' is empty"),
+        ('{"dialogue": 5}', "field 'dialogue' must be a string, got number"),
+        ('{"dialogue": null}', "field 'dialogue' must be a string, got null"),
+        ('{"dialogue": ["A: hi"]}', "field 'dialogue' must be a string, got array"),
+        ('{"dialogue": true}', "field 'dialogue' must be a string, got boolean"),
+        ('{"dialogue": "A: \\ud800"}', "field 'dialogue' holds a lone surrogate (\\ud800-\\udfff), which is not text"),
+    ],
+)
 def test_bad_jsonl_line_is_a_bad_record_naming_file_line_and_reason(tmp_path, line, reason):
     path = write(tmp_path / "chats.jsonl", '{"dialogue": "A: first"}\n' + line + '\n{"dialogue": "A: third"}\n')
     items = read(path)
@@ -176,11 +198,14 @@ def test_bad_record_keeps_the_raw_line_shortened(tmp_path):
     assert error.raw == line[:RAW_LIMIT] + "..."
 
 
-@pytest.mark.parametrize("raw, reason", [
-    (b'{"dialogue": "caf\xe9"}', "invalid UTF-8 at byte 17"),
-    (b'{"dialogue": "\xff\xfe"}', "invalid UTF-8 at byte 14"),
-    (b'{"dialogue": "A\x00B"}', "binary data (NUL bytes)"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b'{"dialogue": "caf\xe9"}', "invalid UTF-8 at byte 17"),
+        (b'{"dialogue": "\xff\xfe"}', "invalid UTF-8 at byte 14"),
+        (b'{"dialogue": "A\x00B"}', "binary data (NUL bytes)"),
+    ],
+)
 def test_undecodable_line_is_a_bad_record(tmp_path, raw, reason):
     path = write(tmp_path / "chats.jsonl", b'{"dialogue": "A: ok"}\n' + raw + b"\n")
     items = read(path)
@@ -217,10 +242,13 @@ def test_over_long_line_is_a_bad_record_and_reading_goes_on(tmp_path):
     assert items[2].line == 3
 
 
-@pytest.mark.parametrize("line, expected", [
-    (b"x" * 10, b"x" * 10 + b"\n"),  # exactly the limit: kept
-    (b"x" * 11, 11),  # one byte over: its length
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (b"x" * 10, b"x" * 10 + b"\n"),  # exactly the limit: kept
+        (b"x" * 11, 11),  # one byte over: its length
+    ],
+)
 def test_bounded_lines_limit_is_inclusive(line, expected):
     assert list(bounded_lines(io.BytesIO(line + b"\nnext\n"), 10)) == [expected, b"next\n"]
 
@@ -250,7 +278,10 @@ def test_text_dialogues_split_on_blank_lines_with_file_line_ids(tmp_path):
     path = write(tmp_path / "chats.txt", "A: hi\n  B: yo  \n\n\n\nC: one\r\nD: two\r\n\n   \nE: last")
     items = read(path)
     assert [(item.id, item.dialogue) for item in items] == [
-        (f"{path}:1", "A: hi\nB: yo"), (f"{path}:6", "C: one\nD: two"), (f"{path}:10", "E: last")]
+        (f"{path}:1", "A: hi\nB: yo"),
+        (f"{path}:6", "C: one\nD: two"),
+        (f"{path}:10", "E: last"),
+    ]
     assert [item.index for item in items] == [0, 1, 2]
     assert all(item.references == () and item.extra == {} for item in items)
 
@@ -272,20 +303,23 @@ def test_text_bad_utf8_line_is_a_bad_record(tmp_path):
 # ---------------------------------------------------------------------------- formats
 
 
-@pytest.mark.parametrize("path, first_line, expected", [
-    ("a.jsonl", "A: hi", "jsonl"),
-    ("a.json", None, "jsonl"),
-    ("a.ndjson", "x", "jsonl"),
-    ("a.jsonl.gz", "x", "jsonl"),
-    ("a.txt", '{"dialogue": "x"}', "text"),
-    ("a.txt.gz", '{"dialogue": "x"}', "text"),
-    ("data", '{"dialogue": "x"}', "jsonl"),
-    ("data", '   {"dialogue": "x"}', "jsonl"),
-    ("-", '{"dialogue": "x"}', "jsonl"),
-    ("data", "A: hi", "text"),
-    ("data.gz", "A: {", "text"),
-    ("data", None, "text"),
-])
+@pytest.mark.parametrize(
+    "path, first_line, expected",
+    [
+        ("a.jsonl", "A: hi", "jsonl"),
+        ("a.json", None, "jsonl"),
+        ("a.ndjson", "x", "jsonl"),
+        ("a.jsonl.gz", "x", "jsonl"),
+        ("a.txt", '{"dialogue": "x"}', "text"),
+        ("a.txt.gz", '{"dialogue": "x"}', "text"),
+        ("data", '{"dialogue": "x"}', "jsonl"),
+        ("data", '   {"dialogue": "x"}', "jsonl"),
+        ("-", '{"dialogue": "x"}', "jsonl"),
+        ("data", "A: hi", "text"),
+        ("data.gz", "A: {", "text"),
+        ("data", None, "text"),
+    ],
+)
 def test_detect_format_by_name_else_first_line(path, first_line, expected):
     assert detect_format(path, first_line) == expected
 
@@ -317,8 +351,10 @@ def test_format_option_overrides_the_name(tmp_path):
 def test_format_option_jsonl_on_a_text_file_gives_bad_records(tmp_path):
     path = write(tmp_path / "chats.txt", "A: hi\nB: yo\n")
     items = read(path, fmt="jsonl")
-    assert [str(item.error) for item in items] == [f"{path}:1: invalid JSON (Expecting value)",
-                                                   f"{path}:2: invalid JSON (Expecting value)"]
+    assert [str(item.error) for item in items] == [
+        f"{path}:1: invalid JSON (Expecting value)",
+        f"{path}:2: invalid JSON (Expecting value)",
+    ]
 
 
 # ---------------------------------------------------------------------------- stdin, gzip, many files
@@ -328,7 +364,10 @@ def test_stdin_records_are_numbered_by_index(stdin):
     stdin(b'{"dialogue": "A: hi"}\n\n{"dialogue": "B: yo", "id": "named"}\n{"dialogue": "C"}\n')
     items = read("-")
     assert [(item.id, item.source, item.line) for item in items] == [
-        ("0", "<stdin>", 1), ("named", "<stdin>", 3), ("2", "<stdin>", 4)]
+        ("0", "<stdin>", 1),
+        ("named", "<stdin>", 3),
+        ("2", "<stdin>", 4),
+    ]
 
 
 def test_stdin_bad_record_names_stdin(stdin):
@@ -397,7 +436,11 @@ def test_expand_globs_sorted_and_keeps_what_matches_nothing(tmp_path):
         write(tmp_path / name, "")
     nothing = str(tmp_path / "*.csv")
     assert expand([str(tmp_path / "*.jsonl"), nothing, "plain.jsonl"]) == [
-        str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), nothing, "plain.jsonl"]
+        str(tmp_path / "a.jsonl"),
+        str(tmp_path / "b.jsonl"),
+        nothing,
+        "plain.jsonl",
+    ]
 
 
 def test_expand_keeps_a_file_whose_name_looks_like_a_glob(tmp_path):
@@ -417,14 +460,17 @@ def test_read_records_expands_globs_in_order(tmp_path):
     assert [item.dialogue for item in read_records([str(tmp_path / "*.jsonl")])] == ["first", "second"]
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("A: hi\r\nB: yo", "A: hi\nB: yo"),
-    ("A: hi\rB: yo", "A: hi\nB: yo"),
-    ("\r\n\r\n  A: hi\n\n", "A: hi"),
-    ("A:  two  spaces kept", "A:  two  spaces kept"),
-    ("\u3000A\u3000", "A"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("A: hi\r\nB: yo", "A: hi\nB: yo"),
+        ("A: hi\rB: yo", "A: hi\nB: yo"),
+        ("\r\n\r\n  A: hi\n\n", "A: hi"),
+        ("A:  two  spaces kept", "A:  two  spaces kept"),
+        ("\u3000A\u3000", "A"),
+        ("", ""),
+    ],
+)
 def test_normalise_line_ends_and_outer_whitespace(raw, expected):
     assert normalise(raw) == expected
 

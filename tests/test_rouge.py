@@ -27,25 +27,51 @@ def expected_multi(prediction: str, references: list[str]) -> dict[str, float]:
 
 # (raw prediction, raw reference, prediction and reference as they should reach rouge_score)
 PAIRS = [
-    ("Amanda baked cookies.", "Amanda baked cookies and will bring Jerry some tomorrow.",
-     "Amanda baked cookies.", "Amanda baked cookies and will bring Jerry some tomorrow."),
+    (
+        "Amanda baked cookies.",
+        "Amanda baked cookies and will bring Jerry some tomorrow.",
+        "Amanda baked cookies.",
+        "Amanda baked cookies and will bring Jerry some tomorrow.",
+    ),
     ("Tom is running late.", "Tom runs late.", "Tom is running late.", "Tom runs late."),
-    ("", "Olivia and Olivier are voting for liberals.",
-     "", "Olivia and Olivier are voting for liberals."),
-    ("  Hannah asks Betty for Larry's number.  ", "Hannah needs Larry's number.",
-     "Hannah asks Betty for Larry's number.", "Hannah needs Larry's number."),
-    ("Eric will call Rob. Rob is busy today!", "Rob is busy. Eric will call him tomorrow.",
-     "Eric will call Rob.\nRob is busy today!", "Rob is busy.\nEric will call him tomorrow."),
-    ("Sam bought a car.<n>He likes it.", "Sam likes the car he bought.",
-     "Sam bought a car.\nHe likes it.", "Sam likes the car he bought."),
-    ("Meeting at 5 pm? Lenny agrees.", "Lenny and Bob meet at 5 pm.",
-     "Meeting at 5 pm?\nLenny agrees.", "Lenny and Bob meet at 5 pm."),
-    ("Jane is playing tennis\nwith Mark", "Jane plays tennis with Mark.",
-     "Jane is playing tennis\nwith Mark", "Jane plays tennis with Mark."),
-    ("Completely unrelated words here.", "Nothing in common at all.",
-     "Completely unrelated words here.", "Nothing in common at all."),
-    ("Identical summary text.", "Identical summary text.",
-     "Identical summary text.", "Identical summary text."),
+    ("", "Olivia and Olivier are voting for liberals.", "", "Olivia and Olivier are voting for liberals."),
+    (
+        "  Hannah asks Betty for Larry's number.  ",
+        "Hannah needs Larry's number.",
+        "Hannah asks Betty for Larry's number.",
+        "Hannah needs Larry's number.",
+    ),
+    (
+        "Eric will call Rob. Rob is busy today!",
+        "Rob is busy. Eric will call him tomorrow.",
+        "Eric will call Rob.\nRob is busy today!",
+        "Rob is busy.\nEric will call him tomorrow.",
+    ),
+    (
+        "Sam bought a car.<n>He likes it.",
+        "Sam likes the car he bought.",
+        "Sam bought a car.\nHe likes it.",
+        "Sam likes the car he bought.",
+    ),
+    (
+        "Meeting at 5 pm? Lenny agrees.",
+        "Lenny and Bob meet at 5 pm.",
+        "Meeting at 5 pm?\nLenny agrees.",
+        "Lenny and Bob meet at 5 pm.",
+    ),
+    (
+        "Jane is playing tennis\nwith Mark",
+        "Jane plays tennis with Mark.",
+        "Jane is playing tennis\nwith Mark",
+        "Jane plays tennis with Mark.",
+    ),
+    (
+        "Completely unrelated words here.",
+        "Nothing in common at all.",
+        "Completely unrelated words here.",
+        "Nothing in common at all.",
+    ),
+    ("Identical summary text.", "Identical summary text.", "Identical summary text.", "Identical summary text."),
 ]
 
 
@@ -97,7 +123,11 @@ def test_multi_reference_rejects_empty_list():
 def test_regex_fallback_splitter():
     text = "Hi Tom! Are you coming? Yes.\nSee you at 5.30 p.m. tomorrow"
     assert rouge.regex_sentences(text) == [
-        "Hi Tom!", "Are you coming?", "Yes.", "See you at 5.30 p.m.", "tomorrow",
+        "Hi Tom!",
+        "Are you coming?",
+        "Yes.",
+        "See you at 5.30 p.m.",
+        "tomorrow",
     ]
     assert rouge.regex_sentences("  \n ") == []
 
@@ -122,10 +152,11 @@ def test_nltk_path_matches_run_summarization_postprocess():
 
 def test_scoring_a_thousand_pairs_is_fast():
     rng = random.Random(0)
-    words = ("amanda baked cookies and will bring jerry some tomorrow running meeting "
-             "friends party call later busy work weekend dinner cinema ticket").split()
-    pairs = [(" ".join(rng.choices(words, k=30)) + ".", " ".join(rng.choices(words, k=30)) + ".")
-             for _ in range(1000)]
+    words = (
+        "amanda baked cookies and will bring jerry some tomorrow running meeting "
+        "friends party call later busy work weekend dinner cinema ticket"
+    ).split()
+    pairs = [(" ".join(rng.choices(words, k=30)) + ".", " ".join(rng.choices(words, k=30)) + ".") for _ in range(1000)]
     start = time.perf_counter()
     results = [rouge.score(p, r) for p, r in pairs]
     elapsed = time.perf_counter() - start
@@ -161,8 +192,7 @@ def test_bootstrap_interval_brackets_the_plain_mean():
         assert result[t]["low"] <= result[t]["mean"] <= result[t]["high"]
         assert result[t]["low"] < result[t]["high"]
     narrow = rouge.bootstrap_interval(PER_RECORD, n_resamples=1000, seed=0, confidence=0.5)
-    assert narrow["rouge1"]["high"] - narrow["rouge1"]["low"] < (
-        result["rouge1"]["high"] - result["rouge1"]["low"])
+    assert narrow["rouge1"]["high"] - narrow["rouge1"]["low"] < (result["rouge1"]["high"] - result["rouge1"]["low"])
 
 
 def test_bootstrap_of_identical_records_is_a_point():

@@ -23,9 +23,12 @@ from dialogsum_batch.fixtures.synthetic import generate, write_jsonl
 REPO = Path(__file__).resolve().parents[1]
 TURN = re.compile(r"^([^:\n]+): (.+)$")
 # Every place a record can name: activity venues, shops, workshops, stations and meeting points.
-ALL_PLACES: tuple[str, ...] = tuple(dict.fromkeys(
-    [place for activity in synthetic.ACTIVITIES for place in activity.places]
-    + [*synthetic.SHOPS, *synthetic.WORKSHOPS, *synthetic.STATIONS, *synthetic.MEETING_POINTS]))
+ALL_PLACES: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [place for activity in synthetic.ACTIVITIES for place in activity.places]
+        + [*synthetic.SHOPS, *synthetic.WORKSHOPS, *synthetic.STATIONS, *synthetic.MEETING_POINTS]
+    )
+)
 
 
 def _speakers(dialogue: str) -> list[str]:
@@ -152,7 +155,12 @@ def test_module_cli_prints_jsonl() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-m", "dialogsum_batch.fixtures.synthetic", "--n", "4", "--seed", "2"],
-        capture_output=True, text=True, encoding="utf-8", env=env, cwd=REPO, timeout=60,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        cwd=REPO,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line) for line in proc.stdout.splitlines()] == list(generate(4, seed=2))

@@ -16,8 +16,9 @@ LARGE = 50_000_000  # parameters: above the small-model rule
 def stat(*cpus: tuple[int, int, int, int]) -> str:
     """A /proc/stat with an aggregate line and one line per CPU: (user, system, idle, iowait) ticks."""
     lines = ["cpu  " + " ".join(str(sum(c[i] for c in cpus)) for i in range(4)) + " 0 0 0 0 0 0"]
-    lines += [f"cpu{n} {user} 0 {system} {idle} {iowait} 0 0 0 0 0" for n, (user, system, idle, iowait) in
-              enumerate(cpus)]
+    lines += [
+        f"cpu{n} {user} 0 {system} {idle} {iowait} 0 0 0 0 0" for n, (user, system, idle, iowait) in enumerate(cpus)
+    ]
     return "\n".join(lines + ["intr 12345 0 0", "ctxt 999", "btime 1700000000", "procs_running 2"]) + "\n"
 
 

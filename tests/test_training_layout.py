@@ -15,8 +15,12 @@ import dialogsum_batch.training
 
 PACKAGE = Path(dialogsum_batch.training.__file__).parent
 NAME = "dialogsum_batch.training"
-ABOVE = ("dialogsum_batch.cli", "dialogsum_batch.tasks", "dialogsum_batch.inference.job",
-         "dialogsum_batch.inference.parallel")
+ABOVE = (
+    "dialogsum_batch.cli",
+    "dialogsum_batch.tasks",
+    "dialogsum_batch.inference.job",
+    "dialogsum_batch.inference.parallel",
+)
 
 
 def module_name(path: Path) -> str:
@@ -32,8 +36,11 @@ def imports(path: Path, package_name: str = NAME) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else [])) \
-                if node.level else node.module
+            base = (
+                ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                if node.level
+                else node.module
+            )
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
     return found

@@ -25,8 +25,12 @@ LAUNCH_FLAGS = {"--num-processes", "--accelerate-config"}
 
 def argparse_help() -> dict[str, str]:
     """Each long flag of the module's parser and its help."""
-    return {flag: action.help for action in parser()._actions for flag in action.option_strings
-            if flag not in ("-h", "--help")}
+    return {
+        flag: action.help
+        for action in parser()._actions
+        for flag in action.option_strings
+        if flag not in ("-h", "--help")
+    }
 
 
 def invoke_help() -> dict[str, str]:
@@ -50,8 +54,16 @@ def test_invoke_reads_flags_repeatables_and_short_names_as_before():
 
 
 def test_the_task_passes_on_what_the_module_reads_back():
-    given = {"preset": "smoke", "output_dir": "runs/x y", "config": "run.yaml", "data": "a.jsonl",
-             "base_model": "tiny", "max_steps": "5", "resume": True, "set_": ["lr=1e-3", "seed=3"]}
+    given = {
+        "preset": "smoke",
+        "output_dir": "runs/x y",
+        "config": "run.yaml",
+        "data": "a.jsonl",
+        "base_model": "tiny",
+        "max_steps": "5",
+        "resume": True,
+        "set_": ["lr=1e-3", "seed=3"],
+    }
     arguments = module_arguments({**given, "num_processes": "2", "accelerate_config": "ddp.yaml"})
     assert "--num-processes" not in arguments and "--accelerate-config" not in arguments
     assert vars(parser().parse_args(arguments)) == given
@@ -92,9 +104,12 @@ def test_both_commands_print_the_run_folder_once(monkeypatch, tmp_path, capsys):
 
 
 def test_bad_settings_fail_before_torch_is_imported():
-    code = ("import sys; from dialogsum_batch.training.__main__ import main; "
-            "code = main(['--preset', 'smoke', '--max-steps', '2.5']); print(code, 'torch' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                            check=True)
+    code = (
+        "import sys; from dialogsum_batch.training.__main__ import main; "
+        "code = main(['--preset', 'smoke', '--max-steps', '2.5']); print(code, 'torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=True
+    )
     assert result.stdout.split() == ["1", "False"]
     assert result.stderr == "error: max_steps: expected a whole number, got '2.5'\n"

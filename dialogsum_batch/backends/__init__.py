@@ -43,8 +43,10 @@ def _transformers(model: ModelSettings, decode: DecodeSettings, log: Say | None 
 
     path = model_folder(model, log)
     if model.quantization:
-        raise ConfigError(f"--quantization applies to CTranslate2, but {model.name} is served by transformers; "
-                          "add --backend ctranslate2 to convert it")
+        raise ConfigError(
+            f"--quantization applies to CTranslate2, but {model.name} is served by transformers; "
+            "add --backend ctranslate2 to convert it"
+        )
     return TransformersBackend.load(path, model, decode)
 
 
@@ -110,6 +112,7 @@ def convert_for_serving(path: str, model: ModelSettings, log: Say | None) -> tup
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantization '{quantization}'; choose one of {', '.join(QUANTIZATIONS)}")
     check_overflow(quantization, model.force_dtype)
-    conversion = Conversion(source=Path(path), quantization=quantization, model=model.name,
-                            allow_pickle=model.allow_pickle)
+    conversion = Conversion(
+        source=Path(path), quantization=quantization, model=model.name, allow_pickle=model.allow_pickle
+    )
     return str(cached_conversion(conversion, log)), replace(model, quantization=None)

@@ -58,7 +58,7 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], limit: int) -> list[Encod
     eos = tokenizer.eos_token_id
     encoded: list[Encoded] = []
     for start in range(0, len(texts), ENCODE_CHUNK):
-        capped = [text.strip()[: limit * CHARS_PER_TOKEN_CAP] for text in texts[start:start + ENCODE_CHUNK]]
+        capped = [text.strip()[: limit * CHARS_PER_TOKEN_CAP] for text in texts[start : start + ENCODE_CHUNK]]
         rows = tokenizer(capped, truncation=True, max_length=limit + 1, return_attention_mask=False)
         encoded.extend(cut(ids, limit, eos) for ids in rows["input_ids"])
     return encoded

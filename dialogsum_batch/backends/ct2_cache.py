@@ -46,9 +46,21 @@ DIGESTS = "digests.json"
 LAYOUT = 1  # bump when the conversion itself changes, so that entries made the old way are not served
 CHUNK = 1 << 20  # bytes per read while hashing
 # What the converter reads; the rest of a run folder (trainer state, metrics, cards) does not change the result.
-SOURCE_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json",
-                   "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "added_tokens.json", "*.model", "vocab.*", "merges.txt")
+SOURCE_PATTERNS = (
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model*.bin.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "*.model",
+    "vocab.*",
+    "merges.txt",
+)
 
 
 def cache_root() -> Path:
@@ -144,15 +156,19 @@ def is_complete(entry: Path, key: str, digests: DigestIndex) -> bool:
         present = {path.name for path in entry.iterdir() if path.is_file()} - {MARKER}
         return present == set(files) and all(
             (entry / name).stat().st_size == info.get("size") and digests.digest(entry / name) == info.get("sha256")
-            for name, info in files.items())
+            for name, info in files.items()
+        )
     except (OSError, AttributeError):
         return False
 
 
 def write_marker(folder: Path, meta: dict[str, Any], digests: DigestIndex) -> dict[str, dict[str, Any]]:
     """The marker, last: every file's size and sha256, and what the entry was made from; returns the files."""
-    files = {path.name: {"size": path.stat().st_size, "sha256": digests.digest(path)}
-             for path in sorted(folder.iterdir()) if path.is_file()}
+    files = {
+        path.name: {"size": path.stat().st_size, "sha256": digests.digest(path)}
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+    }
     write_json_atomic(folder / MARKER, {**meta, "files": files})
     return files
 
@@ -215,8 +231,9 @@ def cached_conversion(conversion: Conversion, log: Say | None = None) -> Path:
     digests = DigestIndex(root / DIGESTS)
     key = cache_key(conversion.source, conversion.quantization, ct2.__version__, digests)
     entry = root / key
-    seconds = None if is_complete(entry, key, digests) else convert_once(conversion, entry, ct2.__version__,
-                                                                            digests, say)
+    seconds = (
+        None if is_complete(entry, key, digests) else convert_once(conversion, entry, ct2.__version__, digests, say)
+    )
     digests.save()
     if seconds is not None:
         say(f"converted {conversion.model} ({conversion.quantization}) into the cache in {seconds:.1f} s: {entry}")
@@ -226,8 +243,7 @@ def cached_conversion(conversion: Conversion, log: Say | None = None) -> Path:
     return entry
 
 
-def convert_once(conversion: Conversion, entry: Path, ct2_version: str, digests: DigestIndex, say: Say
-                 ) -> float | None:
+def convert_once(conversion: Conversion, entry: Path, ct2_version: str, digests: DigestIndex, say: Say) -> float | None:
     """Under the key's lock, convert unless another process did while we waited; seconds taken, or None."""
     try:
         with key_lock(entry.parent, entry.name, say):
@@ -237,8 +253,10 @@ def convert_once(conversion: Conversion, entry: Path, ct2_version: str, digests:
                 say(f"the cached conversion {entry} is incomplete or damaged; converting again")
             return build_entry(conversion, entry, entry.name, ct2_version, digests)
     except OSError as exc:  # a read-only or full cache; the converter's own errors arrive as ModelError
-        raise ModelError(f"cannot write the CTranslate2 cache {entry.parent} ({exc.strerror or exc}); "
-                         f"set {CACHE_ENV} to a writable folder") from exc
+        raise ModelError(
+            f"cannot write the CTranslate2 cache {entry.parent} ({exc.strerror or exc}); "
+            f"set {CACHE_ENV} to a writable folder"
+        ) from exc
 
 
 def writable_root() -> Path:
@@ -247,8 +265,9 @@ def writable_root() -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ModelError(f"cannot create the CTranslate2 cache {root} ({exc.strerror or exc}); "
-                         f"set {CACHE_ENV} to a writable folder") from exc
+        raise ModelError(
+            f"cannot create the CTranslate2 cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to a writable folder"
+        ) from exc
     return root
 
 
@@ -279,10 +298,18 @@ def convert_into(conversion: Conversion, staging: Path) -> None:
 def entry_meta(conversion: Conversion, key: str, ct2_version: str, seconds: float) -> dict[str, Any]:
     import transformers
 
-    return {"key": key, "model": conversion.model, "source": str(conversion.source),
-            "quantization": conversion.quantization, "layout": LAYOUT, "ctranslate2": ct2_version,
-            "transformers": transformers.__version__, "dialogsum_batch": __version__,
-            "created": time.time(), "convert_seconds": round(seconds, 3)}
+    return {
+        "key": key,
+        "model": conversion.model,
+        "source": str(conversion.source),
+        "quantization": conversion.quantization,
+        "layout": LAYOUT,
+        "ctranslate2": ct2_version,
+        "transformers": transformers.__version__,
+        "dialogsum_batch": __version__,
+        "created": time.time(),
+        "convert_seconds": round(seconds, 3),
+    }
 
 
 def mark_used(entry: Path) -> None:
@@ -323,8 +350,9 @@ def describe_entry(path: Path) -> CacheEntry:
     meta = marker if isinstance(marker, dict) else {}
     size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
     stamp = (path / MARKER) if meta else path
-    return CacheEntry(path.name, path, meta.get("model"), meta.get("quantization"), size, stamp.stat().st_mtime,
-                      bool(meta))
+    return CacheEntry(
+        path.name, path, meta.get("model"), meta.get("quantization"), size, stamp.stat().st_mtime, bool(meta)
+    )
 
 
 def clear_entries(root: Path | None = None, older_than_days: float | None = None) -> list[CacheEntry]:
@@ -351,7 +379,7 @@ def clear_entries(root: Path | None = None, older_than_days: float | None = None
 def clear_leftovers(root: Path) -> None:
     """Staging folders of dead converters, lock files and the digest index, except where a conversion runs."""
     keys = {path.name.split("-")[1] for path in [*root.glob(".tmp-*"), *root.glob(".trash-*")]}
-    keys |= {path.name[len(".lock-"):] for path in root.glob(".lock-*")}
+    keys |= {path.name[len(".lock-") :] for path in root.glob(".lock-*")}
     for key in keys:
         with key_lock(root, key, lambda _: None, wait=False) as held:
             if held:

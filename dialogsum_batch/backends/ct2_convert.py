@@ -95,8 +95,9 @@ def save_generation_config(source: Path, staging: Path) -> None:
 # ---------------------------------------------------------------------------- the info file
 
 
-def write_info(folder: Path, source: Path, format: str, quantization: str | None = None,
-               dtype: str | None = None) -> None:
+def write_info(
+    folder: Path, source: Path, format: str, quantization: str | None = None, dtype: str | None = None
+) -> None:
     """dialogsum_export.json: what this folder is, for the backends and for a later ``export --force``.
 
     ``quantization`` counts for ``ctranslate2`` (None: DEFAULT_QUANTIZATION), ``dtype`` for ``hf``.

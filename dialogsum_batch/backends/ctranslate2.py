@@ -88,8 +88,9 @@ def import_ctranslate2() -> Any:
     try:
         import ctranslate2
     except ImportError as exc:
-        raise ModelError(f"this model is a CTranslate2 folder, which needs the ctranslate2 package: "
-                         f"{INSTALL_CT2}") from exc
+        raise ModelError(
+            f"this model is a CTranslate2 folder, which needs the ctranslate2 package: {INSTALL_CT2}"
+        ) from exc
     return ctranslate2
 
 
@@ -186,8 +187,9 @@ class CTranslate2Backend:
 
     name = "ctranslate2"
 
-    def __init__(self, translator: Any, tokenizer: Any, generation: Any, max_source_length: int, device: str,
-                 threads: int):
+    def __init__(
+        self, translator: Any, tokenizer: Any, generation: Any, max_source_length: int, device: str, threads: int
+    ):
         self.translator = translator
         self.tokenizer = tokenizer
         self.generation = generation
@@ -202,8 +204,10 @@ class CTranslate2Backend:
     def load(cls, path: str, model: ModelSettings, decode: DecodeSettings) -> CTranslate2Backend:
         ct2 = import_ctranslate2()
         if not is_ctranslate2_dir(path):
-            raise ModelError(f"{path} is not a CTranslate2 model folder (no model.bin); "
-                             "make one with `invoke export --format ctranslate2`")
+            raise ModelError(
+                f"{path} is not a CTranslate2 model folder (no model.bin); "
+                "make one with `invoke export --format ctranslate2`"
+            )
         device, index = pick_device(ct2, model.device)
         info = read_info(path)
         compute_type = pick_compute_type(ct2, model, device, index, info.get("quantization"))
@@ -211,8 +215,14 @@ class CTranslate2Backend:
         tokenizer = load_tokenizer(path, model.trust_remote_code)
         generation = load_generation(path, decode)
         try:
-            translator = ct2.Translator(path, device=device, device_index=index, compute_type=compute_type,
-                                        inter_threads=1, intra_threads=threads)
+            translator = ct2.Translator(
+                path,
+                device=device,
+                device_index=index,
+                compute_type=compute_type,
+                inter_threads=1,
+                intra_threads=threads,
+            )
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"cannot load the CTranslate2 model in {path}: {first_line(exc)}") from exc
         exported_limit = info.get("max_source_length") or DEFAULT_SOURCE_LIMIT
@@ -245,6 +255,12 @@ class CTranslate2Backend:
 
     def describe(self) -> dict[str, object]:
         settings = generation_summary(self.generation)
-        return {"backend": self.name, "device": self.device, "dtype": self.translator.compute_type,
-                "threads": self.threads, "max_source_length": self.max_source_length, "generation": settings,
-                "translate_options": self.decoding.kwargs()}
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "dtype": self.translator.compute_type,
+            "threads": self.threads,
+            "max_source_length": self.max_source_length,
+            "generation": settings,
+            "translate_options": self.decoding.kwargs(),
+        }

@@ -34,8 +34,10 @@ class PickleOnlyError(ModelError):
     """The Hub repo has only pickle weights and no conversion to fall back on."""
 
     def __init__(self, repo_id: str):
-        self.reason = (f"model '{repo_id}' has only pickle weights (*.bin) on main and no open safetensors "
-                       f"conversion pull request by {CONVERSION_BOT}")
+        self.reason = (
+            f"model '{repo_id}' has only pickle weights (*.bin) on main and no open safetensors "
+            f"conversion pull request by {CONVERSION_BOT}"
+        )
         super().__init__(f"{self.reason}; pass --allow-pickle to load them anyway")
 
 
@@ -99,8 +101,9 @@ def local_snapshot(repo_id: str, revision: str, allow_pickle: bool) -> str | Non
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(repo_id, revision=revision, allow_patterns=patterns(allow_pickle),
-                                 local_files_only=True)
+        return snapshot_download(
+            repo_id, revision=revision, allow_patterns=patterns(allow_pickle), local_files_only=True
+        )
     except Exception:  # not cached (or cached incomplete), in any of the ways huggingface_hub reports it
         return None
 
@@ -125,8 +128,9 @@ def download(repo_id: str, allow_pickle: bool) -> tuple[str, str]:
     try:
         revision = pick_revision(HfApi(endpoint=hub_endpoint()), repo_id, allow_pickle)
         # A branch name, not the commit: the cache records refs/<revision>, which the offline lookup reads.
-        folder = snapshot_download(repo_id, revision=revision, allow_patterns=patterns(allow_pickle),
-                                   endpoint=hub_endpoint())
+        folder = snapshot_download(
+            repo_id, revision=revision, allow_patterns=patterns(allow_pickle), endpoint=hub_endpoint()
+        )
         return folder, revision
     except ModelError:
         raise
@@ -150,11 +154,16 @@ def pick_revision(api: HfApi, repo_id: str, allow_pickle: bool) -> str:
 def conversion_pull_request(api: HfApi, repo_id: str) -> str | None:
     """``refs/pr/N`` of the open conversion PR by SFconvertbot whose parent is main's head (transformers' rule)."""
     main_head = api.list_repo_commits(repo_id)[0].commit_id
-    for discussion in api.get_repo_discussions(repo_id, author=CONVERSION_BOT, discussion_type="pull_request",
-                                               discussion_status="open"):
+    for discussion in api.get_repo_discussions(
+        repo_id, author=CONVERSION_BOT, discussion_type="pull_request", discussion_status="open"
+    ):
         # The filters are requests; check each condition again here, as transformers does.
-        if (discussion.title == CONVERSION_TITLE and discussion.author == CONVERSION_BOT
-                and discussion.status == "open" and discussion.is_pull_request):
+        if (
+            discussion.title == CONVERSION_TITLE
+            and discussion.author == CONVERSION_BOT
+            and discussion.status == "open"
+            and discussion.is_pull_request
+        ):
             commits = api.list_repo_commits(repo_id, revision=discussion.git_reference)
             if len(commits) > 1 and commits[1].commit_id == main_head:  # not stale: converted from today's main
                 return discussion.git_reference

@@ -107,8 +107,9 @@ class TransformersBackend:
         keys = mask.bool()[:, None, None, :] if ragged else None
         encoded = self.model.get_encoder()(input_ids=input_ids, attention_mask=keys, return_dict=True)
         extra = {CACHE_ARGUMENT: beam_search_cache(self.model.config)} if (self.generation.num_beams or 1) > 1 else {}
-        return self.model.generate(encoder_outputs=encoded, attention_mask=mask, generation_config=self.generation,
-                                   **extra)
+        return self.model.generate(
+            encoder_outputs=encoded, attention_mask=mask, generation_config=self.generation, **extra
+        )
 
     def _pad(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Right-padded ids, the 0/1 mask (on the model's device) and whether any row was padded."""
@@ -125,9 +126,14 @@ class TransformersBackend:
 
     def describe(self) -> dict[str, object]:
         settings = generation_summary(self.generation)
-        return {"backend": self.name, "device": self.device, "dtype": str(self.model.dtype).replace("torch.", ""),
-                "threads": torch.get_num_threads(), "max_source_length": self.max_source_length,
-                "generation": settings}
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "dtype": str(self.model.dtype).replace("torch.", ""),
+            "threads": torch.get_num_threads(),
+            "max_source_length": self.max_source_length,
+            "generation": settings,
+        }
 
 
 class BeamSearchCache(EncoderDecoderCache):

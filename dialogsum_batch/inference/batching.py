@@ -26,8 +26,7 @@ class Window(list):
     live = False
 
 
-def windows(items: Iterable[T | Cut], size: int, closes: Callable[[T], bool] = lambda item: False
-            ) -> Iterator[Window]:
+def windows(items: Iterable[T | Cut], size: int, closes: Callable[[T], bool] = lambda item: False) -> Iterator[Window]:
     """Chunk a stream into lists of at most ``size``; an item for which ``closes`` is true ends its window,
     and so does a CUT (dropped: it is never an item of a window), which marks the window ``live``."""
     window = Window()
@@ -46,8 +45,9 @@ def windows(items: Iterable[T | Cut], size: int, closes: Callable[[T], bool] = l
         yield window
 
 
-def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int,
-                 batch_cost: int | None = None) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int], batch_tokens: int, max_batch_size: int, batch_cost: int | None = None
+) -> list[list[int]]:
     """Positions sorted longest first, cut so that rows x longest row stays within the token budget.
 
     Sorting first keeps padding low; longest first makes an out-of-memory show up in the first batch.
@@ -58,13 +58,16 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int,
     left a quarter of the tokens as padding.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    ends = cheapest_cuts([lengths[i] for i in order], batch_tokens, max_batch_size,
-                         max(1, batch_tokens // 8) if batch_cost is None else batch_cost)
+    ends = cheapest_cuts(
+        [lengths[i] for i in order],
+        batch_tokens,
+        max_batch_size,
+        max(1, batch_tokens // 8) if batch_cost is None else batch_cost,
+    )
     return [order[start:end] for start, end in zip([0, *ends], ends)]
 
 
-def cheapest_cuts(longest_first: Sequence[int], batch_tokens: int, max_batch_size: int, batch_cost: int
-                  ) -> list[int]:
+def cheapest_cuts(longest_first: Sequence[int], batch_tokens: int, max_batch_size: int, batch_cost: int) -> list[int]:
     """End positions of the batches over lengths sorted longest first (dynamic programming, O(n x rows))."""
     n = len(longest_first)
     best = [0] + [0] * n  # best[j]: least cost of batching the first j rows

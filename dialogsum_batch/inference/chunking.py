@@ -61,7 +61,7 @@ def fitting_parts(text: str, count: Count, budget: int, level: int = 0) -> list[
 def characters_cut(word: str, count: Count, budget: int) -> list[Unit]:
     """A word longer than the budget (a pasted blob) in runs of characters that fit, whatever the tokenizer."""
     size = max(1, budget // BYTES_PER_CHAR)
-    runs = [word[start:start + size] for start in range(0, len(word), size)]
+    runs = [word[start : start + size] for start in range(0, len(word), size)]
     return [Unit(run, tokens, " " if i == 0 else "") for i, (run, tokens) in enumerate(zip(runs, count(runs)))]
 
 
@@ -91,7 +91,7 @@ def pieces(found: Sequence[Unit], budget: int, overlap: int = 0) -> list[tuple[i
         if end == len(found):
             break
         start = max(end - overlap, start + 1)
-        while start < end and sum(u.tokens for u in found[start:end + 1]) > budget:  # room for one new unit
+        while start < end and sum(u.tokens for u in found[start : end + 1]) > budget:  # room for one new unit
             start += 1
     return runs
 
@@ -99,7 +99,7 @@ def pieces(found: Sequence[Unit], budget: int, overlap: int = 0) -> list[tuple[i
 def piece_text(found: Sequence[Unit], start: int, end: int) -> str:
     """The text of a run of units, each joined to the one before as it was in the dialogue."""
     text = found[start].text
-    for unit in found[start + 1:end]:
+    for unit in found[start + 1 : end]:
         text += unit.glue + unit.text
     return text
 

@@ -21,7 +21,6 @@ from .batching import Cut, InOrder, padded_size, plan_batches, windows
 from .chunking import split_dialogue
 from .records import BadRecord, Item, Record
 
-
 MAX_ROUNDS = 4  # --long chunk: rounds of summarizing joined summaries again, at most (each shrinks them)
 MIN_BUDGET = 8  # tokens: a piece budget below this is not worth cutting for
 
@@ -126,9 +125,16 @@ class Engine:
     it is finished before the failure is reported.
     """
 
-    def __init__(self, backend: Backend, batch: BatchSettings, *, long: LongSettings | None = None,
-                 close_on_bad: bool = False, should_stop: Callable[[], bool] = lambda: False,
-                 log: Callable[[str], None] = lambda _: None):
+    def __init__(
+        self,
+        backend: Backend,
+        batch: BatchSettings,
+        *,
+        long: LongSettings | None = None,
+        close_on_bad: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+        log: Callable[[str], None] = lambda _: None,
+    ):
         self.backend = backend
         self.batch = batch
         self.long = long or LongSettings()
@@ -150,8 +156,9 @@ class Engine:
         long record is short enough; outcomes released as soon as those before them are out."""
         results: InOrder[Outcome] = InOrder(len(window))
         unordered = self.batch.unordered
-        bad = [Outcome(offset + p, item, error=item.error) for p, item in enumerate(window)
-               if isinstance(item, BadRecord)]
+        bad = [
+            Outcome(offset + p, item, error=item.error) for p, item in enumerate(window) if isinstance(item, BadRecord)
+        ]
         if not unordered:  # in order, a bad record waits for those before it anyway
             self._put_all(results, bad, offset)
         records = [(p, item) for p, item in enumerate(window) if isinstance(item, Record)]
@@ -196,8 +203,12 @@ class Engine:
     def _piece_rows(self, place: int, text: str, pending: dict[int, Long], tally: Long) -> list[Row]:
         """Rows for the pieces of ``text`` (one when it fits), with the record's tally opened for them."""
         found = self._pieces(text)
-        pending[place] = Long(expected=len(found), chunks=tally.chunks or len(found), tokens=tally.tokens,
-                              round=tally.round + bool(tally.chunks))
+        pending[place] = Long(
+            expected=len(found),
+            chunks=tally.chunks or len(found),
+            tokens=tally.tokens,
+            round=tally.round + bool(tally.chunks),
+        )
         return [Row(place, encoded.ids, piece=i) for i, encoded in enumerate(found)]
 
     def _pieces(self, text: str) -> list[Encoded]:
@@ -215,8 +226,9 @@ class Engine:
                 return found
             budget = budget * 3 // 4
 
-    def _settle(self, row: Row, result: Generated | str, record: Item, position: int, pending: dict[int, Long],
-                later: list[Row]) -> Outcome | None:
+    def _settle(
+        self, row: Row, result: Generated | str, record: Item, position: int, pending: dict[int, Long], later: list[Row]
+    ) -> Outcome | None:
         """The outcome a generated row completes, if any. A long record's piece summaries are gathered; once
         all are in, joined text still longer than the target goes back into ``later`` for another round."""
         tally = pending.get(row.place) if row.piece is not None else None

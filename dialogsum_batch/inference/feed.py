@@ -45,8 +45,14 @@ class Feed(Generic[T]):
     daemon, and stdin is read through a reader of its own, so it never holds up the process's exit).
     """
 
-    def __init__(self, items: Iterable[T], should_stop: Callable[[], bool], size: int = READ_AHEAD,
-                 poll: float = POLL_SECONDS, max_wait: float = 0.0):
+    def __init__(
+        self,
+        items: Iterable[T],
+        should_stop: Callable[[], bool],
+        size: int = READ_AHEAD,
+        poll: float = POLL_SECONDS,
+        max_wait: float = 0.0,
+    ):
         self.items = items
         self.should_stop = should_stop
         self.poll = poll

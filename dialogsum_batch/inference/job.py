@@ -24,8 +24,19 @@ from ..errors import DataError
 from ..logs import Log
 from .batching import Cut
 from .feed import Feed
-from .outputs import (ERROR_KEYS, OUTPUT_KEYS, ErrorSink, JsonlWriter, OutputLock, ResultWriter, Stats,
-                      closing_output, open_output, same_file, scan_written)
+from .outputs import (
+    ERROR_KEYS,
+    OUTPUT_KEYS,
+    ErrorSink,
+    JsonlWriter,
+    OutputLock,
+    ResultWriter,
+    Stats,
+    closing_output,
+    open_output,
+    same_file,
+    scan_written,
+)
 from .records import MAX_LINE_BYTES, STDIN, Item, Record, expand, read_files
 
 EXIT_OK, EXIT_PARTIAL = 0, 3  # failures take their error's exit_code (1, or 75 when locked); usage is Click's 2
@@ -87,8 +98,12 @@ def lock_path(files: JobFiles) -> str | None:
 
 def written_files(files: JobFiles) -> list[tuple[str, str]]:
     """(option, path) of every file the job writes, stdout left out; the default OUTPUT.lock counts as --lock."""
-    named = (("--output", files.output), ("--errors-out", files.errors_out), ("--metrics-out", files.metrics_out),
-             ("--lock", lock_path(files)))
+    named = (
+        ("--output", files.output),
+        ("--errors-out", files.errors_out),
+        ("--metrics-out", files.metrics_out),
+        ("--lock", lock_path(files)),
+    )
     return [(name, path) for name, path in named if path not in (None, "-")]
 
 
@@ -135,7 +150,7 @@ def read_resumed(files: JobFiles, log: Log) -> Resumed:
     for written in (output, errors):
         if written is not None:
             written.cut()
-    done = Counter(str(key) for key, in output.rows)
+    done = Counter(str(key) for (key,) in output.rows)
     if done:
         log.info(f"resuming: {sum(done.values())} records already in {files.output}")
     return Resumed(done, set(errors.rows) if errors else set())  # type: ignore[arg-type]
@@ -164,8 +179,12 @@ def item_key(item: Item) -> str:
     return f"{item.error.source}:{item.error.line}"
 
 
-def select(items: Iterable[Item | Cut], stats: Stats, done: Mapping[str, int] | None = None,
-           shard: tuple[int, int] | None = None) -> Iterator[Item | Cut]:
+def select(
+    items: Iterable[Item | Cut],
+    stats: Stats,
+    done: Mapping[str, int] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Iterator[Item | Cut]:
     """Drop records already in the output (resume) and those of other shards, counting both.
 
     ``done`` counts each id written so far: a repeated id is skipped only as often as it was
@@ -184,16 +203,24 @@ def select(items: Iterable[Item | Cut], stats: Stats, done: Mapping[str, int] | 
             yield item
 
 
-def selected_input(files: JobFiles, settings: RunSettings, resumed: Resumed, stats: Stats, stop: StopFlag,
-                   log: Log, stack: contextlib.ExitStack) -> tuple[Feed, Iterator[Item | Cut]]:
+def selected_input(
+    files: JobFiles,
+    settings: RunSettings,
+    resumed: Resumed,
+    stats: Stats,
+    stop: StopFlag,
+    log: Log,
+    stack: contextlib.ExitStack,
+) -> tuple[Feed, Iterator[Item | Cut]]:
     """The job's records as the engine takes them: read ahead (``input_feed``), less those resumed or left to
     other shards. The feed is returned too: ``feed.cut`` says whether a stop ended the input."""
     feed = stack.enter_context(input_feed(files, settings, stop, log))
     return feed, select(feed, stats, resumed.done, settings.shard)
 
 
-def open_writer(files: JobFiles, settings: RunSettings, resumed: Resumed, log: Log, progress: bool,
-                stack: contextlib.ExitStack) -> ResultWriter:
+def open_writer(
+    files: JobFiles, settings: RunSettings, resumed: Resumed, log: Log, progress: bool, stack: contextlib.ExitStack
+) -> ResultWriter:
     """The job's outputs, closed with ``stack``: summaries, the errors file, the counts and the progress bar."""
     errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, resumed.seen)
     records = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
@@ -220,15 +247,19 @@ def interrupted(number: int | None, log: Log) -> int:
     return EXIT_SIGNAL.get(number, 130)  # type: ignore[arg-type]
 
 
-def finish_job(stats: Stats, files: JobFiles, backend: Backend, log: Log, code: int,
-               processes: int = 1) -> None:
+def finish_job(stats: Stats, files: JobFiles, backend: Backend, log: Log, code: int, processes: int = 1) -> None:
     """The summary line on stderr and the metrics file; ``exit_code`` is there for wrappers whose launcher
     (torchrun, accelerate launch) turns every failure into 1."""
     report = stats.report()
     log.info(summary_line(report), **{"summary": report})
     if files.metrics_out:
-        payload = {**report, "exit_code": code, "processes": processes, "model": backend.describe(),
-                   "inputs": list(files.inputs) or ["-"]}
+        payload = {
+            **report,
+            "exit_code": code,
+            "processes": processes,
+            "model": backend.describe(),
+            "inputs": list(files.inputs) or ["-"],
+        }
         try:
             Path(files.metrics_out).parent.mkdir(parents=True, exist_ok=True)
             Path(files.metrics_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
@@ -238,15 +269,18 @@ def finish_job(stats: Stats, files: JobFiles, backend: Backend, log: Log, code: 
 
 def summary_line(report: dict[str, Any]) -> str:
     """One human line: counts, speed, padding, and ROUGE when references were present."""
-    line = (f"{report['records']} summarized, {report['errors']} errors, {report['truncated']} truncated, "
-            f"{report['resumed']} resumed in {report['seconds']:.1f} s: {report['dialogues_per_second']:.2f} "
-            f"dialogues/s")
+    line = (
+        f"{report['records']} summarized, {report['errors']} errors, {report['truncated']} truncated, "
+        f"{report['resumed']} resumed in {report['seconds']:.1f} s: {report['dialogues_per_second']:.2f} "
+        f"dialogues/s"
+    )
     if report.get("padding_efficiency") is not None:
         line += f", padding efficiency {report['padding_efficiency']:.2f}"
     if "rouge" in report:
         scores = report["rouge"]
-        line += " | ROUGE-1/2/L/Lsum " + " / ".join(f"{scores[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL",
-                                                                                   "rougeLsum"))
+        line += " | ROUGE-1/2/L/Lsum " + " / ".join(
+            f"{scores[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")
+        )
     return line
 
 

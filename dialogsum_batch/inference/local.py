@@ -12,8 +12,9 @@ from .job import JobFiles, StopFlag, claim, exit_code, finish_job, interrupted, 
 from .outputs import Stats
 
 
-def run_local(files: JobFiles, settings: RunSettings, log: Log, progress: bool = False,
-              backend: Backend | None = None) -> tuple[int, Stats]:
+def run_local(
+    files: JobFiles, settings: RunSettings, log: Log, progress: bool = False, backend: Backend | None = None
+) -> tuple[int, Stats]:
     """Run the job under its lock; the backend is loaded here unless one is given (tools)."""
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
@@ -24,8 +25,14 @@ def run_local(files: JobFiles, settings: RunSettings, log: Log, progress: bool =
         writer = open_writer(files, settings, resumed, log, progress, stack)
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
         # A stop while the input is stalled ends the input (feed.cut): the records taken are still finished.
-        engine = Engine(backend, settings.batch, long=settings.long, close_on_bad=settings.on_error == "fail",
-                        should_stop=lambda: stop() and not feed.cut, log=log.warning)
+        engine = Engine(
+            backend,
+            settings.batch,
+            long=settings.long,
+            close_on_bad=settings.on_error == "fail",
+            should_stop=lambda: stop() and not feed.cut,
+            log=log.warning,
+        )
         try:
             writer.write(engine.run(items))
             code = interrupted(stop.signal, log) if feed.cut else exit_code(writer.stats)

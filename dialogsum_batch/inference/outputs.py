@@ -20,7 +20,9 @@ from ..logs import Log
 from .engine import EngineCounts, Outcome
 from .records import MAX_LINE_BYTES, Record, bounded_lines, json_type, shorten
 
-OUTPUT_FIELDS = frozenset({"id", "summary", "reference", "rouge", "truncated", "chunks"})  # never taken from --keep-fields
+OUTPUT_FIELDS = frozenset(
+    {"id", "summary", "reference", "rouge", "truncated", "chunks"}
+)  # never taken from --keep-fields
 
 
 @dataclass
@@ -41,9 +43,14 @@ class Stats:
         elapsed = time.perf_counter() - self.started
         work = self.engine
         result: dict[str, Any] = {
-            "records": self.records, "errors": self.errors, "truncated": self.truncated,
-            "resumed": self.resumed, "other_shards": self.other_shards, "batches": work.batches,
-            "oom_splits": work.oom_splits, "seconds": round(elapsed, 3),
+            "records": self.records,
+            "errors": self.errors,
+            "truncated": self.truncated,
+            "resumed": self.resumed,
+            "other_shards": self.other_shards,
+            "batches": work.batches,
+            "oom_splits": work.oom_splits,
+            "seconds": round(elapsed, 3),
             "generate_seconds": round(work.generate_seconds, 3),
             "dialogues_per_second": round(self.records / elapsed, 3) if elapsed > 0 else 0.0,
             "generated_tokens": self.generated_tokens,
@@ -66,22 +73,29 @@ def summary_row(record: Record, outcome: Outcome, keep_fields: tuple[str, ...] =
         row["truncated"] = True
     if outcome.chunks:
         row["chunks"] = outcome.chunks
-    kept = {k: v for k, v in record.extra.items()
-            if ("*" in keep_fields or k in keep_fields) and k not in OUTPUT_FIELDS}
+    kept = {
+        k: v for k, v in record.extra.items() if ("*" in keep_fields or k in keep_fields) and k not in OUTPUT_FIELDS
+    }
     return {**row, **kept}
 
 
 class ErrorSink:
     """Bad records: raised at once under ``fail``, written to the errors file (and logged) under ``skip``."""
 
-    def __init__(self, path: str | None, policy: str, log: Log, stack: contextlib.ExitStack, append: bool,
-                 seen: set[tuple[str, int | None]] | None = None):
+    def __init__(
+        self,
+        path: str | None,
+        policy: str,
+        log: Log,
+        stack: contextlib.ExitStack,
+        append: bool,
+        seen: set[tuple[str, int | None]] | None = None,
+    ):
         self.policy = policy
         self.log = log
         # Those already in the file (``seen``, else read here): a rerun with --resume does not repeat them.
         self.seen = seen if seen is not None else done_errors(path) if append else set()
-        self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path \
-            else None
+        self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path else None
 
     def report(self, error: InputError) -> None:
         if self.policy == "fail":
@@ -95,8 +109,14 @@ class ErrorSink:
 class ResultWriter:
     """The job's outputs: each outcome written as a row, or reported as a bad record, and counted."""
 
-    def __init__(self, records: JsonlWriter, errors: ErrorSink, keep_fields: tuple[str, ...] = (),
-                 progress: Callable[[int], None] = lambda n: None, stats: Stats | None = None):
+    def __init__(
+        self,
+        records: JsonlWriter,
+        errors: ErrorSink,
+        keep_fields: tuple[str, ...] = (),
+        progress: Callable[[int], None] = lambda n: None,
+        stats: Stats | None = None,
+    ):
         self.records = records
         self.errors = errors
         self.keep_fields = keep_fields
@@ -215,15 +235,21 @@ def open_output(path: str, append: bool) -> IO[str]:
 
 def error_record(error: InputError) -> dict[str, Any]:
     """How a bad record is written to the errors file."""
-    return {"source": error.source, "line": error.line, "reason": error.reason,
-            "raw": shorten(error.raw) if error.raw is not None else None}
+    return {
+        "source": error.source,
+        "line": error.line,
+        "reason": error.reason,
+        "raw": shorten(error.raw) if error.raw is not None else None,
+    }
 
 
 # What --resume needs of each line a previous run wrote: field -> (JSON types allowed, how to say them).
 # The writers put these fields first, which is how a torn last line is recognised as one of ours.
 OUTPUT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {"id": ((str, int), "a string")}
-ERROR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {"source": ((str,), "a string"),
-                                                         "line": ((int, type(None)), "an integer or null")}
+ERROR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "source": ((str,), "a string"),
+    "line": ((int, type(None)), "an integer or null"),
+}
 # An output line holds its input line (escaped: up to 6x for control characters) and a short summary.
 RESUME_LINE_BYTES = 8 * MAX_LINE_BYTES
 
@@ -232,7 +258,7 @@ def done_ids(path: str, limit: int = RESUME_LINE_BYTES) -> Counter[str]:
     """How often each id was already written to ``path``: the file is checked whole, then a torn last line cut."""
     written = scan_written(path, OUTPUT_KEYS, limit)
     written.cut()
-    return Counter(str(key) for key, in written.rows)
+    return Counter(str(key) for (key,) in written.rows)
 
 
 def done_errors(path: str | None, limit: int = RESUME_LINE_BYTES) -> set[tuple[str, int | None]]:
@@ -329,7 +355,7 @@ def torn_like(tail: bytes, keys: dict) -> bool:
     """Whether a last line without its newline is one of ours cut short: it starts as our writers start a line
     (``{"id": ``), or it is the zeros a filesystem can leave at the end of a file after a power cut."""
     start = f'{{"{next(iter(keys))}": '.encode()
-    return tail[:len(start)] == start[:len(tail)] or not tail.strip(b"\0")
+    return tail[: len(start)] == start[: len(tail)] or not tail.strip(b"\0")
 
 
 def not_ours(path: str, number: int, reason: str) -> DataError:
@@ -390,8 +416,9 @@ class OutputLock:
             except (OSError, UnicodeDecodeError):
                 holder = ""
             stream.close()
-            raise LockedError(f"{self.path} is held by {holder or 'another process'}: another run is writing "
-                              "the same output") from None
+            raise LockedError(
+                f"{self.path} is held by {holder or 'another process'}: another run is writing the same output"
+            ) from None
 
     def _still_ours(self) -> bool:
         """Whether the path still names the file we hold open."""

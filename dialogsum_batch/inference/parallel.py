@@ -33,8 +33,7 @@ from ..errors import DialogsumError
 from ..logs import Log
 from .batching import Cut, Window, windows
 from .engine import Engine, EngineCounts, Interrupted, Outcome
-from .job import (JobFiles, Resumed, StopFlag, claim, exit_code, finish_job, interrupted, open_writer,
-                  selected_input)
+from .job import JobFiles, Resumed, StopFlag, claim, exit_code, finish_job, interrupted, open_writer, selected_input
 from .outputs import ResultWriter, Stats
 from .records import BadRecord, Item
 
@@ -65,12 +64,14 @@ def detect_world(environ: Mapping[str, str] | None = None) -> World:
     size = int(env.get("WORLD_SIZE", "1") or 1)
     if size <= 1:
         return World()
-    return World(int(env.get("RANK", "0")), size, int(env.get("LOCAL_RANK", "0")),
-                 int(env.get("LOCAL_WORLD_SIZE", str(size))))
+    return World(
+        int(env.get("RANK", "0")), size, int(env.get("LOCAL_RANK", "0")), int(env.get("LOCAL_WORLD_SIZE", str(size)))
+    )
 
 
-def rank_model(model: ModelSettings, world: World, cuda: bool, environ: Mapping[str, str] | None = None
-               ) -> ModelSettings:
+def rank_model(
+    model: ModelSettings, world: World, cuda: bool, environ: Mapping[str, str] | None = None
+) -> ModelSettings:
     """Model settings for one rank: its own GPU (``auto`` / ``cuda`` -> ``cuda:LOCAL_RANK``), or on CPU a share
     of the cores (OMP_NUM_THREADS, which the launchers set, else cores / processes on this machine)."""
     env = os.environ if environ is None else environ
@@ -195,12 +196,25 @@ def merge(done: Sequence[ShareDone], window: Sequence[Item]) -> list[Outcome]:
 # ------------------------------------------------------------------------------ one rank's work
 
 
-def summarize_share(backend: Backend, settings: RunSettings, items: list[Item], stop: StopFlag, log: Log,
-                    counts: EngineCounts, final: bool = False) -> ShareDone:
+def summarize_share(
+    backend: Backend,
+    settings: RunSettings,
+    items: list[Item],
+    stop: StopFlag,
+    log: Log,
+    counts: EngineCounts,
+    final: bool = False,
+) -> ShareDone:
     """Summarize a share; a signal or a DialogsumError is reported, not raised. A ``final`` share (the input
     ended at a stop) is finished whatever the signal: its records were read and cannot be again."""
-    engine = Engine(backend, settings.batch, long=settings.long, close_on_bad=settings.on_error == "fail",
-                    should_stop=lambda: stop() and not final, log=log.warning)
+    engine = Engine(
+        backend,
+        settings.batch,
+        long=settings.long,
+        close_on_bad=settings.on_error == "fail",
+        should_stop=lambda: stop() and not final,
+        log=log.warning,
+    )
     done = ShareDone()
     try:
         for outcome in engine.run(items):
@@ -217,16 +231,16 @@ def summarize_share(backend: Backend, settings: RunSettings, items: list[Item], 
 # ------------------------------------------------------------------------------ the job
 
 
-def run_parallel(files: JobFiles, settings: RunSettings, log: Log, progress: bool = False,
-                 backend: Backend | None = None) -> tuple[int, Stats]:
+def run_parallel(
+    files: JobFiles, settings: RunSettings, log: Log, progress: bool = False, backend: Backend | None = None
+) -> tuple[int, Stats]:
     """``run_job`` on every process of a launcher: same files, same exit code on every rank."""
     import torch
     from accelerate import PartialState
 
     cuda = settings.model.device != "cpu" and torch.cuda.is_available()
     state = PartialState(cpu=not cuda)  # gloo on CPU, nccl + this rank's GPU on CUDA
-    world = World(state.process_index, state.num_processes, state.local_process_index,
-                  detect_world().local_size)
+    world = World(state.process_index, state.num_processes, state.local_process_index, detect_world().local_size)
     settings = replace(settings, model=rank_model(settings.model, world, cuda))
     link = Link(world)
     log = log if world.is_main else Log(log.fmt, quiet=True, stream=log.stream)  # the main process speaks
@@ -246,16 +260,16 @@ def run_parallel(files: JobFiles, settings: RunSettings, log: Log, progress: boo
         state.destroy_process_group()
 
 
-def _job(link: Link, files: JobFiles, settings: RunSettings, log: Log, progress: bool,
-         backend: Backend | None) -> tuple[int, Stats]:
+def _job(
+    link: Link, files: JobFiles, settings: RunSettings, log: Log, progress: bool, backend: Backend | None
+) -> tuple[int, Stats]:
     """Lock and resume state from the main process, a model on every rank, then lead or follow."""
     with contextlib.ExitStack() as stack:
         resumed = _on_main(link, lambda: claim(files, stack, log))  # only the main process selects records
         backend = _on_every_rank(link, lambda: backend or load_backend(settings.model, settings.decode, log=log.info))
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
-        log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here "
-                 f"({backend.name})")
+        log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here ({backend.name})")
         return _lead(link, files, settings, backend, resumed, log, progress)
 
 
@@ -311,8 +325,9 @@ def _follow(link: Link, settings: RunSettings, backend: Backend, log: Log) -> tu
             link.collect(summarize_share(backend, settings, order.items, stop, log, stats.engine, order.final))
 
 
-def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log,
-          progress: bool) -> tuple[int, Stats]:
+def _lead(
+    link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log, progress: bool
+) -> tuple[int, Stats]:
     """The main process: read, deal, collect, write in order; then the summary for all ranks.
 
     Whatever goes wrong here (a bad record under ``fail``, an unreadable input, a signal) reaches the
@@ -326,8 +341,9 @@ def _lead(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, 
         raise
 
 
-def _write_all(link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log,
-               progress: bool) -> tuple[int, Stats]:
+def _write_all(
+    link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log, progress: bool
+) -> tuple[int, Stats]:
     stop = StopFlag(grace=FORWARDED_SIGNAL_GRACE)
     mine = EngineCounts()
     with contextlib.ExitStack() as stack:
@@ -338,8 +354,9 @@ def _write_all(link: Link, files: JobFiles, settings: RunSettings, backend: Back
         def summarize(items: list[Item], final: bool) -> ShareDone:
             return summarize_share(backend, settings, items, stop, log, mine, final)
 
-        code = _rounds(link, summarize, _global_windows(items, settings, link.world.size), writer, stop,
-                       lambda: feed.cut, log)
+        code = _rounds(
+            link, summarize, _global_windows(items, settings, link.world.size), writer, stop, lambda: feed.cut, log
+        )
         link.stop(code, finish=True)
     for counts in link.collect(mine) or []:
         writer.stats.engine.add(counts, side_by_side=True)
@@ -354,8 +371,15 @@ def _global_windows(items: Iterator[Item | Cut], settings: RunSettings, size: in
     return windows(items, settings.batch.sort_window * size, lambda item: fail and isinstance(item, BadRecord))
 
 
-def _rounds(link: Link, summarize: Callable[[list[Item], bool], ShareDone], windows_: Iterator[Window],
-            writer: ResultWriter, stop: StopFlag, cut: Callable[[], bool], log: Log) -> int:
+def _rounds(
+    link: Link,
+    summarize: Callable[[list[Item], bool], ShareDone],
+    windows_: Iterator[Window],
+    writer: ResultWriter,
+    stop: StopFlag,
+    cut: Callable[[], bool],
+    log: Log,
+) -> int:
     """Deal each window, summarize the main share, collect and write; returns the exit code.
 
     ``cut()`` is true once a stop ended the input: the window then in hand is the last, finished everywhere.

@@ -102,8 +102,9 @@ def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | int]:
         yield size - raw.endswith(b"\n")
 
 
-def decoded_lines(stream: IO[bytes], source: str,
-                  limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str | InputError]]:
+def decoded_lines(
+    stream: IO[bytes], source: str, limit: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, str | InputError]]:
     """Yield (line number, text) with BOM, CRLF, bad UTF-8 and over-long lines handled per line."""
     for number, raw in enumerate(bounded_lines(stream, limit), start=1):
         if isinstance(raw, int):
@@ -229,8 +230,9 @@ def first_text(lines: list[tuple[int, str | InputError]]) -> str | None:
     return None
 
 
-def sniffed_lines(path: str, stream: IO[bytes], fmt: str,
-                  limit: int = MAX_LINE_BYTES) -> tuple[str, Iterator[tuple[int, str | InputError]]]:
+def sniffed_lines(
+    path: str, stream: IO[bytes], fmt: str, limit: int = MAX_LINE_BYTES
+) -> tuple[str, Iterator[tuple[int, str | InputError]]]:
     """Resolve ``auto`` by peeking at the first lines, then give all lines back."""
     lines = decoded_lines(stream, display_name(path), limit)
     if fmt != "auto":
@@ -263,8 +265,9 @@ def to_record(parsed: Parsed, index: int, source: str, names: FieldNames, stdin:
     if parsed.text is not None:
         dialogue = normalise(parsed.text)
         if not dialogue:  # turns of exotic blanks only (U+3000, \x1c, \x85): accounted for, not dropped
-            return BadRecord(index, InputError(source, parsed.line, "dialogue holds no visible text",
-                                               shorten(parsed.text)))
+            return BadRecord(
+                index, InputError(source, parsed.line, "dialogue holds no visible text", shorten(parsed.text))
+            )
         return Record(index, default_id, dialogue, source=source, line=parsed.line)
     fields = dict(parsed.fields or {})
     try:
@@ -272,7 +275,9 @@ def to_record(parsed: Parsed, index: int, source: str, names: FieldNames, stdin:
         references = optional_references(fields, names.reference)
         record_id = optional_id(fields, names.id) or default_id
     except ValueError as exc:
-        return BadRecord(index, InputError(source, parsed.line, str(exc), shorten(json.dumps(fields, ensure_ascii=False))))
+        return BadRecord(
+            index, InputError(source, parsed.line, str(exc), shorten(json.dumps(fields, ensure_ascii=False)))
+        )
     extra = {k: v for k, v in fields.items() if k not in (names.text, names.id, names.reference)}
     return Record(index, record_id, normalise(dialogue), references, source, parsed.line, extra)
 
@@ -323,8 +328,9 @@ def expand(paths: Iterable[str]) -> list[str]:
     return result or [STDIN]
 
 
-def read_records(paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames(),
-                 max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
+def read_records(
+    paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames(), max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[Item]:
     """Stream records from every path in turn, indices counting across files.
 
     A file that cannot be opened or read to its end (a missing file, a corrupt or cut .gz) becomes a
@@ -334,8 +340,9 @@ def read_records(paths: Iterable[str], fmt: str = "auto", names: FieldNames = Fi
     return read_files(expand(paths), fmt, names, max_line_bytes)
 
 
-def read_files(paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames(),
-               max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
+def read_files(
+    paths: Iterable[str], fmt: str = "auto", names: FieldNames = FieldNames(), max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[Item]:
     """``read_records`` over paths expanded already: no glob is expanded again, and no path reads nothing
     (not stdin), so a job that left its own files out of a glob reads exactly what it chose."""
     index = 0
@@ -345,8 +352,9 @@ def read_files(paths: Iterable[str], fmt: str = "auto", names: FieldNames = Fiel
             index += 1
 
 
-def file_records(path: str, start: int, fmt: str, names: FieldNames,
-                 max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
+def file_records(
+    path: str, start: int, fmt: str, names: FieldNames, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[Item]:
     """One file's records, indexed from ``start``; a read failure ends the file with a BadRecord."""
     source = display_name(path)
     try:

@@ -11,8 +11,9 @@ from .outputs import Stats
 from .parallel import detect_world, run_parallel
 
 
-def run_job(files: JobFiles, settings: RunSettings, log: Log, progress: bool = False,
-            backend: Backend | None = None) -> tuple[int, Stats]:
+def run_job(
+    files: JobFiles, settings: RunSettings, log: Log, progress: bool = False, backend: Backend | None = None
+) -> tuple[int, Stats]:
     """Run the job and return its exit code and counts.
 
     Under ``accelerate launch`` / ``torchrun`` (WORLD_SIZE > 1) every process calls this and the job is

@@ -39,34 +39,79 @@ def python(c, script: str, args: list[str], work_dir: str = "") -> None:
 
 
 @register(help=THROUGHPUT_HELP)
-def bench_throughput(c, models="tiny,mid", records=0, beams="1,4", max_new_tokens=32,
-                     anchors="notebook,fixed-8,ctranslate2,ours", repeats=1, threads=0, output_dir="bench/results",
-                     work_dir=""):
+def bench_throughput(
+    c,
+    models="tiny,mid",
+    records=0,
+    beams="1,4",
+    max_new_tokens=32,
+    anchors="notebook,fixed-8,ctranslate2,ours",
+    repeats=1,
+    threads=0,
+    output_dir="bench/results",
+    work_dir="",
+):
     """Dialogues/s of dialogsum-batch beside the notebook loop, fixed batches and CTranslate2, one process.
 
     invoke bench-throughput --models mid --beams 1,4
     """
-    python(c, "bench/bench_throughput.py", [
-        "--model", str(models), "--records", str(records), "--beams", str(beams),
-        "--max-new-tokens", str(max_new_tokens), "--anchors", str(anchors), "--repeats", str(repeats),
-        "--threads", str(threads), "--output-dir", str(output_dir)], work_dir)
+    python(
+        c,
+        "bench/bench_throughput.py",
+        [
+            "--model",
+            str(models),
+            "--records",
+            str(records),
+            "--beams",
+            str(beams),
+            "--max-new-tokens",
+            str(max_new_tokens),
+            "--anchors",
+            str(anchors),
+            "--repeats",
+            str(repeats),
+            "--threads",
+            str(threads),
+            "--output-dir",
+            str(output_dir),
+        ],
+        work_dir,
+    )
 
 
 @register(help=MEMORY_HELP)
-def bench_memory(c, sizes="2000,20000", max_new_tokens=8, limit=1.3, output_dir="bench/results",
-                 work_dir=""):
+def bench_memory(c, sizes="2000,20000", max_new_tokens=8, limit=1.3, output_dir="bench/results", work_dir=""):
     """Peak RSS of the command on 20,000 vs 2,000 records (fresh processes): streaming keeps it flat.
 
     invoke bench-memory
     """
-    python(c, "bench/bench_memory.py", [
-        "--sizes", str(sizes), "--max-new-tokens", str(max_new_tokens), "--limit", str(limit),
-        "--output-dir", str(output_dir)], work_dir)
+    python(
+        c,
+        "bench/bench_memory.py",
+        [
+            "--sizes",
+            str(sizes),
+            "--max-new-tokens",
+            str(max_new_tokens),
+            "--limit",
+            str(limit),
+            "--output-dir",
+            str(output_dir),
+        ],
+        work_dir,
+    )
 
 
-@register(help={"models": THROUGHPUT_HELP["models"], "beams": THROUGHPUT_HELP["beams"],
-                "repeats": THROUGHPUT_HELP["repeats"], "output_dir": THROUGHPUT_HELP["output_dir"],
-                "work_dir": THROUGHPUT_HELP["work_dir"]})
+@register(
+    help={
+        "models": THROUGHPUT_HELP["models"],
+        "beams": THROUGHPUT_HELP["beams"],
+        "repeats": THROUGHPUT_HELP["repeats"],
+        "output_dir": THROUGHPUT_HELP["output_dir"],
+        "work_dir": THROUGHPUT_HELP["work_dir"],
+    }
+)
 def bench(c, models="tiny,mid", beams="1,4", repeats=1, output_dir="bench/results", work_dir=""):
     """Every CPU benchmark: flat memory, then throughput against the anchors (about half an hour on 2 cores).
 
@@ -110,39 +155,101 @@ def bench_backends(c, records=64, threads=0, beams="1,4", repeats=1, output_dir=
 
     invoke bench-backends --records 64
     """
-    python(c, "bench/bench_backends.py", [
-        "--records", str(records), "--threads", str(threads), "--beams", str(beams), "--repeats", str(repeats),
-        "--output-dir", str(output_dir)], work_dir)
+    python(
+        c,
+        "bench/bench_backends.py",
+        [
+            "--records",
+            str(records),
+            "--threads",
+            str(threads),
+            "--beams",
+            str(beams),
+            "--repeats",
+            str(repeats),
+            "--output-dir",
+            str(output_dir),
+        ],
+        work_dir,
+    )
 
 
 @register(help=CT2_CACHE_HELP)
-def bench_ct2_cache(c, records=96, beams="1,4", threads=0, repeats=3, max_new_tokens=32, trained="",
-                    output_dir="bench/results", work_dir=""):
+def bench_ct2_cache(
+    c,
+    records=96,
+    beams="1,4",
+    threads=0,
+    repeats=3,
+    max_new_tokens=32,
+    trained="",
+    output_dir="bench/results",
+    work_dir="",
+):
     """CTranslate2 through the conversion cache vs transformers: conversion time, dialogues/s, agreement, int8 ROUGE.
 
     invoke bench-ct2-cache --repeats 3
     """
-    python(c, "bench/bench_ct2_cache.py", [
-        "--records", str(records), "--beams", str(beams), "--repeats", str(repeats),
-        "--max-new-tokens", str(max_new_tokens), "--output-dir", str(output_dir),
-        *(["--threads", str(threads)] if int(threads) else []), *(["--trained", str(trained)] if trained else [])],
-        work_dir)
+    python(
+        c,
+        "bench/bench_ct2_cache.py",
+        [
+            "--records",
+            str(records),
+            "--beams",
+            str(beams),
+            "--repeats",
+            str(repeats),
+            "--max-new-tokens",
+            str(max_new_tokens),
+            "--output-dir",
+            str(output_dir),
+            *(["--threads", str(threads)] if int(threads) else []),
+            *(["--trained", str(trained)] if trained else []),
+        ],
+        work_dir,
+    )
 
 
 @register(help=THREADS_HELP)
-def bench_threads(c, records=96, busy_seconds=60, repeats=2, cases="idle,after-busy-minute,concurrent-job",
-                  output_dir="bench/results", work_dir=""):
+def bench_threads(
+    c,
+    records=96,
+    busy_seconds=60,
+    repeats=2,
+    cases="idle,after-busy-minute,concurrent-job",
+    output_dir="bench/results",
+    work_dir="",
+):
     """--threads 0 against explicit counts: idle, right after a busy minute, beside a concurrent job (<= 1.15x).
 
     invoke bench-threads
     """
-    python(c, "bench/bench_threads.py", [
-        "--records", str(records), "--busy-seconds", str(busy_seconds), "--repeats", str(repeats),
-        "--cases", str(cases), "--output-dir", str(output_dir)], work_dir)
+    python(
+        c,
+        "bench/bench_threads.py",
+        [
+            "--records",
+            str(records),
+            "--busy-seconds",
+            str(busy_seconds),
+            "--repeats",
+            str(repeats),
+            "--cases",
+            str(cases),
+            "--output-dir",
+            str(output_dir),
+        ],
+        work_dir,
+    )
 
 
-@register(help={"only": "Comma list of allocator, oom, train, throughput",
-                "cpu_smoke": "Rehearse every section on the CPU with tiny sizes (no GPU needed)"})
+@register(
+    help={
+        "only": "Comma list of allocator, oom, train, throughput",
+        "cpu_smoke": "Rehearse every section on the CPU with tiny sizes (no GPU needed)",
+    }
+)
 def gpu_check(c, only="allocator,oom,train,throughput", cpu_smoke=False):
     """On a CUDA machine: bf16 training, expandable segments, real-OOM batch splits, full-size throughput.
 

@@ -47,6 +47,8 @@ def format_entries(root, entries) -> str:
     for entry in entries:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
         model = entry.model if entry.complete else "(incomplete: rebuilt on next use)"
-        lines.append(f"{entry.key[:12]:<12}  {entry.quantization or '-':<13}  {entry.size_bytes / 2**20:>8.1f}  "
-                     f"{used:<16}  {model}")
+        lines.append(
+            f"{entry.key[:12]:<12}  {entry.quantization or '-':<13}  {entry.size_bytes / 2**20:>8.1f}  "
+            f"{used:<16}  {model}"
+        )
     return "\n".join(lines)

@@ -32,9 +32,25 @@ def _number(value, kind):
 
 
 @register(help=HELP)
-def evaluate(c, data="", model=None, split="test", output_dir="runs/eval", baseline=None, num_beams=None,
-             max_new_tokens=None, length_penalty=None, batch_tokens=8192, device="auto", backend="auto",
-             limit=None, bootstrap=1000, seed=0, allow_pickle=False, quantization=None):
+def evaluate(
+    c,
+    data="",
+    model=None,
+    split="test",
+    output_dir="runs/eval",
+    baseline=None,
+    num_beams=None,
+    max_new_tokens=None,
+    length_penalty=None,
+    batch_tokens=8192,
+    device="auto",
+    backend="auto",
+    limit=None,
+    bootstrap=1000,
+    seed=0,
+    allow_pickle=False,
+    quantization=None,
+):
     """Score a model and/or a baseline with ROUGE (mean, 95% bootstrap interval) and write a report.
 
     invoke evaluate --model runs/pegasus-samsum --data corpus.7z --output-dir runs/eval --baseline longest3
@@ -42,20 +58,37 @@ def evaluate(c, data="", model=None, split="test", output_dir="runs/eval", basel
     invoke evaluate --model runs/pegasus-samsum --data corpus.7z --backend ctranslate2 --quantization int8
     """
     from ..errors import DialogsumError
-    from ..evaluation import evaluate as run_evaluation, format_line, make_settings
+    from ..evaluation import evaluate as run_evaluation
+    from ..evaluation import format_line, make_settings
     from ..logs import Log, library_bars
 
     if not data:
         raise Exit("evaluate: --data is required (a corpus file, folder or archive)", code=2)
-    settings = make_settings(model, backend=backend, device=device, num_beams=_number(num_beams, int),
-                             max_new_tokens=_number(max_new_tokens, int),
-                             length_penalty=_number(length_penalty, float), batch_tokens=int(batch_tokens),
-                             allow_pickle=bool(allow_pickle), quantization=quantization or None)
+    settings = make_settings(
+        model,
+        backend=backend,
+        device=device,
+        num_beams=_number(num_beams, int),
+        max_new_tokens=_number(max_new_tokens, int),
+        length_penalty=_number(length_penalty, float),
+        batch_tokens=int(batch_tokens),
+        allow_pickle=bool(allow_pickle),
+        quantization=quantization or None,
+    )
     try:
         with library_bars():  # Hub downloads show no bars under cron or CI
-            metrics = run_evaluation(model or None, data, split, output_dir, baseline or None, settings,
-                                     limit=_number(limit, int), bootstrap=int(bootstrap), seed=int(seed),
-                                     log=Log().info)
+            metrics = run_evaluation(
+                model or None,
+                data,
+                split,
+                output_dir,
+                baseline or None,
+                settings,
+                limit=_number(limit, int),
+                bootstrap=int(bootstrap),
+                seed=int(seed),
+                log=Log().info,
+            )
     except DialogsumError as exc:
         raise Exit(f"error: {exc}", code=exc.exit_code) from exc
     print(format_line(metrics))

@@ -30,8 +30,15 @@ def export(c, model="", format="hf", output_dir="", quantization=None, dtype=Non
 
     if not model or not output_dir:
         raise Exit("export: --model DIR and --output-dir OUT are required", code=2)
-    settings = ExportSettings(source=model, output_dir=output_dir, format=format, quantization=quantization or None,
-                              dtype=dtype or None, force=bool(force), allow_pickle=bool(allow_pickle))
+    settings = ExportSettings(
+        source=model,
+        output_dir=output_dir,
+        format=format,
+        quantization=quantization or None,
+        dtype=dtype or None,
+        force=bool(force),
+        allow_pickle=bool(allow_pickle),
+    )
     try:
         return export_model(settings, log=Log().info)
     except DialogsumError as exc:

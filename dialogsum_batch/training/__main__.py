@@ -24,9 +24,12 @@ EXAMPLES = """examples:
 
 def parser() -> argparse.ArgumentParser:
     """The module's argument parser, built from the option table."""
-    made = argparse.ArgumentParser(prog="python -m dialogsum_batch.training",
-                                   description="Fine-tune Pegasus on SAMSum-style chats.", epilog=EXAMPLES,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    made = argparse.ArgumentParser(
+        prog="python -m dialogsum_batch.training",
+        description="Fine-tune Pegasus on SAMSum-style chats.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return add_arguments(made)
 
 

@@ -23,10 +23,22 @@ UNION_TYPES = (Union, types.UnionType)  # Optional[int] and int | None
 TINY_MODEL = "tiny"  # base_model value that builds the tiny random Pegasus into the run folder
 OPTIMIZERS = ("adamw", "adafactor")
 BEST_METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")
-SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-             "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
-FP16_REFUSED = ("fp16 is refused: Pegasus overflows in float16 (NaN loss, blank summaries); "
-                "use bf16, which is on by default on GPUs that support it")
+SCHEDULES = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+)
+FP16_REFUSED = (
+    "fp16 is refused: Pegasus overflows in float16 (NaN loss, blank summaries); "
+    "use bf16, which is on by default on GPUs that support it"
+)
 TRUE_WORDS = {"1", "true", "yes", "on", "y"}
 FALSE_WORDS = {"0", "false", "no", "off", "n"}
 NONE_WORDS = {"none", "null", "~", ""}
@@ -111,8 +123,10 @@ def _problems(config: TrainConfig) -> Iterable[str]:
     if config.metric_for_best_model not in BEST_METRICS:
         yield f"metric_for_best_model '{config.metric_for_best_model}' is not one of {', '.join(BEST_METRICS)}"
     if config.save_steps % config.eval_steps:
-        yield (f"save_steps {config.save_steps} must be a multiple of eval_steps {config.eval_steps}, "
-               "so that every checkpoint has a ROUGE score to pick the best one by")
+        yield (
+            f"save_steps {config.save_steps} must be a multiple of eval_steps {config.eval_steps}, "
+            "so that every checkpoint has a ROUGE score to pick the best one by"
+        )
     if not (config.data or config.project_data or config.synthetic_train):
         yield "no training data: set data, project_data or synthetic_train"
     if not str(config.base_model).strip() or not str(config.output_dir).strip():
@@ -121,11 +135,27 @@ def _problems(config: TrainConfig) -> Iterable[str]:
 
 def _range_problems(config: TrainConfig) -> Iterable[str]:
     """Numbers outside the range a run can use."""
-    at_least = {"per_device_train_batch_size": 1, "per_device_eval_batch_size": 1, "gradient_accumulation_steps": 1,
-                "max_source_length": 8, "max_target_length": 4, "logging_steps": 1, "eval_steps": 1,
-                "save_steps": 1, "save_total_limit": 1, "num_beams": 1, "max_new_tokens": 1, "min_length": 0,
-                "no_repeat_ngram_size": 0, "synthetic_train": 0, "synthetic_validation": 0, "torch_threads": 0,
-                "warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 0}
+    at_least = {
+        "per_device_train_batch_size": 1,
+        "per_device_eval_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "max_source_length": 8,
+        "max_target_length": 4,
+        "logging_steps": 1,
+        "eval_steps": 1,
+        "save_steps": 1,
+        "save_total_limit": 1,
+        "num_beams": 1,
+        "max_new_tokens": 1,
+        "min_length": 0,
+        "no_repeat_ngram_size": 0,
+        "synthetic_train": 0,
+        "synthetic_validation": 0,
+        "torch_threads": 0,
+        "warmup_steps": 0,
+        "weight_decay": 0,
+        "max_grad_norm": 0,
+    }
     for name, low in at_least.items():
         if getattr(config, name) < low:
             yield f"{name} must be at least {low}, got {getattr(config, name)}"

@@ -31,8 +31,7 @@ def build_corpus(config: TrainConfig, log: Say) -> datasets.DatasetDict:
     if config.synthetic_train:
         parts["train"].append(synthetic_dataset(config.synthetic_train, SYNTHETIC_TRAIN_SEED, "syn-train"))
     if config.synthetic_validation:
-        parts["validation"].append(
-            synthetic_dataset(config.synthetic_validation, SYNTHETIC_VALIDATION_SEED, "syn-val"))
+        parts["validation"].append(synthetic_dataset(config.synthetic_validation, SYNTHETIC_VALIDATION_SEED, "syn-val"))
     if not parts["train"]:
         raise DataError("no training records: the configured sources are all empty")
     caps = {"train": config.max_train_samples, "validation": config.max_eval_samples}
@@ -100,5 +99,7 @@ def describe_lengths(dataset: datasets.Dataset, config: TrainConfig) -> str:
     sources = sum(len(ids) >= config.max_source_length for ids in dataset["input_ids"])
     targets = sum(len(ids) >= config.max_target_length for ids in dataset["labels"])
     n = max(len(dataset), 1)
-    return (f"{100 * sources / n:.1f}% of dialogues cut at {config.max_source_length} "
-            f"tokens, {100 * targets / n:.1f}% of summaries at {config.max_target_length}")
+    return (
+        f"{100 * sources / n:.1f}% of dialogues cut at {config.max_source_length} "
+        f"tokens, {100 * targets / n:.1f}% of summaries at {config.max_target_length}"
+    )

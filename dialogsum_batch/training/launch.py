@@ -7,8 +7,13 @@ import sys
 from collections.abc import Sequence
 
 
-def launch_command(module: str, arguments: Sequence[str], num_processes: int | None = None,
-                   config_file: str | None = None, cuda: bool | None = None) -> list[str]:
+def launch_command(
+    module: str,
+    arguments: Sequence[str],
+    num_processes: int | None = None,
+    config_file: str | None = None,
+    cuda: bool | None = None,
+) -> list[str]:
     """``accelerate launch [...] -m MODULE ARGS`` for ``num_processes`` processes and/or an accelerate config.
 
     accelerate's launcher runs from this interpreter (``python -m accelerate.commands.launch``), so an

@@ -42,21 +42,45 @@ class Option:
 
 # The order is the order in which the task passes options on to the training module.
 OPTIONS: tuple[Option, ...] = (
-    Option("preset", str, "Recipe to start from: pegasus-samsum (GPU, the default) or smoke (tiny model, CPU, ~1 min)",
-           metavar="NAME"),
-    Option("output_dir", str, "Run folder: final model, checkpoints, metrics, plot, model card", metavar="DIR",
-           setting=True),
+    Option(
+        "preset",
+        str,
+        "Recipe to start from: pegasus-samsum (GPU, the default) or smoke (tiny model, CPU, ~1 min)",
+        metavar="NAME",
+    ),
+    Option(
+        "output_dir",
+        str,
+        "Run folder: final model, checkpoints, metrics, plot, model card",
+        metavar="DIR",
+        setting=True,
+    ),
     Option("config", str, "YAML or JSON file of settings, applied over the preset", metavar="FILE"),
-    Option("data", str, "Corpus: corpus.7z, save_to_disk folder, CSV/JSON/JSONL/Parquet file, URL or Hub id",
-           metavar="SOURCE", setting=True),
+    Option(
+        "data",
+        str,
+        "Corpus: corpus.7z, save_to_disk folder, CSV/JSON/JSONL/Parquet file, URL or Hub id",
+        metavar="SOURCE",
+        setting=True,
+    ),
     Option("base_model", str, "Model to fine-tune: Hub id, local folder, or 'tiny'", metavar="MODEL", setting=True),
     Option("max_steps", str, "Optimizer steps; overrides the number of epochs", metavar="N", setting=True),
     Option("resume", bool, "Continue from the last checkpoint in the run folder", default=False, setting=True),
     Option("set_", list, "Any setting as KEY=VALUE, e.g. --set learning_rate=5e-5 (repeatable)", metavar="KEY=VALUE"),
-    Option("num_processes", str, "Train on N processes (one per GPU) through accelerate launch (DDP)",
-           metavar="N", launch=True),
-    Option("accelerate_config", str, "accelerate config file (FSDP, DeepSpeed, several machines) for accelerate launch",
-           metavar="FILE", launch=True),
+    Option(
+        "num_processes",
+        str,
+        "Train on N processes (one per GPU) through accelerate launch (DDP)",
+        metavar="N",
+        launch=True,
+    ),
+    Option(
+        "accelerate_config",
+        str,
+        "accelerate config file (FSDP, DeepSpeed, several machines) for accelerate launch",
+        metavar="FILE",
+        launch=True,
+    ),
 )
 TRAINING_OPTIONS = tuple(option for option in OPTIONS if not option.launch)  # what the training module takes
 TASK_HELP = {option.name: option.help for option in OPTIONS}  # Invoke's help= for the task
@@ -77,8 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         if option.kind is bool:
             parser.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
         elif option.kind is list:
-            parser.add_argument(option.flag, dest=option.name, action="append", metavar=option.metavar,
-                                help=option.help)
+            parser.add_argument(
+                option.flag, dest=option.name, action="append", metavar=option.metavar, help=option.help
+            )
         else:
             parser.add_argument(option.flag, dest=option.name, metavar=option.metavar, help=option.help)
     return parser
@@ -87,8 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def task_signature() -> inspect.Signature:
     """``(c, *, preset=None, ..., accelerate_config=None)``: Invoke reads a task's options from its signature."""
     context = inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return inspect.Signature([context] + [inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY,
-                                                            default=option.default) for option in OPTIONS])
+    return inspect.Signature(
+        [context]
+        + [inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=option.default) for option in OPTIONS]
+    )
 
 
 def takes_options(body: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., Any]:
@@ -125,8 +152,11 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
 
 def overrides(options: Mapping[str, Any]) -> dict[str, Any]:
     """The config settings the options give: the named ones, then ``--set KEY=VALUE`` pairs, which win."""
-    values = {option.name: options[option.name] for option in OPTIONS
-              if option.setting and _given(option, options.get(option.name))}
+    values = {
+        option.name: options[option.name]
+        for option in OPTIONS
+        if option.setting and _given(option, options.get(option.name))
+    }
     values.update(parse_assignments(options.get("set_") or ()))
     return values
 

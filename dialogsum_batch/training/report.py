@@ -58,8 +58,11 @@ def _points(log_history: Sequence[Mapping[str, Any]], key: str) -> list[tuple[fl
 
 def history_panels(log_history: Sequence[Mapping[str, Any]]) -> list[Panel]:
     """A loss panel (train, validation) and, when there were evaluations, a ROUGE panel."""
-    loss = Panel("Loss", "cross-entropy", [Series("train", _points(log_history, "loss")),
-                                          Series("validation", _points(log_history, "eval_loss"))])
+    loss = Panel(
+        "Loss",
+        "cross-entropy",
+        [Series("train", _points(log_history, "loss")), Series("validation", _points(log_history, "eval_loss"))],
+    )
     rouge = [Series(key, _points(log_history, f"eval_{key}")) for key in ("rouge1", "rouge2", "rougeL")]
     if not any(series.points for series in rouge):
         return [loss]
@@ -78,20 +81,29 @@ def _data_lines(config: TrainConfig, summary: RunSummary) -> list[str]:
     if config.project_data:
         lines.append("- the project's example chats (`data/*.jsonl`), added to training")
     if config.synthetic_train or config.synthetic_validation:
-        lines.append(f"- synthetic chats (`dialogsum_batch.fixtures.synthetic`): {config.synthetic_train} "
-                     f"for training, {config.synthetic_validation} for validation")
+        lines.append(
+            f"- synthetic chats (`dialogsum_batch.fixtures.synthetic`): {config.synthetic_train} "
+            f"for training, {config.synthetic_validation} for validation"
+        )
     lines.append(f"- {summary.train_records} training and {summary.eval_records} validation records")
     return lines
 
 
 def _recipe_rows(config: TrainConfig, summary: RunSummary) -> list[tuple[str, str]]:
     length = f"{config.max_steps} steps" if config.max_steps > 0 else f"{config.num_train_epochs:g} epochs"
-    batch = (f"{config.per_device_train_batch_size} x {config.gradient_accumulation_steps} accumulation"
-             f" x {summary.processes} process(es) = {config.effective_batch_size * summary.processes}")
+    batch = (
+        f"{config.per_device_train_batch_size} x {config.gradient_accumulation_steps} accumulation"
+        f" x {summary.processes} process(es) = {config.effective_batch_size * summary.processes}"
+    )
     return [
         ("length", f"{length} ({summary.steps} optimizer steps run)"),
-        ("optimizer", (f"{config.optimizer}, lr {config.learning_rate:g} {config.lr_scheduler_type}, "
-                       f"warmup {config.warmup_steps:g}, weight decay {config.weight_decay:g}")),
+        (
+            "optimizer",
+            (
+                f"{config.optimizer}, lr {config.learning_rate:g} {config.lr_scheduler_type}, "
+                f"warmup {config.warmup_steps:g}, weight decay {config.weight_decay:g}"
+            ),
+        ),
         ("batch", batch),
         ("label smoothing", f"{config.label_smoothing:g}"),
         ("lengths", f"source {config.max_source_length}, target {config.max_target_length} tokens"),
@@ -101,8 +113,12 @@ def _recipe_rows(config: TrainConfig, summary: RunSummary) -> list[tuple[str, st
 
 
 def _results_lines(summary: RunSummary, config: TrainConfig) -> list[str]:
-    lines = [(f"- training loss {summary.train_metrics.get('train_loss', float('nan')):.4f} "
-              f"in {summary.train_metrics.get('train_runtime', 0):.0f} s")]
+    lines = [
+        (
+            f"- training loss {summary.train_metrics.get('train_loss', float('nan')):.4f} "
+            f"in {summary.train_metrics.get('train_runtime', 0):.0f} s"
+        )
+    ]
     scores = summary.eval_metrics
     if scores:
         rouge = " / ".join(f"{scores.get(f'eval_{key}', float('nan')):.2f}" for key in ROUGE_KEYS)
@@ -114,11 +130,16 @@ def _results_lines(summary: RunSummary, config: TrainConfig) -> list[str]:
 
 
 def _decoding_text(config: TrainConfig) -> str:
-    search = (f"beam search with {config.num_beams} beams, length penalty {config.length_penalty:g}"
-              if config.num_beams > 1 else "greedy search")
+    search = (
+        f"beam search with {config.num_beams} beams, length penalty {config.length_penalty:g}"
+        if config.num_beams > 1
+        else "greedy search"
+    )
     repeat = f"no repeated {config.no_repeat_ngram_size}-grams" if config.no_repeat_ngram_size else "repeats allowed"
-    return (f"{search}; {config.min_length} to {config.max_new_tokens} new tokens; {repeat}. "
-            "`dialogsum-batch` uses these unless its decoding options override them.")
+    return (
+        f"{search}; {config.min_length} to {config.max_new_tokens} new tokens; {repeat}. "
+        "`dialogsum-batch` uses these unless its decoding options override them."
+    )
 
 
 def base_model_id(config: TrainConfig) -> str | None:
@@ -156,7 +177,9 @@ def card_metadata(config: TrainConfig, summary: RunSummary) -> dict[str, Any]:
 def model_card(config: TrainConfig, summary: RunSummary) -> str:
     """README.md for the run folder: Hub metadata, then data, recipe, decoding, results, usage."""
     recipe = "\n".join(f"| {name} | {value} |" for name, value in _recipe_rows(config, summary))
-    return cards.front_matter(card_metadata(config, summary)) + f"""
+    return (
+        cards.front_matter(card_metadata(config, summary))
+        + f"""
 # {Path(config.output_dir).name}
 
 Fine-tuned from {_base_text(config)} for chat-dialogue summarization by `invoke finetune`
@@ -189,6 +212,7 @@ Fine-tuned from {_base_text(config)} for chat-dialogue summarization by `invoke 
 dialogsum-batch --model {config.output_dir} chats.jsonl > summaries.jsonl
 ```
 """
+    )
 
 
 def write_card(run_dir: Path, config: TrainConfig, summary: RunSummary) -> Path:

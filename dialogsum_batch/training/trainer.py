@@ -104,8 +104,10 @@ def resume_point(run_dir: Path, resume: bool, log: Say) -> str | None:
         return last
     found = Path(last).name if last else "model.safetensors" if (run_dir / "model.safetensors").exists() else None
     if found:
-        raise ConfigError(f"{run_dir} already holds a run ({found}); pass --resume (resume=true) to continue it, "
-                          "or choose another --output-dir")
+        raise ConfigError(
+            f"{run_dir} already holds a run ({found}); pass --resume (resume=true) to continue it, "
+            "or choose another --output-dir"
+        )
     return None
 
 
@@ -120,8 +122,9 @@ def is_complete(checkpoint: Path, config: TrainConfig) -> bool:
     return state.get("epoch", 0) >= config.num_train_epochs - 1e-6
 
 
-def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Say,
-            callbacks: Sequence[TrainerCallback]) -> Prepared:
+def prepare(
+    config: TrainConfig, args: Seq2SeqTrainingArguments, log: Say, callbacks: Sequence[TrainerCallback]
+) -> Prepared:
     """Model, data and trainer; downloads and builds happen once, on the main process first."""
     run_dir = Path(args.output_dir)
     with args.main_process_first(desc="base model and corpus"):
@@ -143,9 +146,13 @@ def prepare(config: TrainConfig, args: Seq2SeqTrainingArguments, log: Say,
         log("no validation records: training without evaluation; the last step's weights are kept")
         args = training_arguments(config, run_dir, has_eval=False)
     trainer = Seq2SeqTrainer(
-        model=model, args=args, train_dataset=splits["train"], eval_dataset=evaluation,
+        model=model,
+        args=args,
+        train_dataset=splits["train"],
+        eval_dataset=evaluation,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, pad_to_multiple_of=8 if args.bf16 else None),
-        processing_class=tokenizer, compute_metrics=rouge_metrics(tokenizer) if evaluation is not None else None,
+        processing_class=tokenizer,
+        compute_metrics=rouge_metrics(tokenizer) if evaluation is not None else None,
         callbacks=[LossLines(log), *callbacks],
     )
     quiet_progress(trainer)
@@ -168,9 +175,16 @@ def finish(prepared: Prepared, config: TrainConfig, run_dir: Path, train_metrics
     trainer.save_state()
     if not trainer.is_world_process_zero():
         return
-    summary = report.RunSummary(prepared.train_records, prepared.eval_records, trainer.state.global_step,
-                                train_metrics, eval_metrics, _folder_name(trainer.state.best_model_checkpoint),
-                                prepared.device, trainer.args.world_size)
+    summary = report.RunSummary(
+        prepared.train_records,
+        prepared.eval_records,
+        trainer.state.global_step,
+        train_metrics,
+        eval_metrics,
+        _folder_name(trainer.state.best_model_checkpoint),
+        prepared.device,
+        trainer.args.world_size,
+    )
     report.write_history(run_dir, trainer.state.log_history)
     report.write_curves(run_dir, history, title=f"{run_dir.name}: {config.base_model}")
     report.write_card(run_dir, config, summary)
@@ -209,7 +223,7 @@ class _KnownNoise(logging.Filter):
             return False
         if message.startswith(MISSING_KEYS):
             try:
-                missing = set(ast.literal_eval(message[len(MISSING_KEYS):].strip().rstrip(".")))
+                missing = set(ast.literal_eval(message[len(MISSING_KEYS) :].strip().rstrip(".")))
             except (ValueError, SyntaxError):
                 return True
             return not missing <= self.tied_keys
@@ -261,19 +275,27 @@ def base_model_path(config: TrainConfig, run_dir: Path, log: Say) -> str:
         raise ModelError(f"base {exc.reason}; set allow_pickle=true to load them anyway") from None
     except ModelError as exc:  # its advice names dialogsum-batch's options; give this command's
         reason = str(exc).split("; pass --model")[0]
-        raise ModelError(f"base {reason}; pass --base-model DIR (a local copy), or run where the Hub is "
-                         "reachable once to fill the cache") from None
+        raise ModelError(
+            f"base {reason}; pass --base-model DIR (a local copy), or run where the Hub is "
+            "reachable once to fill the cache"
+        ) from None
 
 
-BASE_MODEL_ADVICE = Advice(pickle="set allow_pickle=true to load *.bin files",
-                           ctranslate2="set base_model to the transformers model it was converted from")
+BASE_MODEL_ADVICE = Advice(
+    pickle="set allow_pickle=true to load *.bin files",
+    ctranslate2="set base_model to the transformers model it was converted from",
+)
 
 
 def check_weights(path: str, config: TrainConfig) -> None:
     """ModelError, one line, unless the base model's folder holds weights this run may read."""
     named = Path(config.base_model).expanduser() == Path(path)
-    check_transformers_folder(path, config.allow_pickle, BASE_MODEL_ADVICE,
-                              name=config.base_model if named else f"{config.base_model} ({path})")
+    check_transformers_folder(
+        path,
+        config.allow_pickle,
+        BASE_MODEL_ADVICE,
+        name=config.base_model if named else f"{config.base_model} ({path})",
+    )
 
 
 def load_model(path: str, config: TrainConfig) -> tuple[PreTrainedTokenizerBase, Any]:
@@ -282,8 +304,11 @@ def load_model(path: str, config: TrainConfig) -> tuple[PreTrainedTokenizerBase,
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
         model = AutoModelForSeq2SeqLM.from_pretrained(
-            path, dtype=torch.float32, use_safetensors=None if config.allow_pickle else True,
-            trust_remote_code=config.trust_remote_code)
+            path,
+            dtype=torch.float32,
+            use_safetensors=None if config.allow_pickle else True,
+            trust_remote_code=config.trust_remote_code,
+        )
     except LOAD_ERRORS as exc:  # a hostile pickle is refused by torch's weights_only loading: one line too
         if isinstance(exc, pickle.UnpicklingError):
             raise load_failure(f"cannot load {config.base_model} from {path}", exc) from exc
@@ -298,9 +323,15 @@ def decoding(config: TrainConfig, base: GenerationConfig) -> GenerationConfig:
     """The base model's generation config with the run's decoding; saved as generation_config.json."""
     tuned = copy.deepcopy(base)
     beams = config.num_beams > 1
-    tuned.update(num_beams=config.num_beams, max_new_tokens=config.max_new_tokens, max_length=None,
-                 min_length=config.min_length, no_repeat_ngram_size=config.no_repeat_ngram_size,
-                 length_penalty=config.length_penalty if beams else None, early_stopping=True if beams else None)
+    tuned.update(
+        num_beams=config.num_beams,
+        max_new_tokens=config.max_new_tokens,
+        max_length=None,
+        min_length=config.min_length,
+        no_repeat_ngram_size=config.no_repeat_ngram_size,
+        length_penalty=config.length_penalty if beams else None,
+        early_stopping=True if beams else None,
+    )
     try:
         tuned.validate(strict=True)
     except ValueError as exc:
@@ -322,25 +353,40 @@ def training_arguments(config: TrainConfig, run_dir: Path, has_eval: bool) -> Se
     bf16 = config.bf16 if config.bf16 is not None else cuda and torch.cuda.is_bf16_supported()
     try:
         return Seq2SeqTrainingArguments(
-            output_dir=str(run_dir), seed=config.seed, report_to="none", disable_tqdm=not stderr_is_terminal(),
-            num_train_epochs=config.num_train_epochs, max_steps=config.max_steps,
-            learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
+            output_dir=str(run_dir),
+            seed=config.seed,
+            report_to="none",
+            disable_tqdm=not stderr_is_terminal(),
+            num_train_epochs=config.num_train_epochs,
+            max_steps=config.max_steps,
+            learning_rate=config.learning_rate,
+            lr_scheduler_type=config.lr_scheduler_type,
             warmup_steps=int(config.warmup_steps) if config.warmup_steps >= 1 else config.warmup_steps,
-            weight_decay=config.weight_decay, label_smoothing_factor=config.label_smoothing,
-            max_grad_norm=config.max_grad_norm, optim=optimizer_name(config.optimizer, cuda),
+            weight_decay=config.weight_decay,
+            label_smoothing_factor=config.label_smoothing,
+            max_grad_norm=config.max_grad_norm,
+            optim=optimizer_name(config.optimizer, cuda),
             per_device_train_batch_size=config.per_device_train_batch_size,
             per_device_eval_batch_size=config.per_device_eval_batch_size,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
-            bf16=bf16, fp16=False,  # never fp16: Pegasus overflows in it
+            bf16=bf16,
+            fp16=False,  # never fp16: Pegasus overflows in it
             activation_checkpointing=_auto(config.gradient_checkpointing, cuda),  # was gradient_checkpointing
             auto_find_batch_size=_auto(config.auto_find_batch_size, cuda),
             train_sampling_strategy="group_by_length",  # similar lengths per batch: little padding
-            logging_strategy="steps", logging_steps=config.logging_steps, logging_first_step=True,
-            eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps,
-            save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-            load_best_model_at_end=has_eval, metric_for_best_model=config.metric_for_best_model,
+            logging_strategy="steps",
+            logging_steps=config.logging_steps,
+            logging_first_step=True,
+            eval_strategy="steps" if has_eval else "no",
+            eval_steps=config.eval_steps,
+            save_strategy="steps",
+            save_steps=config.save_steps,
+            save_total_limit=config.save_total_limit,
+            load_best_model_at_end=has_eval,
+            metric_for_best_model=config.metric_for_best_model,
             greater_is_better=config.metric_for_best_model != "loss",
-            predict_with_generate=True, generation_num_beams=config.eval_num_beams,
+            predict_with_generate=True,
+            generation_num_beams=config.eval_num_beams,
             dataloader_pin_memory=cuda,
             use_cpu=not cuda,  # else torchrun on a CPU host leaves every process training alone
         )
@@ -378,8 +424,7 @@ def rouge_metrics(tokenizer: PreTrainedTokenizerBase) -> Callable[[EvalPredictio
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def compute(prediction: EvalPrediction) -> dict[str, float]:
-        generated = prediction.predictions[0] if isinstance(prediction.predictions, tuple) \
-            else prediction.predictions
+        generated = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         generated = np.where(generated < 0, pad, generated)  # -100 marks padding across batches
         labels = np.where(prediction.label_ids < 0, pad, prediction.label_ids)
         texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
@@ -414,14 +459,20 @@ def describe_log(step: int, max_steps: int, logs: Mapping[str, Any]) -> str:
     value = {key: float(v) for key, v in logs.items() if isinstance(v, (int, float, str)) and _is_number(v)}
     if "eval_rougeL" in value or "eval_loss" in value:
         rouge_text = "/".join(f"{value.get(f'eval_{k}', float('nan')):.2f}" for k in ("rouge1", "rouge2", "rougeL"))
-        return (f"{head} validation: loss {value.get('eval_loss', float('nan')):.4f} ROUGE-1/2/L {rouge_text} "
-                f"gen_len {value.get('eval_gen_len', float('nan')):.1f} ({value.get('eval_runtime', 0):.1f} s)")
+        return (
+            f"{head} validation: loss {value.get('eval_loss', float('nan')):.4f} ROUGE-1/2/L {rouge_text} "
+            f"gen_len {value.get('eval_gen_len', float('nan')):.1f} ({value.get('eval_runtime', 0):.1f} s)"
+        )
     if "train_runtime" in value:
-        return (f"{head} training done: mean loss {value.get('train_loss', float('nan')):.4f} in "
-                f"{value['train_runtime']:.1f} s ({value.get('train_steps_per_second', 0):.2f} steps/s)")
+        return (
+            f"{head} training done: mean loss {value.get('train_loss', float('nan')):.4f} in "
+            f"{value['train_runtime']:.1f} s ({value.get('train_steps_per_second', 0):.2f} steps/s)"
+        )
     if "loss" in value:
-        return (f"{head} epoch {value.get('epoch', 0):.2f} loss {value['loss']:.4f} "
-                f"lr {value.get('learning_rate', 0):.2e} grad_norm {value.get('grad_norm', float('nan')):.3f}")
+        return (
+            f"{head} epoch {value.get('epoch', 0):.2f} loss {value['loss']:.4f} "
+            f"lr {value.get('learning_rate', 0):.2e} grad_norm {value.get('grad_norm', float('nan')):.3f}"
+        )
     return f"{head} " + " ".join(f"{key} {number:g}" for key, number in value.items())
 
 
