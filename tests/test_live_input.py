@@ -54,6 +54,22 @@ def test_the_feed_cuts_once_per_stall_and_never_under_steady_input():
         assert list(feed) == list(range(500))  # always ready: nothing to cut
 
 
+def test_a_full_window_starts_the_next_records_wait_afresh():
+    """After a full window the clock restarts: a record is cut off after waiting max_wait itself, not
+    because a record of an earlier window was taken long ago."""
+
+    def steady_then_short_stall():
+        for item in range(6):
+            yield item
+            time.sleep(0.1)  # 0.6 s in all: longer than max_wait, yet each window is full before it
+        time.sleep(0.15)  # a short stall: shorter than max_wait after the last window began
+
+    with Feed(steady_then_short_stall(), lambda: False, poll=0.02, max_wait=0.35, window=3) as feed:
+        assert list(feed) == list(range(6))  # no CUT: both windows filled within max_wait of their start
+    with Feed(steady_then_short_stall(), lambda: False, poll=0.02, max_wait=0.35) as feed:
+        assert CUT in list(feed)  # without windows the first record's clock runs on and cuts
+
+
 def test_a_steady_slow_producer_is_cut_too_though_it_never_pauses_for_max_wait():
     def steady():
         for i in range(12):

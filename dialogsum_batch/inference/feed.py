@@ -38,7 +38,9 @@ class Feed(Generic[T]):
 
     With ``max_wait`` > 0, a CUT follows the items taken so far once the first of them was taken
     ``max_wait`` seconds ago and the queue is empty: a live producer's records wait about that long, however
-    steady its pace, while input that is always ready (a file, a fast pipe) still fills whole windows.
+    steady its pace, while input that is always ready (a file, a fast pipe) still fills whole windows. The
+    clock starts again after every ``window`` items (a full window), so a record's wait is measured from the
+    first record of its own window, not from an earlier one.
     The stop is looked at before every item, so what the job already took is all it gets: a stop while
     the input is stalled ends the input there, and the records taken so far can still be finished.
     Use as a context manager: leaving it tells the thread to stop (a thread blocked in a read is a
@@ -52,11 +54,13 @@ class Feed(Generic[T]):
         size: int = READ_AHEAD,
         poll: float = POLL_SECONDS,
         max_wait: float = 0.0,
+        window: int = 0,
     ):
         self.items = items
         self.should_stop = should_stop
         self.poll = poll
         self.max_wait = max_wait  # seconds of silence that end the window read so far; 0 = never
+        self.window = window  # items a full window holds: the next one starts a new window and a new deadline
         self.cut = False  # the input was ended by a stop, not by its end
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.closed = threading.Event()
@@ -70,8 +74,9 @@ class Feed(Generic[T]):
         self.closed.set()
 
     def __iter__(self) -> Iterator[T | Cut]:
-        pending = False  # items were taken since the last CUT: running dry should cut them off
+        pending = False  # items were taken since the last CUT or full window: running dry should cut them off
         since = time.monotonic()  # when the first of them was taken
+        taken = 0  # items taken into the window being filled
         while True:
             if self.should_stop():
                 self.cut = True
@@ -81,7 +86,7 @@ class Feed(Generic[T]):
             value = self._take(min(self.poll, left))
             if value is _EMPTY:  # nothing ready: cut once the oldest record has waited enough, look at the stop
                 if timing and time.monotonic() - since >= self.max_wait:
-                    pending = False
+                    pending, taken = False, 0
                     yield CUT
                 continue
             if value is _END:
@@ -91,6 +96,9 @@ class Feed(Generic[T]):
             yield value
             if not pending:  # the window's oldest record since the last cut: the deadline runs from here
                 pending, since = True, time.monotonic()
+            taken += 1
+            if taken == self.window:  # a full window went to the engine: the next record's wait starts afresh
+                pending, taken = False, 0
 
     def _take(self, timeout: float) -> Any:
         """The next value from the reader, or _EMPTY when none came within ``timeout`` seconds."""

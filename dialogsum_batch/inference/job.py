@@ -211,10 +211,11 @@ def selected_input(
     stop: StopFlag,
     log: Log,
     stack: contextlib.ExitStack,
+    processes: int = 1,
 ) -> tuple[Feed, Iterator[Item | Cut]]:
     """The job's records as the engine takes them: read ahead (``input_feed``), less those resumed or left to
     other shards. The feed is returned too: ``feed.cut`` says whether a stop ended the input."""
-    feed = stack.enter_context(input_feed(files, settings, stop, log))
+    feed = stack.enter_context(input_feed(files, settings, stop, log, processes))
     return feed, select(feed, stats, resumed.done, settings.shard)
 
 
@@ -228,11 +229,12 @@ def open_writer(
     return ResultWriter(records, errors, settings.keep_fields, bar)
 
 
-def input_feed(files: JobFiles, settings: RunSettings, stop: StopFlag, log: Log) -> Feed:
+def input_feed(files: JobFiles, settings: RunSettings, stop: StopFlag, log: Log, processes: int = 1) -> Feed:
     """The job's records, read ahead on a thread that a stop never waits for; live input that leaves a record
-    waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many."""
+    waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many
+    (whose windows hold ``sort_window`` records per process)."""
     records = read_files(job_inputs(files, log), files.input_format, settings.fields, files.max_line_bytes)
-    return Feed(records, stop, max_wait=settings.batch.max_wait)
+    return Feed(records, stop, max_wait=settings.batch.max_wait, window=settings.batch.sort_window * processes)
 
 
 def exit_code(stats: Stats) -> int:

@@ -349,7 +349,7 @@ def _write_all(
     with contextlib.ExitStack() as stack:
         writer = open_writer(files, settings, resumed, log, progress, stack)
         stack.enter_context(stop.installed())
-        feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
+        feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack, link.world.size)
 
         def summarize(items: list[Item], final: bool) -> ShareDone:
             return summarize_share(backend, settings, items, stop, log, mine, final)
