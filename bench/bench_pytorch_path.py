@@ -1,0 +1,231 @@
+"""The PyTorch path, attempt by attempt: what a static cache, torch.compile and bf16 give the transformers
+backend, against the fixed-batches-of-8 loop, at equal threads, with the share of summaries identical to
+the plain fp32 engine's (an attempt is adopted only if it is faster with identical output).
+
+Attempts, each the dialogsum-batch Engine over the same records with the same model weights:
+
+* ``fixed-8``: the anchor; fixed batches of 8 in arrival order, padded to the longest, ``generate``.
+* ``engine fp32``: the engine as shipped (length-sorted token-budget batches, key-padding mask).
+* ``engine bf16``: the same weights cast to bfloat16 (``--dtype bfloat16``); the benchmark says whether
+  this CPU has native bf16 (avx512_bf16 / amx_bf16).
+* ``engine static cache``: ``generation_config.cache_implementation = "static"`` (preallocated KV cache).
+* ``engine static + compile``: the same with the model's forward through ``torch.compile`` (dynamic
+  shapes). The first run pays the compilation, as every job would; "best s" is a warm run.
+
+    python bench/bench_pytorch_path.py --model mid --records 160 --source dialogsum --threads 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    RESULTS_DIR,
+    WORK_DIR,
+    available_sources,
+    chunks,
+    dialogues,
+    environment,
+    markdown_table,
+    model_dir,
+    publish,
+)
+
+ATTEMPTS = ("fixed-8", "engine fp32", "engine bf16", "engine static cache", "engine static + compile")
+
+
+def cpu_bf16() -> bool:
+    """Whether the CPU multiplies bf16 natively (otherwise torch emulates it, slowly)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def load(path: Path) -> tuple[Any, Any, Any]:
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from dialogsum_batch.logs import library_bars, quiet_transformers
+
+    quiet_transformers()
+    with library_bars(show=False):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32).eval()
+    generation = copy.deepcopy(model.generation_config)
+    return model, tokenizer, generation
+
+
+def fixed_8(model: Any, tokenizer: Any, generation: Any, texts: list[str]) -> list[str]:
+    import torch
+
+    out: list[str] = []
+    with torch.inference_mode():
+        for batch in chunks(texts, 8):
+            inputs = tokenizer(batch, max_length=1024, truncation=True, padding=True, return_tensors="pt")
+            output = model.generate(**inputs, generation_config=generation)
+            out += tokenizer.batch_decode(output, skip_special_tokens=True)
+    return [text.strip() for text in out]
+
+
+def engine(model: Any, tokenizer: Any, generation: Any, texts: list[str]) -> list[str]:
+    from dialogsum_batch.backends.transformers import TransformersBackend
+    from dialogsum_batch.config import BatchSettings
+    from dialogsum_batch.inference.engine import Engine
+    from dialogsum_batch.inference.records import Record
+
+    backend = TransformersBackend(model, tokenizer, generation, 1024)
+    outcomes = list(Engine(backend, BatchSettings()).run(Record(i, str(i), t) for i, t in enumerate(texts)))
+    return [o.summary or "" for o in outcomes]
+
+
+def prepare(attempt: str, path: Path) -> tuple[Callable[[list[str]], list[str]], str]:
+    """The attempt as a function of the texts, and a note on how it was set up."""
+    import torch
+
+    model, tokenizer, generation = load(path)
+    generation.num_beams, generation.max_new_tokens = 1, ARGS.max_new_tokens
+    generation.min_length = generation.min_new_tokens = 0
+    note = ""
+    if attempt == "fixed-8":
+        return (lambda texts: fixed_8(model, tokenizer, generation, texts)), note
+    if attempt == "engine bf16":
+        model.to(torch.bfloat16)
+        note = "native bf16" if cpu_bf16() else "bf16 emulated (no avx512_bf16 / amx_bf16)"
+    if attempt.startswith("engine static"):
+        generation.cache_implementation = "static"
+    if attempt == "engine static + compile":
+        model.forward = torch.compile(model.forward, dynamic=True)
+        note = "the first run pays the compilation"
+    return (lambda texts: engine(model, tokenizer, generation, texts)), note
+
+
+def measure(attempt: str, path: Path, texts: list[str], threads: int, repeats: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        run, note = prepare(attempt, path)
+        times, summaries = [], []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            summaries = run(texts)
+            times.append(time.perf_counter() - started)
+    except Exception as exc:  # an attempt that does not run on this model is a finding, not a crash
+        return {"attempt": attempt, "threads": threads, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    return {
+        "attempt": attempt,
+        "threads": threads,
+        "seconds": round(min(times), 3),
+        "first_seconds": round(times[0], 3),
+        "all_seconds": times,
+        "dialogues_per_s": round(len(texts) / min(times), 3),
+        "summaries": summaries,
+        "note": note,
+    }
+
+
+def report(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Speed against fixed-8 and identical share against engine fp32, at each thread count."""
+    for run in runs:
+        same = {r["attempt"]: r for r in runs if r["threads"] == run["threads"] and "error" not in r}
+        if "error" in run:
+            continue
+        anchor, plain = same.get("fixed-8"), same.get("engine fp32")
+        run["vs_fixed_8"] = round(anchor["seconds"] / run["seconds"], 3) if anchor else None
+        if plain:
+            pairs = list(zip(run["summaries"], plain["summaries"], strict=True))
+            run["identical"] = round(sum(a == b for a, b in pairs) / len(pairs), 3)
+    for run in runs:
+        run.pop("summaries", None)
+    return runs
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    rows = [
+        [
+            r["attempt"],
+            r["threads"],
+            r.get("seconds", "-"),
+            r.get("first_seconds", "-"),
+            r.get("dialogues_per_s", "-"),
+            f"{r['vs_fixed_8']:.2f}x" if r.get("vs_fixed_8") else "-",
+            r.get("identical", "-"),
+            r.get("error") or r.get("note", ""),
+        ]
+        for r in result["runs"]
+    ]
+    table = markdown_table(
+        [
+            "attempt",
+            "threads",
+            "best s",
+            "first run s",
+            "dialogues/s",
+            "vs fixed-8",
+            "identical to engine fp32",
+            "note",
+        ],
+        rows,
+    )
+    env = result["environment"]
+    return (
+        f"{table}\n\nModel {result['model']} (random weights), {result['records']} {result['source']} records, "
+        f"greedy, {result['max_new_tokens']} new tokens, best of {result['repeats']}, one process, each attempt "
+        f"loading the same weights afresh. {env['machine']}, {env['cpu_cores']} cores, native bf16: "
+        f"{result['cpu_bf16']}; torch {env['torch']}; load average {env['load_average']}.\n\n"
+        f"Reproduce: `{command}`\n"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="mid", choices=["tiny", "mid", "large"])
+    parser.add_argument("--records", type=int, default=160)
+    parser.add_argument("--source", default="dialogsum" if "dialogsum" in available_sources() else "synthetic")
+    parser.add_argument("--threads", default="1,2", help="comma list of thread counts")
+    parser.add_argument("--attempts", default=",".join(ATTEMPTS))
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args([])
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    global ARGS
+    ARGS = parse_args(argv)
+    path = model_dir(ARGS.model, ARGS.work_dir)
+    texts = [row["dialogue"] for row in dialogues(ARGS.records, ARGS.source)]
+    runs = []
+    for threads in (int(t) for t in ARGS.threads.split(",")):
+        for attempt in ARGS.attempts.split(","):
+            runs.append(measure(attempt, path, texts, threads, ARGS.repeats))
+            print(f"{attempt}, {threads} thread(s): {runs[-1].get('seconds', runs[-1].get('error'))}", file=sys.stderr)
+    result = {
+        "model": ARGS.model,
+        "records": len(texts),
+        "source": ARGS.source,
+        "max_new_tokens": ARGS.max_new_tokens,
+        "repeats": ARGS.repeats,
+        "cpu_bf16": cpu_bf16(),
+        "runs": report(runs),
+        "environment": environment(None),
+    }
+    command = "python bench/bench_pytorch_path.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return publish(f"pytorch-path-{ARGS.model}", result, markdown(result, command.strip()), ARGS.output_dir)
+
+
+if __name__ == "__main__":
+    main()
