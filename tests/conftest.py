@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +125,36 @@ def fake_backend(monkeypatch) -> FakeBackend:
     monkeypatch.setitem(BACKENDS, "fake", lambda model, decode, log=None: backend)
     monkeypatch.setenv("DIALOGSUM_BACKEND", "fake")
     return backend
+
+
+FAKE_COMMAND = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from conftest import FakeBackend
+from dialogsum_batch.backends import BACKENDS
+
+
+class Paced(FakeBackend):
+    def generate(self, batch):
+        time.sleep({delay!r})
+        return super().generate(batch)
+
+
+BACKENDS["fake"] = lambda model, decode, log=None: Paced()
+os.environ["DIALOGSUM_BACKEND"] = "fake"
+from dialogsum_batch.cli import main
+main(sys.argv[1:], prog_name="dialogsum-batch")
+"""
+
+
+def start_fake_command(args: Sequence[str], tmp_path: Path, delay: float = 0.0, **popen) -> subprocess.Popen:
+    """``dialogsum-batch ARGS`` in a process of its own, the fake backend taking ``delay`` seconds a batch
+    (text pipes for stdin, stdout and stderr unless ``popen`` says otherwise)."""
+    script = tmp_path / "fake_command.py"
+    script.write_text(FAKE_COMMAND.format(tests=str(Path(__file__).parent), delay=delay), encoding="utf-8")
+    streams = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.Popen([sys.executable, str(script), *args], env=env, text=True, **streams)
 
 
 def read_jsonl(text: str) -> list[dict]:

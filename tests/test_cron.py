@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import FakeBackend, read_jsonl, write_jsonl
+from conftest import FakeBackend, read_jsonl, start_fake_command, write_jsonl
 
 from dialogsum_batch.backends import BACKENDS
 from dialogsum_batch.cli import main
@@ -104,32 +101,8 @@ def test_resume_cuts_torn_line_and_skips_done_ids(fake_backend, tmp_path):
     assert "2 resumed" in result.stderr
 
 
-SLOW_RUN = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {tests!r})
-    from conftest import FakeBackend
-    from dialogsum_batch.backends import BACKENDS
-
-    class Slow(FakeBackend):
-        def generate(self, batch):
-            time.sleep(0.05)
-            return super().generate(batch)
-
-    BACKENDS["fake"] = lambda model, decode, log=None: Slow()
-    import os
-    os.environ["DIALOGSUM_BACKEND"] = "fake"
-    from dialogsum_batch.cli import main
-    main(sys.argv[1:], prog_name="dialogsum-batch")
-""")
-
-
 def start_slow(args: list[str], tmp_path: Path) -> subprocess.Popen:
-    script = tmp_path / "slow_run.py"
-    script.write_text(SLOW_RUN.format(tests=str(REPO / "tests")), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return start_fake_command(args, tmp_path, delay=0.05, stdin=subprocess.DEVNULL)
 
 
 def wait_for_lines(path: Path, count: int, timeout: float = 60) -> None:

@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import read_jsonl, write_jsonl
+from conftest import read_jsonl, start_fake_command, write_jsonl
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -455,33 +454,9 @@ def test_a_lock_removed_by_its_holder_as_we_open_it_is_taken_afresh(tmp_path, mo
 # ---------------------------------------------------------------------------- a stop while input is stalled
 
 
-FAKE_RUN = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {tests!r})
-    from conftest import FakeBackend
-    from dialogsum_batch.backends import BACKENDS
-
-    BACKENDS["fake"] = lambda model, decode, log=None: FakeBackend()
-    import os
-    os.environ["DIALOGSUM_BACKEND"] = "fake"
-    from dialogsum_batch.cli import main
-    main(sys.argv[1:], prog_name="dialogsum-batch")
-""")
-
-
 def start_fake(args: list[str], tmp_path: Path, stdout=subprocess.PIPE) -> subprocess.Popen:
     """The real command in a real process, with the fake backend; the test is the producer on its stdin."""
-    script = tmp_path / "fake_run.py"
-    script.write_text(FAKE_RUN.format(tests=str(REPO / "tests")), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, str(script), *args],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_fake_command(args, tmp_path, stdout=stdout)
 
 
 def wait_for(stream, text: str, timeout: float = 120) -> None:

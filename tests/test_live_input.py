@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import read_jsonl
+from conftest import read_jsonl, start_fake_command
 
 from dialogsum_batch.cli import main
 from dialogsum_batch.inference.batching import CUT, windows
@@ -228,37 +228,10 @@ def test_max_wait_must_not_be_negative():
     assert result.exit_code == 2 and "--max-wait" in result.stderr
 
 
-SLOW_FAKE = """
-import os, sys, time
-sys.path.insert(0, {tests!r})
-from conftest import FakeBackend
-from dialogsum_batch.backends import BACKENDS
-
-class Slow(FakeBackend):
-    def generate(self, batch):
-        time.sleep(0.4)
-        return super().generate(batch)
-
-BACKENDS["fake"] = lambda model, decode, log=None: Slow()
-os.environ["DIALOGSUM_BACKEND"] = "fake"
-from dialogsum_batch.cli import main
-main(sys.argv[1:], prog_name="dialogsum-batch")
-"""
-
-
 def test_a_stop_while_a_cut_window_is_summarized_finishes_that_window(tmp_path):
     """The records of a window a stall cut short came from a producer that cannot send them again: a SIGTERM
     that lands while they are being summarized writes them all, then stops (143)."""
-    script = tmp_path / "slow_fake.py"
-    script.write_text(SLOW_FAKE.format(tests=str(REPO / "tests")), encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, str(script), "-m", "x", "--max-wait", "0.3", "--max-batch-size", "1"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    process = start_fake_command(["-m", "x", "--max-wait", "0.3", "--max-batch-size", "1"], tmp_path, delay=0.4)
     try:
         process.stdin.write("".join(record(i) for i in range(4)))
         process.stdin.flush()
