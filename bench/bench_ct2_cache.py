@@ -42,6 +42,7 @@ from common import (  # noqa: E402
     RESULTS_DIR,
     WORK_DIR,
     available_sources,
+    child_env,
     dialogues,
     environment,
     markdown_table,
@@ -62,13 +63,6 @@ CONVERTED = re.compile(r"into the cache in ([0-9.]+) s")
 
 
 # ---------------------------------------------------------------------------- one process
-
-
-def child_env(cache: Path) -> dict[str, str]:
-    """Offline, the repository importable, and the benchmark's own conversion cache."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DIALOGSUM_CACHE=str(cache))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
 
 
 def run_cli(
@@ -101,7 +95,9 @@ def run_cli(
     ]
     command += ["--quantization", quantization] if quantization else []
     started = time.perf_counter()
-    done = subprocess.run(command, env=child_env(cache_dir(args)), capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command, env=child_env(DIALOGSUM_CACHE=str(cache_dir(args))), capture_output=True, text=True, check=False
+    )
     wall = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -210,7 +206,9 @@ def trained_model(args: argparse.Namespace) -> Path:
     if not (folder / "model.safetensors").is_file():
         print(f"fine-tuning the tiny model once into {folder} (about a minute) ...", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "invoke", "finetune", "--preset", "smoke", "--output-dir", str(folder)]
-        subprocess.run(command, cwd=REPO, env=child_env(cache_dir(args)), check=True, capture_output=True)
+        subprocess.run(
+            command, cwd=REPO, env=child_env(DIALOGSUM_CACHE=str(cache_dir(args))), check=True, capture_output=True
+        )
     return folder
 
 

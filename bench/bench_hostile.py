@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS_DIR, WORK_DIR, markdown_table, write_results
+from common import RESULTS_DIR, WORK_DIR, child_env, markdown_table, write_results  # noqa: E402
 
+DEFAULT_CAPS = {"DIALOGSUM_MAX_EXTRACT_BYTES": None, "DIALOGSUM_MAX_MEMBER_BYTES": None}  # the defaults are measured
 LIMIT = 1.5  # a bomb's peak RSS may be at most this multiple of a normal corpus load's
 SAMSUM_SPLITS = {"train": 14_732, "val": 818, "test": 819}
 
@@ -90,7 +91,7 @@ def bomb_archive(folder: Path, megabytes: int) -> Path:
 
 def load_in_child(archive: Path, mode: str = "bounded") -> dict[str, Any]:
     """One fresh process loading ``archive``: its own peak RSS, wall time and outcome."""
-    env = child_env()
+    env = child_env(**DEFAULT_CAPS)
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen([sys.executable, "-c", CHILD, str(archive), mode], env=env, stdout=out, stderr=err)
@@ -116,20 +117,11 @@ def build_archives(folder: Path) -> dict[str, Path]:
     return {"normal": normal_archive(folder), "over": bomb_archive(folder, 600), "under": bomb_archive(folder, 300)}
 
 
-def child_env() -> dict[str, str]:
-    """Offline, the default caps, and the repository importable before ``pip install -e .``."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    env.pop("DIALOGSUM_MAX_EXTRACT_BYTES", None)  # the defaults are what is measured
-    env.pop("DIALOGSUM_MAX_MEMBER_BYTES", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
 def archive_bomb_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[str, Any]:
     """Peak RSS of a normal corpus load vs archive bombs over and under the default caps."""
     folder = work_dir / "hostile"
     # built in a child: datasets and py7zr imported here would count in every measured child's peak
-    subprocess.run([sys.executable, __file__, "--build", str(folder)], check=True, env=child_env())
+    subprocess.run([sys.executable, __file__, "--build", str(folder)], check=True, env=child_env(**DEFAULT_CAPS))
     archives = {
         "normal": folder / "normal-corpus.7z",
         "over": folder / "bomb-600mb.7z",
@@ -179,7 +171,7 @@ def endless_line_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[st
         subprocess.run(
             [sys.executable, "-m", "dialogsum_batch.fixtures.tiny", str(model)],
             check=True,
-            env=child_env(),
+            env=child_env(**DEFAULT_CAPS),
             stdout=subprocess.DEVNULL,
         )
     from dialogsum_batch.fixtures.synthetic import generate
@@ -229,7 +221,7 @@ def summarize_in_child(model: Path, lines: list[bytes], line_mb: int) -> dict[st
         ]
         started = time.perf_counter()
         with tempfile.TemporaryFile() as err:
-            process = subprocess.Popen(command, env=child_env(), stdin=subprocess.PIPE, stderr=err)
+            process = subprocess.Popen(command, env=child_env(**DEFAULT_CAPS), stdin=subprocess.PIPE, stderr=err)
             feed(process.stdin, lines, line_mb)
             _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, peak RSS included
             err.seek(0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,14 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS_DIR, WORK_DIR, environment, markdown_table, model_dir, publish  # noqa: E402
-
-
-def child_env() -> dict[str, str]:
-    """Offline, and the repository importable even before ``pip install -e .``."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
+from common import REPO, RESULTS_DIR, WORK_DIR, child_env, environment, markdown_table, model_dir, publish  # noqa: E402
 
 
 def lines(count: int, seed: int = 0) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS_DIR, WORK_DIR, environment, markdown_table, model_dir, write_results  # noqa: E402
+from common import RESULTS_DIR, WORK_DIR, child_env, environment, markdown_table, model_dir, write_results  # noqa: E402
 
 LIMIT = 1.3  # the largest run's peak RSS may be at most this multiple of the smallest's
 
@@ -36,13 +36,6 @@ def write_input(path: Path, n: int, seed: int = 0) -> Path:
         for record in generate(n, seed=seed):
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
-
-
-def child_env() -> dict[str, str]:
-    """Offline, and the repository importable even before ``pip install -e .``."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
 
 
 def run_size(n: int, model: Path, folder: Path, max_new_tokens: int, threads: int) -> dict[str, Any]:

@@ -33,10 +33,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    REPO,
     RESULTS_DIR,
     WORK_DIR,
     available_sources,
+    child_env,
     dialogues,
     environment,
     markdown_table,
@@ -108,8 +108,7 @@ def run_once(model: Path, records: Path, threads: int, args: argparse.Namespace)
         str(metrics),
         "-q",
     ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DIALOGSUM_CACHE=str(folder / "cache"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = child_env(DIALOGSUM_CACHE=str(folder / "cache"))
     load, old_rule = round(os.getloadavg()[0], 2), load_rule(len(os.sched_getaffinity(0)))
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

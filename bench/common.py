@@ -121,6 +121,19 @@ def available_sources() -> list[str]:
 # ---------------------------------------------------------------------------- measurement
 
 
+def child_env(**overrides: str | None) -> dict[str, str]:
+    """The environment of a measured ``python -m dialogsum_batch``: offline, the repository importable before
+    ``pip install -e .``, and ``overrides`` (a None value removes the variable)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM) in MiB since start or the last ``reset_peak_rss``."""
     try:
