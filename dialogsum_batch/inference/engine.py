@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from ..backends import Backend, Encoded, Generated, OutOfMemory
 from ..config import BatchSettings, LongSettings
 from ..errors import InputError
+from ..logs import Say
 from .batching import Cut, InOrder, padded_size, plan_batches, windows
 from .chunking import split_dialogue
 from .records import BadRecord, Item, Record
@@ -133,7 +134,7 @@ class Engine:
         long: LongSettings | None = None,
         close_on_bad: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
-        log: Callable[[str], None] = lambda _: None,
+        log: Say = lambda _: None,
     ):
         self.backend = backend
         self.batch = batch
