@@ -18,6 +18,7 @@ from typing import Protocol
 from ..config import DecodeSettings, ModelSettings
 from ..errors import ConfigError, ModelError
 from ..logs import Say
+from ..modelfiles import check_model_folder
 from .common import Encoded, Generated, OutOfMemory, is_ctranslate2_dir  # noqa: F401 (re-exported)
 
 
@@ -54,7 +55,9 @@ def _ctranslate2(model: ModelSettings, decode: DecodeSettings, log: Say | None =
     from .ctranslate2 import CTranslate2Backend
 
     path = model_folder(model, log)
-    if not is_ctranslate2_dir(path):
+    if is_ctranslate2_dir(path):
+        check_model_folder(path, model.allow_pickle)  # one line for broken or absurd files, before any allocation
+    else:  # a transformers folder: checked (check_transformers_folder) as the conversion cache takes it
         path, model = convert_for_serving(path, model, log)
     return CTranslate2Backend.load(path, model, decode)
 
@@ -75,16 +78,15 @@ def detect_backend(path: str) -> str:
 
 
 def model_folder(model: ModelSettings, log: Say | None = None) -> str:
-    """The model's local folder: resolved (a Hub id is downloaded, or found in the cache) and checked.
+    """The model's local folder: a Hub id is downloaded, or found in the cache. The loaders check what they
+    read, once: ``check_transformers_folder`` for a transformers folder, ``check_model_folder`` for a
+    CTranslate2 one.
 
     ``log`` hears which Hub revision was used, when the model came from the Hub.
     """
-    from ..modelfiles import check_model_folder
     from .resolve import resolve_model
 
-    path = resolve_model(model.name, model.allow_pickle, log)
-    check_model_folder(path, model.allow_pickle)  # one line for broken or absurd files, before any allocation
-    return path
+    return resolve_model(model.name, model.allow_pickle, log)
 
 
 def load_backend(model: ModelSettings, decode: DecodeSettings, log: Say | None = None) -> Backend:
