@@ -215,14 +215,9 @@ class Engine:
     def _pieces(self, text: str) -> list[Encoded]:
         """A text in pieces that fit the model, encoded; where the joins cost tokens the counts did not show,
         it is cut again on a smaller budget."""
-        limit = self.backend.max_source_length
-
-        def count(texts: Sequence[str]) -> list[int]:
-            return [limit + 1 if e.truncated else len(e.ids) for e in self.backend.encode(list(texts))]
-
-        budget = limit
+        budget = self.backend.max_source_length
         while True:
-            found = self.backend.encode(split_dialogue(text, count, budget, self.long.overlap))
+            found = self.backend.encode(split_dialogue(text, self._count, budget, self.long.overlap))
             if not any(e.truncated for e in found) or budget <= MIN_BUDGET:
                 return found
             budget = budget * 3 // 4
@@ -246,15 +241,16 @@ class Engine:
         if len(tally.summaries) < tally.expected:
             return None
         joined = "\n".join(tally.summaries[i] for i in range(tally.expected))
-        if tally.expected > 1 and tally.round < MAX_ROUNDS and self._tokens(joined) > self.long.target:
+        if tally.expected > 1 and tally.round < MAX_ROUNDS and self._count([joined])[0] > self.long.target:
             later.extend(self._piece_rows(row.place, joined, pending, tally))
             return None
         del pending[row.place]
         return Outcome(position, record, joined, tokens=tally.tokens, chunks=tally.chunks)
 
-    def _tokens(self, text: str) -> int:
-        (encoded,) = self.backend.encode([text])
-        return self.backend.max_source_length + 1 if encoded.truncated else len(encoded.ids)
+    def _count(self, texts: Sequence[str]) -> list[int]:
+        """Source tokens of each text; one more than the limit for a text the model would cut."""
+        limit = self.backend.max_source_length
+        return [limit + 1 if e.truncated else len(e.ids) for e in self.backend.encode(list(texts))]
 
     def _timed_generate(self, rows: list[list[int]]) -> list[Generated | str]:
         started = time.perf_counter()
