@@ -86,6 +86,18 @@ def test_greedy_float32_matches_transformers(exports, records, transformers_summ
     assert same / RECORDS >= 0.99, f"only {same}/{RECORDS} greedy summaries match"
 
 
+def test_two_threads_run_two_batches_side_by_side_with_the_same_summaries(exports, records):
+    """On the CPU each thread takes a batch of its own (inter_threads), not a share of every matrix."""
+    model = ModelSettings(name=str(exports["int8"]), backend="ctranslate2", threads=2)
+    loaded = load_backend(model, GREEDY)
+    assert loaded.concurrent_batches == 2 and loaded.describe()["concurrent_batches"] == 2
+    assert loaded.translator.num_translators == 2
+    engine = Engine(loaded, BatchSettings(batch_tokens=2048))
+    side_by_side = [o.summary for o in engine.run(records)]
+    assert engine.counts.batches > 2
+    assert side_by_side == summarize(exports["int8"], "ctranslate2", records)  # one thread, one batch at a time
+
+
 def test_int8_scores_within_one_rouge1_point_and_mostly_agrees(exports, records, transformers_summaries):
     assert mean_rouge1(transformers_summaries, records) >= 30.0  # the model has learnt: the check can see
     int8 = summarize(exports["int8"], "ctranslate2", records)

@@ -23,6 +23,9 @@ from .common import Encoded, Generated, OutOfMemory, is_ctranslate2_dir  # noqa:
 
 
 class Backend(Protocol):
+    """Optional: ``concurrent_batches`` (int, default 1), how many batches ``generate`` may run side by side,
+    each called from a thread of its own."""
+
     name: str
     device: str
     max_source_length: int

@@ -188,7 +188,14 @@ class CTranslate2Backend:
     name = "ctranslate2"
 
     def __init__(
-        self, translator: Any, tokenizer: Any, generation: Any, max_source_length: int, device: str, threads: int
+        self,
+        translator: Any,
+        tokenizer: Any,
+        generation: Any,
+        max_source_length: int,
+        device: str,
+        threads: int,
+        lanes: int = 1,
     ):
         self.translator = translator
         self.tokenizer = tokenizer
@@ -197,6 +204,11 @@ class CTranslate2Backend:
         self.max_source_length = max_source_length
         self.device = device
         self.threads = threads
+        # On the CPU, batches run side by side with one thread each (inter_threads), not one at a time over every
+        # core (intra_threads): a greedy step's small matrices barely gain from a second thread, whole batches do.
+        # Mid model, 96 DialogSum chats, 2 cores: int8 1.31x greedy, 1.50x with 4 beams, float32 1.21x, the same
+        # summaries (the same batches). A GPU runs one batch at a time.
+        self.concurrent_batches = lanes
         self.eos_id = tokenizer.eos_token_id
         self.eos_token = tokenizer.eos_token
 
@@ -214,21 +226,22 @@ class CTranslate2Backend:
         threads = cpu_threads(model.threads, path, info.get("quantization"), device)
         tokenizer = load_tokenizer(path, model.trust_remote_code)
         generation = load_generation(path, decode)
+        lanes = threads if device == "cpu" else 1
         try:
             translator = ct2.Translator(
                 path,
                 device=device,
                 device_index=index,
                 compute_type=compute_type,
-                inter_threads=1,
-                intra_threads=threads,
+                inter_threads=lanes,  # batches side by side, one core each: see concurrent_batches
+                intra_threads=threads // lanes,
             )
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"cannot load the CTranslate2 model in {path}: {first_line(exc)}") from exc
         exported_limit = info.get("max_source_length") or DEFAULT_SOURCE_LIMIT
         limit = min(model.max_source_length or DEFAULT_SOURCE_LIMIT, exported_limit)
         label = f"cuda:{index}" if device == "cuda" else "cpu"
-        return cls(translator, tokenizer, generation, limit, label, threads)
+        return cls(translator, tokenizer, generation, limit, label, threads, lanes)
 
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
         """Token ids per text, cut to the model's limit (keeping the final </s>), as the transformers backend."""
@@ -260,6 +273,7 @@ class CTranslate2Backend:
             "device": self.device,
             "dtype": self.translator.compute_type,
             "threads": self.threads,
+            "concurrent_batches": self.concurrent_batches,
             "max_source_length": self.max_source_length,
             "generation": settings,
             "translate_options": self.decoding.kwargs(),

@@ -11,7 +11,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 
 from ..backends import Backend, Encoded, Generated, OutOfMemory
@@ -168,19 +170,21 @@ class Engine:
         while rows:  # the records, then rounds of joined piece summaries that are still too long
             later: list[Row] = []
             lengths = [len(row.ids) for row in rows]
-            for batch in plan_batches(lengths, self.batch.batch_tokens, self.batch.max_batch_size):
-                if not finish and self.should_stop():
-                    yield from (o for o in results.rest() if o.error is None)  # bad ones are judged on resume
-                    raise Interrupted()
-                chosen = [rows[b] for b in batch]
-                for row, result in zip(chosen, self._timed_generate([row.ids for row in chosen])):
+            plan = plan_batches(lengths, self.batch.batch_tokens, self.batch.max_batch_size)
+            finished = 0
+            for index, generated in self._generated([[rows[b].ids for b in batch] for batch in plan], finish):
+                for row, result in zip([rows[b] for b in plan[index]], generated):
                     outcome = self._settle(row, result, window[row.place], offset + row.place, pending, later)
                     if outcome is not None:
                         results.put(row.place, outcome)
-                self.counts.real_tokens += sum(lengths[b] for b in batch)
-                self.counts.padded_tokens += padded_size(lengths, batch)
+                self.counts.real_tokens += sum(lengths[b] for b in plan[index])
+                self.counts.padded_tokens += padded_size(lengths, plan[index])
+                finished = index + 1
                 trim_heap()
                 yield from results.rest() if unordered else results.ready()
+            if finished < len(plan):  # a stop was asked for between batches
+                yield from (o for o in results.rest() if o.error is None)  # bad ones are judged on resume
+                raise Interrupted()
             rows = later
         if unordered:  # after every good record of the window, so --on-error fail loses none
             self._put_all(results, bad, offset)
@@ -252,21 +256,50 @@ class Engine:
         limit = self.backend.max_source_length
         return [limit + 1 if e.truncated else len(e.ids) for e in self.backend.encode(list(texts))]
 
-    def _timed_generate(self, rows: list[list[int]]) -> list[Generated | str]:
-        started = time.perf_counter()
-        generated = self._generate(rows)
-        self.counts.generate_seconds += time.perf_counter() - started
+    def _generated(self, batches: list[list[list[int]]], finish: bool) -> Iterator[tuple[int, list[Generated | str]]]:
+        """(index, generated rows) of each batch in order, stopping early (between batches) when a stop is asked
+        for, unless ``finish``. A backend with ``concurrent_batches`` > 1 gets that many batches at a time, each
+        ``generate`` call in a thread of its own (CTranslate2 runs them side by side, one core each); a batch
+        already started is always finished."""
+        lanes = max(1, getattr(self.backend, "concurrent_batches", 1))
+        stop = (lambda: False) if finish else self.should_stop
+        if lanes == 1:
+            for index, rows in enumerate(batches):
+                if stop():
+                    return
+                started = time.perf_counter()
+                yield index, self._collect(self._generate(rows), started)
+            return
+        with ThreadPoolExecutor(lanes, thread_name_prefix="generate") as pool:
+            flight: deque[Future[tuple[list[Generated | str], int]]] = deque()
+            started, submitted = 0.0, 0
+            while flight or submitted < len(batches):
+                while len(flight) < lanes and submitted < len(batches) and not stop():
+                    if not flight:
+                        started = time.perf_counter()  # generation time counts while any batch is in flight
+                    flight.append(pool.submit(self._generate, batches[submitted]))
+                    submitted += 1
+                if not flight:
+                    return
+                outcome = flight.popleft().result()
+                yield submitted - len(flight) - 1, self._collect(outcome, started if not flight else None)
+
+    def _collect(self, outcome: tuple[list[Generated | str], int], started: float | None) -> list[Generated | str]:
+        """Count a finished batch (and, when ``started`` is given, the generation time since then)."""
+        generated, splits = outcome
+        if started is not None:
+            self.counts.generate_seconds += time.perf_counter() - started
         self.counts.batches += 1
+        self.counts.oom_splits += splits
         return generated
 
-    def _generate(self, rows: list[list[int]]) -> list[Generated | str]:
-        """Generate, splitting the batch in two on out-of-memory until single rows remain."""
+    def _generate(self, rows: list[list[int]]) -> tuple[list[Generated | str], int]:
+        """Generate, splitting the batch in two on out-of-memory until single rows remain; with the splits made."""
         try:
-            return self.backend.generate(rows)
+            return self.backend.generate(rows), 0
         except OutOfMemory:
             if len(rows) == 1:
-                return [f"out of memory even alone ({len(rows[0])} source tokens)"]
-        self.counts.oom_splits += 1
+                return [f"out of memory even alone ({len(rows[0])} source tokens)"], 0
         self.log(f"out of memory on a batch of {len(rows)} x {max(map(len, rows))} tokens; splitting it")
-        middle = len(rows) // 2
-        return self._generate(rows[:middle]) + self._generate(rows[middle:])
+        (first, left), (second, right) = self._generate(rows[: len(rows) // 2]), self._generate(rows[len(rows) // 2 :])
+        return first + second, 1 + left + right
