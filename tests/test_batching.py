@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialogsum_batch.inference.batching import CUT, InOrder, cheapest_cuts, padded_size, plan_batches, windows
+from dialogsum_batch.inference.batching import CUT, InOrder, cheapest_cuts, padded_size, plan_batches, spread, windows
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -286,3 +286,29 @@ def test_in_order_releases_each_value_once_and_ready_in_order(data, size):
     assert sorted(released) == list(range(size)), "each value released exactly once"
     assert in_order == sorted(in_order)
     assert order.slots == [None] * size
+
+
+# ---------------------------------------------------------------------------- spread
+
+
+@pytest.mark.parametrize(
+    ("plan", "lanes", "expected"),
+    [
+        ([[0, 1, 2, 3]], 2, [[0, 1], [2, 3]]),
+        ([[0, 1, 2]], 2, [[0], [1, 2]]),
+        ([[0, 1, 2, 3]], 3, [[0], [1], [2, 3]]),
+        ([[0, 1], [2, 3, 4, 5]], 3, [[0, 1], [2, 3], [4, 5]]),
+        ([[0], [1]], 4, [[0], [1]]),  # single rows are not split further
+        ([[0, 1], [2]], 1, [[0, 1], [2]]),
+        ([], 2, []),
+    ],
+)
+def test_spread_halves_the_largest_batches_until_every_lane_has_one(plan, lanes, expected):
+    assert spread(plan, lanes) == expected
+
+
+@given(st.lists(st.lists(st.integers(0, 99), min_size=1, max_size=9), max_size=5), st.integers(1, 8))
+def test_spread_keeps_every_row_once_in_order(plan, lanes):
+    spread_plan = spread(plan, lanes)
+    assert [row for batch in spread_plan for row in batch] == [row for batch in plan for row in batch]
+    assert all(spread_plan) and len(spread_plan) >= min(lanes, sum(map(len, plan)))

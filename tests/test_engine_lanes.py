@@ -95,3 +95,15 @@ def test_a_stop_finishes_the_batches_already_started_and_loses_none():
     assert backend.started == engine.counts.batches == 2  # both in flight were finished, nothing new begun
     assert sorted(o.position for o in seen) == [o.position for o in seen]
     assert len(seen) == sum(backend.batches)  # every summary made was handed out
+
+
+def test_a_window_of_one_batch_is_spread_over_the_lanes():
+    """Live input sends a few records at a time: one batch would leave every lane but one idle."""
+    backend = SideBySide(lanes=2, delay=0.05)
+    few = records(6)
+    outcomes = list(Engine(backend, BatchSettings()).run(few))
+    assert [o.summary for o in outcomes] == [f"A{i}: hello" for i in range(6)]
+    assert sorted(backend.batches) == [3, 3] and backend.most_at_once == 2
+    single = SideBySide(lanes=1)
+    list(Engine(single, BatchSettings()).run(few))
+    assert single.batches == [6]  # one lane: the plan as it was

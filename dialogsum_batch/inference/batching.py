@@ -67,6 +67,19 @@ def plan_batches(
     return [order[start:end] for start, end in zip([0, *ends], ends)]
 
 
+def spread(plan: list[list[int]], lanes: int) -> list[list[int]]:
+    """The plan with its largest batches halved until there are ``lanes`` of them (or only single rows): a window
+    of a few records, as live input sends, would otherwise leave all but one of the side-by-side lanes idle."""
+    plan = [list(batch) for batch in plan]
+    while len(plan) < lanes:
+        largest = max(range(len(plan)), key=lambda b: len(plan[b]), default=None)
+        if largest is None or len(plan[largest]) < 2:
+            break
+        batch = plan[largest]
+        plan[largest : largest + 1] = [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
+    return plan
+
+
 def cheapest_cuts(longest_first: Sequence[int], batch_tokens: int, max_batch_size: int, batch_cost: int) -> list[int]:
     """End positions of the batches over lengths sorted longest first (dynamic programming, O(n x rows))."""
     n = len(longest_first)

@@ -20,7 +20,7 @@ from ..backends import Backend, Encoded, Generated, OutOfMemory
 from ..config import BatchSettings, LongSettings
 from ..errors import InputError
 from ..logs import Say
-from .batching import Cut, InOrder, padded_size, plan_batches, windows
+from .batching import Cut, InOrder, padded_size, plan_batches, spread, windows
 from .chunking import split_dialogue
 from .records import BadRecord, Item, Record
 
@@ -145,6 +145,7 @@ class Engine:
         self.should_stop = should_stop
         self.log = log
         self.counts = EngineCounts()
+        self.lanes = max(1, getattr(backend, "concurrent_batches", 1))  # batches generated side by side
 
     def run(self, items: Iterable[Item | Cut]) -> Iterator[Outcome]:
         """Summarize everything, a window at a time (a CUT in ``items`` ends one early)."""
@@ -170,7 +171,7 @@ class Engine:
         while rows:  # the records, then rounds of joined piece summaries that are still too long
             later: list[Row] = []
             lengths = [len(row.ids) for row in rows]
-            plan = plan_batches(lengths, self.batch.batch_tokens, self.batch.max_batch_size)
+            plan = spread(plan_batches(lengths, self.batch.batch_tokens, self.batch.max_batch_size), self.lanes)
             finished = 0
             for index, generated in self._generated([[rows[b].ids for b in batch] for batch in plan], finish):
                 for row, result in zip([rows[b] for b in plan[index]], generated):
@@ -261,20 +262,19 @@ class Engine:
         for, unless ``finish``. A backend with ``concurrent_batches`` > 1 gets that many batches at a time, each
         ``generate`` call in a thread of its own (CTranslate2 runs them side by side, one core each); a batch
         already started is always finished."""
-        lanes = max(1, getattr(self.backend, "concurrent_batches", 1))
         stop = (lambda: False) if finish else self.should_stop
-        if lanes == 1:
+        if self.lanes == 1:
             for index, rows in enumerate(batches):
                 if stop():
                     return
                 started = time.perf_counter()
                 yield index, self._collect(self._generate(rows), started)
             return
-        with ThreadPoolExecutor(lanes, thread_name_prefix="generate") as pool:
+        with ThreadPoolExecutor(self.lanes, thread_name_prefix="generate") as pool:
             flight: deque[Future[tuple[list[Generated | str], int]]] = deque()
             started, submitted = 0.0, 0
             while flight or submitted < len(batches):
-                while len(flight) < lanes and submitted < len(batches) and not stop():
+                while len(flight) < self.lanes and submitted < len(batches) and not stop():
                     if not flight:
                         started = time.perf_counter()  # generation time counts while any batch is in flight
                     flight.append(pool.submit(self._generate, batches[submitted]))
