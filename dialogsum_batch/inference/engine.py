@@ -125,7 +125,9 @@ class Engine:
     that a stalled input cut short (live input) is finished first: its records came from a producer that
     cannot send them again, and there are only as many as arrived in about ``max_wait`` seconds.
     ``close_on_bad``: an unreadable item ends its window, so under ``--on-error fail`` every record before
-    it is finished before the failure is reported.
+    it is finished before the failure is reported. A backend that runs batches side by side
+    (``concurrent_batches``, CTranslate2 on the CPU) gets that many at once, and a window of fewer batches
+    has its largest ones halved so that no lane idles.
     """
 
     def __init__(
