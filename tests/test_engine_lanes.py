@@ -107,3 +107,12 @@ def test_a_window_of_one_batch_is_spread_over_the_lanes():
     single = SideBySide(lanes=1)
     list(Engine(single, BatchSettings()).run(few))
     assert single.batches == [6]  # one lane: the plan as it was
+
+
+def test_generation_time_leaves_out_what_the_caller_does_between_outcomes():
+    backend = SideBySide(lanes=2, delay=0.005)
+    engine = Engine(backend, SMALL_BATCHES)
+    for _ in engine.run(records()):
+        time.sleep(0.02)  # writing, scoring, a slow pipe: not generation
+    assert engine.counts.batches > 10
+    assert engine.counts.generate_seconds < 0.005 * engine.counts.batches + 0.2  # at most every batch end to end

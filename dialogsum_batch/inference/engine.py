@@ -67,6 +67,16 @@ class Long:
     failed: bool = False  # a piece ran out of memory even alone: the record is an error
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A batch's generated rows, the out-of-memory splits it took, and when it ran (``time.perf_counter``)."""
+
+    generated: list[Generated | str]
+    splits: int
+    began: float
+    ended: float
+
+
 @dataclass
 class EngineCounts:
     """The engine's own work, for the summary: batches, memory back-offs, padding and generation time."""
@@ -262,38 +272,49 @@ class Engine:
     def _generated(self, batches: list[list[list[int]]], finish: bool) -> Iterator[tuple[int, list[Generated | str]]]:
         """(index, generated rows) of each batch in order, stopping early (between batches) when a stop is asked
         for, unless ``finish``. A backend with ``concurrent_batches`` > 1 gets that many batches at a time, each
-        ``generate`` call in a thread of its own (CTranslate2 runs them side by side, one core each); a batch
-        already started is always finished."""
+        ``generate`` call in a thread of its own (CTranslate2 runs them side by side, one core each), topped up
+        before the caller gets a finished one; a batch already started is always finished."""
         stop = (lambda: False) if finish else self.should_stop
         if self.lanes == 1:
             for index, rows in enumerate(batches):
                 if stop():
                     return
-                started = time.perf_counter()
-                yield index, self._collect(self._generate(rows), started)
+                timed = self._timed(rows)
+                self._collect(timed)
+                yield index, timed.generated
             return
         with ThreadPoolExecutor(self.lanes, thread_name_prefix="generate") as pool:
-            flight: deque[Future[tuple[list[Generated | str], int]]] = deque()
-            started, submitted = 0.0, 0
-            while flight or submitted < len(batches):
+            flight: deque[Future[Timed]] = deque()
+            submitted, busy_until = 0, 0.0
+
+            def top_up() -> None:
+                nonlocal submitted
                 while len(flight) < self.lanes and submitted < len(batches) and not stop():
-                    if not flight:
-                        started = time.perf_counter()  # generation time counts while any batch is in flight
-                    flight.append(pool.submit(self._generate, batches[submitted]))
+                    flight.append(pool.submit(self._timed, batches[submitted]))
                     submitted += 1
+
+            top_up()
+            for index in range(len(batches)):
                 if not flight:
                     return
-                outcome = flight.popleft().result()
-                yield submitted - len(flight) - 1, self._collect(outcome, started if not flight else None)
+                timed = flight.popleft().result()
+                busy_until = self._collect(timed, busy_until)
+                top_up()  # before the caller writes this batch's outcomes, so that no lane idles meanwhile
+                yield index, timed.generated
 
-    def _collect(self, outcome: tuple[list[Generated | str], int], started: float | None) -> list[Generated | str]:
-        """Count a finished batch (and, when ``started`` is given, the generation time since then)."""
-        generated, splits = outcome
-        if started is not None:
-            self.counts.generate_seconds += time.perf_counter() - started
+    def _timed(self, rows: list[list[int]]) -> Timed:
+        """``_generate`` with when it began and ended (on the thread that ran it)."""
+        began = time.perf_counter()
+        generated, splits = self._generate(rows)
+        return Timed(generated, splits, began, time.perf_counter())
+
+    def _collect(self, timed: Timed, busy_until: float = 0.0) -> float:
+        """Count a finished batch; generation time counts once where batches overlapped (they began in order, so
+        only the part after ``busy_until``, the latest end so far, is new). Returns the new latest end."""
+        self.counts.generate_seconds += max(0.0, timed.ended - max(timed.began, busy_until))
         self.counts.batches += 1
-        self.counts.oom_splits += splits
-        return generated
+        self.counts.oom_splits += timed.splits
+        return max(busy_until, timed.ended)
 
     def _generate(self, rows: list[list[int]]) -> tuple[list[Generated | str], int]:
         """Generate, splitting the batch in two on out-of-memory until single rows remain; with the splits made."""
