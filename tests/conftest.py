@@ -127,6 +127,18 @@ def fake_backend(monkeypatch) -> FakeBackend:
     return backend
 
 
+REPO = Path(__file__).resolve().parent.parent
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")  # after sys.executable
+
+
+def launch_env() -> dict[str, str]:
+    """The environment of a command run as a child process (under a launcher or not): this checkout importable,
+    one OpenMP thread per process, and no launcher's world inherited from the test run itself."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
 FAKE_COMMAND = """
 import os, sys, time
 sys.path.insert(0, {tests!r})
@@ -153,7 +165,7 @@ def start_fake_command(args: Sequence[str], tmp_path: Path, delay: float = 0.0, 
     script = tmp_path / "fake_command.py"
     script.write_text(FAKE_COMMAND.format(tests=str(Path(__file__).parent), delay=delay), encoding="utf-8")
     streams = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, str(script), *args], env=env, text=True, **streams)
 
 

@@ -8,7 +8,6 @@ module fixtures. About two minutes on 2 CPU cores, most of it process start-up.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import read_jsonl, write_jsonl
+from conftest import REPO, TORCHRUN, launch_env, read_jsonl, write_jsonl
 from invoke import Context, MockContext, Result
 from invoke.exceptions import Exit
 
@@ -34,7 +33,6 @@ from dialogsum_batch.inference.records import BadRecord, Record
 from dialogsum_batch.tasks.training import finetune as finetune_task
 from dialogsum_batch.training.launch import launch_command
 
-REPO = Path(__file__).resolve().parent.parent
 BAD_LINES = {11: "{not json", 42: json.dumps({"id": "no-dialogue"})}  # line number -> bad line
 COMMON = ["--sort-window", "8", "--max-batch-size", "4", "--threads", "1", "--quiet"]
 SUMMARY = re.compile(r"\d+ summarized, \d+ errors")
@@ -161,24 +159,8 @@ def test_task_passes_its_options_through_accelerate_launch():
 # ---------------------------------------------------------------------- bulk inference on two processes
 
 
-def launch_env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    env.pop("WORLD_SIZE", None)
-    return env
-
-
 def torchrun(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "dialogsum_batch",
-        *args,
-    ]
+    command = [sys.executable, *TORCHRUN, "-m", "dialogsum_batch", *args]
     return subprocess.run(command, input=stdin, capture_output=True, text=True, env=launch_env(), cwd=REPO, timeout=180)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import read_jsonl, start_fake_command, write_jsonl
+from conftest import REPO, TORCHRUN, launch_env, read_jsonl, start_fake_command, write_jsonl
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,8 +28,6 @@ from dialogsum_batch.inference import job as runner
 from dialogsum_batch.inference import outputs
 from dialogsum_batch.inference.feed import Feed
 from dialogsum_batch.inference.outputs import OutputLock, done_errors, done_ids, same_file
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def run(args, stdin=None):
@@ -546,15 +544,9 @@ def test_python_dash_m_with_the_tiny_model_stops_on_sigterm_while_stalled(tiny_m
 def test_two_processes_stop_on_sigterm_while_stalled_and_write_every_record_read(tiny_model_dir, tmp_path):
     """Under torchrun the launcher passes SIGTERM to both ranks; the last share is finished on both anyway."""
     out = tmp_path / "out.jsonl"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    env.pop("WORLD_SIZE", None)
     command = [
         sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
+        *TORCHRUN,
         "-m",
         "dialogsum_batch",
         "-m",
@@ -566,7 +558,9 @@ def test_two_processes_stop_on_sigterm_while_stalled_and_write_every_record_read
         "--max-wait",
         "0",
     ]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=launch_env()
+    )
     produce_then_stall(process, 3)
     wait_for(process.stderr, "on 2 processes", timeout=180)
     _, seconds = stop_and_time(process, signal.SIGTERM)  # torchrun itself exits 1 on a SIGTERM

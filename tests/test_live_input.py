@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import read_jsonl, start_fake_command
+from conftest import REPO, TORCHRUN, launch_env, read_jsonl, start_fake_command
 
 from dialogsum_batch.cli import main
 from dialogsum_batch.inference.batching import CUT, windows
 from dialogsum_batch.inference.feed import Feed
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def record(i: int) -> str:
@@ -136,10 +134,14 @@ class Live:
             "8",
             *options,
         ]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        env.pop("WORLD_SIZE", None)
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=launch_env(),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.started = threading.Event()
@@ -213,7 +215,7 @@ def test_max_wait_0_waits_for_the_window_or_the_end_of_input(live):
 
 def test_two_processes_write_each_summary_while_stdin_is_still_open(live):
     """Under torchrun the main process reads, deals the cut window and writes, as one process does."""
-    job = live("--max-wait", "1", launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
+    job = live("--max-wait", "1", launcher=TORCHRUN)
     for i in range(3):
         job.send(record(i))
     firsts = [job.next_line(timeout=20) for _ in range(3)]
