@@ -70,7 +70,7 @@ def plan_batches(
 def spread(plan: list[list[int]], lanes: int) -> list[list[int]]:
     """The plan with its largest batches halved until there are ``lanes`` of them (or only single rows): a window
     of a few records, as live input sends, would otherwise leave all but one of the side-by-side lanes idle."""
-    plan = [list(batch) for batch in plan]
+    plan = list(plan)  # batches are replaced by their halves, never changed in place
     while len(plan) < lanes:
         largest = max(range(len(plan)), key=lambda b: len(plan[b]), default=None)
         if largest is None or len(plan[largest]) < 2:

@@ -275,7 +275,7 @@ class Engine:
         ``generate`` call in a thread of its own (CTranslate2 runs them side by side, one core each), topped up
         before the caller gets a finished one; a batch already started is always finished."""
         stop = (lambda: False) if finish else self.should_stop
-        if self.lanes == 1:
+        if self.lanes == 1:  # on the calling thread: a second Ctrl-C interrupts generate() itself
             for index, rows in enumerate(batches):
                 if stop():
                     return
