@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from . import __version__
 from .backends import registry
 from .backends.ct2_convert import QUANTIZATIONS
 from .config import (
@@ -26,6 +25,7 @@ from .inference.outputs import same_file
 from .inference.records import MAX_LINE_BYTES
 from .inference.runner import run_job
 from .logs import Log, library_bars, stderr_is_terminal
+from .version import __version__
 
 EPILOG = """\b
 Exit codes:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 DEFAULT_MODEL = "transformersbook/pegasus-samsum"  # a public Pegasus fine-tuned on SAMSum
 MODEL_ENV = "DIALOGSUM_MODEL"
@@ -87,3 +88,55 @@ class RunSettings:
     keep_fields: tuple[str, ...] = ()  # input fields copied to the output ("*" = all)
     on_error: str = "fail"  # fail | skip
     shard: tuple[int, int] | None = None  # (i, n), 1 <= i <= n: keep this share of ids
+
+
+# ---------------------------------------------------------------------------- options by name
+
+# Every keyword option of the Python API and of the command, mapped to the settings field it sets: the name
+# a user types is written here once, and its default is the dataclass's (``default_of``), nowhere else.
+SECTIONS = {
+    "model": ModelSettings,
+    "decode": DecodeSettings,
+    "batch": BatchSettings,
+    "long": LongSettings,
+    "fields": FieldNames,
+    "run": RunSettings,
+}
+OPTION_FIELDS: dict[str, tuple[str, str]] = {
+    "model": ("model", "name"),
+    **{name: ("model", name) for name in ("backend", "device", "dtype", "force_dtype", "max_source_length")},
+    **{name: ("model", name) for name in ("trust_remote_code", "allow_pickle", "threads", "quantization")},
+    **{name: ("decode", name) for name in ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size")},
+    **{name: ("batch", name) for name in ("batch_tokens", "max_batch_size", "sort_window", "unordered", "max_wait")},
+    "long": ("long", "mode"),
+    "long_overlap": ("long", "overlap"),
+    "long_target": ("long", "target"),
+    "text_field": ("fields", "text"),
+    "id_field": ("fields", "id"),
+    "reference_field": ("fields", "reference"),
+    **{name: ("run", name) for name in ("keep_fields", "on_error", "shard")},
+}
+
+
+def default_of(option: str) -> Any:
+    """The default of a keyword option, read from its settings dataclass."""
+    section, name = OPTION_FIELDS[option]
+    found = next(f for f in fields(SECTIONS[section]) if f.name == name)
+    return found.default if found.default is not MISSING else found.default_factory()  # type: ignore[misc]
+
+
+def run_settings(**options: Any) -> RunSettings:
+    """RunSettings from keyword options named as in ``OPTION_FIELDS``; unset ones keep their defaults.
+
+    Raises TypeError naming the known options for a name that is none of them, as a mistyped keyword
+    argument of a function would.
+    """
+    unknown = sorted(set(options) - set(OPTION_FIELDS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTION_FIELDS))}")
+    grouped: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for option, value in options.items():
+        section, name = OPTION_FIELDS[option]
+        grouped[section][name] = tuple(value) if option == "keep_fields" else value
+    parts = {section: SECTIONS[section](**grouped[section]) for section in SECTIONS if section != "run"}
+    return RunSettings(**parts, **grouped["run"])

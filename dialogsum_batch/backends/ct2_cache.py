@@ -29,10 +29,10 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import ModelError
 from ..logs import Say, library_bars
 from ..modelfiles import check_transformers_folder, read_json
+from ..version import __version__
 from . import ct2_convert  # by module: tests count conversions by replacing ct2_convert.write_ctranslate2
 
 try:
