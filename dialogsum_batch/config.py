@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "transformersbook/pegasus-samsum"  # a public Pegasus fine-tuned on SAMSum
 MODEL_ENV = "DIALOGSUM_MODEL"
+
+CACHE_ENV = "DIALOGSUM_CACHE"  # moves the cache root (conversions and downloads) elsewhere
+
+
+def cache_home() -> Path:
+    """The one cache root: ``$DIALOGSUM_CACHE``, else ``dialogsum_batch`` in the user cache dir (XDG)."""
+    moved = os.environ.get(CACHE_ENV)
+    if moved:
+        return Path(moved).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    user = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
+    return user / "dialogsum_batch"
+
+
+def downloads_dir() -> Path:
+    """Where corpora fetched by URL are kept (once, verified), under the cache root."""
+    return cache_home() / "downloads"
+
+
+# ``evaluate``'s defaults, for the library function, the subcommand and the Invoke task alike.
+EVAL_SPLIT = "test"  # the corpus split scored
+EVAL_OUTPUT_DIR = "runs/eval"  # predictions, metrics, report and plot go here
+EVAL_BOOTSTRAP = 1000  # resamples for the 95% intervals
 
 
 @dataclass(frozen=True)

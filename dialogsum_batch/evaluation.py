@@ -30,7 +30,7 @@ import numpy as np
 from . import rouge
 from .backends import Backend
 from .baselines import BASELINES
-from .config import RunSettings, run_settings
+from .config import EVAL_BOOTSTRAP, EVAL_OUTPUT_DIR, EVAL_SPLIT, RunSettings, run_settings
 from .errors import ConfigError, DataError, InputError
 from .inference.records import Record
 from .inference.summarizer import Summarizer
@@ -259,13 +259,13 @@ def check_request(model: str | None, baseline: str | None, bootstrap: int, limit
 def evaluate(
     model: str | None,
     data: str | Path,
-    split: str = "test",
-    output_dir: str | Path = "runs/eval",
+    split: str = EVAL_SPLIT,
+    output_dir: str | Path = EVAL_OUTPUT_DIR,
     baseline: str | None = None,
     settings: RunSettings | None = None,
     *,
     limit: int | None = None,
-    bootstrap: int = 1000,
+    bootstrap: int = EVAL_BOOTSTRAP,
     seed: int = 0,
     backend: Backend | None = None,
     log: Say | None = None,
