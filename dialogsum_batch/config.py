@@ -102,6 +102,16 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class ShardSettings:
+    """This run's share of a job split over hosts (``--shard``): shard ``index`` of ``count``."""
+
+    index: int = 1  # 1..count
+    count: int = 1  # shards in all
+    by: str = "auto"  # file: whole files per shard; record: ids by hash; auto: file when there are >= count files
+    origin: str = "--shard"  # where index and count came from (an option, a scheduler variable), for the log
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything a batch run needs apart from its inputs and outputs."""
 
@@ -112,7 +122,7 @@ class RunSettings:
     fields: FieldNames = field(default_factory=FieldNames)
     keep_fields: tuple[str, ...] = ()  # input fields copied to the output ("*" = all)
     on_error: str = "fail"  # fail | skip
-    shard: tuple[int, int] | None = None  # (i, n), 1 <= i <= n: keep this share of ids
+    shard: ShardSettings | None = None  # None: the whole input
 
 
 # ---------------------------------------------------------------------------- options by name

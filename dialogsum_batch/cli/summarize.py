@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from dataclasses import replace
 
 import click
 
 from ..backends import registry
 from ..backends.ct2_convert import QUANTIZATIONS
-from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, default_of, run_settings
+from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
 from ..inference.job import JobFiles, written_files
 from ..inference.outputs import same_file
-from ..inference.records import MAX_LINE_BYTES
+from ..inference.records import MAX_LINE_BYTES, STDIN
 from ..inference.runner import run_job
 from ..logs import library_bars, stderr_is_terminal
+from ..shards import COUNT_ENV, from_scheduler
 from .common import CONTEXT, EPILOG, command_log, errors_shown, log_options
 
 # A second signal stops at once: --resume still finds every whole line.
 INTERRUPTED_AGAIN = "interrupted again: stopped at once; rerun with --resume to go on"
 
 
-def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
+def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | str | None:
+    if value is None or value == "auto":
+        return value
     try:
         index, count = (int(part) for part in value.split("/"))
     except ValueError:
-        raise click.BadParameter("expected I/N, e.g. 2/4") from None
+        raise click.BadParameter("expected I/N, e.g. 2/4, or auto") from None
     if not 1 <= index <= count:
         raise click.BadParameter(f"I must be between 1 and N, got {value}")
     return index, count
@@ -181,7 +184,27 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option("--errors-out", type=click.Path(dir_okay=False), help="JSONL file for skipped records.")
 @click.option("--resume", is_flag=True, help="Skip ids already in --output and append the rest.")
 @click.option("--lock", "lock_file", type=click.Path(dir_okay=False), help="Lock file  [default: OUTPUT.lock]")
-@click.option("--shard", callback=parse_shard, metavar="I/N", help="Keep only shard I of N (by a hash of the id).")
+@click.option(
+    "--shard",
+    callback=parse_shard,
+    metavar="I/N|auto",
+    help="Do shard I of N (1-based) of a job split over hosts; auto: I and N from a Kubernetes indexed Job, "
+    "a Slurm array or an AWS Batch array job.",
+)
+@click.option(
+    "--shard-by",
+    type=click.Choice(["auto", "file", "record"]),
+    default=ShardSettings.by,
+    help="file: each shard opens only its own whole files, balanced by size; record: each reads every input "
+    "and keeps the ids that hash to it; auto: file when there are at least N input files, else record "
+    "(one file, stdin).",
+)
+@click.option(
+    "--shard-count",
+    type=click.IntRange(1),
+    metavar="N",
+    help=f"N for --shard auto where the scheduler does not say it (Kubernetes); else ${COUNT_ENV}.",
+)
 @click.option("--metrics-out", type=click.Path(dir_okay=False), help="Write the final summary here as JSON.")
 @click.option("--trust-remote-code", is_flag=True, help="Run code shipped with a Hub model.")
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights when no safetensors exist.")
@@ -218,7 +241,17 @@ def check_usage(options: dict) -> None:
         raise click.UsageError(
             "--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or add --force-dtype"
         )
+    check_shard(options)
     check_written_files(job_files(options))
+
+
+def check_shard(options: dict) -> None:
+    if options["shard"] is None and options["shard_by"] != ShardSettings.by:
+        raise click.UsageError("--shard-by only applies with --shard")
+    if options["shard_count"] is not None and options["shard"] != "auto":
+        raise click.UsageError("--shard-count only applies with --shard auto")
+    if options["shard_by"] == "file" and (not options["inputs"] or STDIN in options["inputs"]):
+        raise click.UsageError("--shard-by file needs input files: stdin can only be split by record")
 
 
 def job_files(options: dict) -> JobFiles:
@@ -250,4 +283,16 @@ def check_written_files(files: JobFiles) -> None:
 
 def build_settings(options: dict) -> RunSettings:
     """One frozen RunSettings from the parsed options (named as ``config.OPTION_FIELDS`` names them)."""
-    return run_settings(**{name: value for name, value in options.items() if name in OPTION_FIELDS})
+    named = {name: value for name, value in options.items() if name in OPTION_FIELDS}
+    return run_settings(**{**named, "shard": shard_settings(options)})
+
+
+def shard_settings(options: dict) -> ShardSettings | None:
+    """The shard from --shard I/N, or from the scheduler's variables with --shard auto (ShardError: exit 2)."""
+    shard, by = options["shard"], options["shard_by"]
+    if shard is None:
+        return None
+    if shard == "auto":
+        return replace(from_scheduler(os.environ, options["shard_count"]), by=by)
+    index, count = shard
+    return ShardSettings(index, count, by, origin=f"--shard {index}/{count}")
