@@ -6,12 +6,18 @@ from __future__ import annotations
 import builtins
 import gzip
 import json
+import os
 import random
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
-from conftest import read_jsonl
+from conftest import FAKE_COMMAND, REPO, read_jsonl
 
 from dialogsum_batch.cli import main
 from dialogsum_batch.config import ShardSettings
@@ -44,16 +50,16 @@ def record(name: str, line: int) -> dict:
     return {"id": f"{name}-{line}", "dialogue": f"A: chat {line} of {name}\nB: ok"}
 
 
-def uneven_files(folder: Path, count: int = 23, seed: int = 7) -> dict[Path, list[str]]:
-    """``count`` input files of 1 to 40 records (a few gzipped), and the ids each holds."""
+def uneven_files(folder: Path, count: int = 23, seed: int = 7, gz_every: int = 5) -> dict[Path, list[str]]:
+    """``count`` input files of 1 to 40 records (every ``gz_every``-th gzipped), and the ids each holds."""
     rng = random.Random(seed)
-    folder.mkdir()
+    folder.mkdir(parents=True)
     files = {}
     for number in range(count):
         name = f"chats-{number:02d}"
         rows = [record(name, line) for line in range(rng.choice([1, 2, 3, 5, 8, 13, 21, 40]))]
         text = "".join(json.dumps(row) + "\n" for row in rows).encode()
-        path = folder / (f"{name}.jsonl.gz" if number % 5 == 0 else f"{name}.jsonl")
+        path = folder / (f"{name}.jsonl.gz" if number % gz_every == 0 else f"{name}.jsonl")
         path.write_bytes(gzip.compress(text, mtime=0) if path.suffix == ".gz" else text)
         files[path] = [row["id"] for row in rows]
     return files
@@ -329,3 +335,56 @@ def test_shard_usage_errors_exit_2(fake_backend, tmp_path):
 def test_help_says_which_sharding_applies_when():
     text = " ".join(run(["summarize", "--help"]).stdout.split())
     assert "--shard-by" in text and "at least N input files" in text and "Slurm" in text
+
+
+# ---------------------------------------------------------------------------- the examples in docs/scale.md
+
+DOCS = (REPO / "docs" / "scale.md").read_text(encoding="utf-8")
+
+
+def fenced(kind: str, starting: str) -> str:
+    return next(block for block in re.findall(rf"```{kind}\n(.*?)```", DOCS, re.S) if block.startswith(starting))
+
+
+def test_the_kubernetes_manifest_runs_every_record_once(fake_backend, tmp_path):
+    """Each index's pod command, as the manifest writes it (paths moved under tmp_path), through the command."""
+    job = yaml.safe_load(fenced("yaml", "apiVersion: batch/v1"))
+    spec = job["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert spec["completionMode"] == "Indexed" and int(env["DIALOGSUM_SHARD_COUNT"]) == spec["completions"]
+    assert container["command"] == ["sh", "-c"] and container["args"][0].startswith("exec dialogsum-batch ")
+    files = uneven_files(tmp_path / "data" / "chats" / "2026-12-05", gz_every=1)
+    for index in range(spec["completions"]):
+        script = container["args"][0].replace("$JOB_COMPLETION_INDEX", str(index))
+        words = shlex.split(script.replace("/data/", f"{tmp_path}/data/"))[2:]
+        result = run(words, env={**env, "JOB_COMPLETION_INDEX": str(index)})
+        assert result.exit_code == 0, result.stderr
+        assert (
+            f"shard {index + 1}/8 from JOB_COMPLETION_INDEX={index} (DIALOGSUM_SHARD_COUNT=8), by file" in result.stderr
+        )
+    parts = sorted((tmp_path / "data" / "summaries" / "2026-12-05").glob("part-*.jsonl"))
+    ids = [row["id"] for part in parts for row in read_jsonl(part.read_text())]
+    assert len(parts) == 8 and sorted(ids) == sorted(i for found in files.values() for i in found)
+
+
+def test_the_sbatch_script_runs_a_task_of_its_array(tmp_path):
+    """The script itself under bash, as Slurm runs task 3 of --array=1-8, with a dialogsum-batch that uses the
+    fake backend first on PATH."""
+    script = fenced("bash", "#!/bin/bash\n#SBATCH")
+    assert "--array=1-8" in script and "DIALOGSUM_SHARD_COUNT=8" in script
+    files = uneven_files(tmp_path / "data" / "chats" / "2026-12-05", gz_every=1)
+    (tmp_path / "summarize.sh").write_text(script.replace("/data/", f"{tmp_path}/data/"), encoding="utf-8")
+    (tmp_path / "fake_command.py").write_text(FAKE_COMMAND.format(tests=str(REPO / "tests"), delay=0.0))
+    shim = tmp_path / "bin" / "dialogsum-batch"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{tmp_path}/fake_command.py" "$@"\n')
+    shim.chmod(0o755)
+    slurm_env = {**slurm(3, 1, 8), "SLURM_CPUS_PER_TASK": "1", "DAY": "2026-12-05"}
+    env = {**os.environ, **slurm_env, "PATH": f"{shim.parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(["bash", "summarize.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "shard 3/8 from SLURM_ARRAY_TASK_ID=3 (min 1, step 1, count 8), by file" in done.stderr
+    part = tmp_path / "data" / "summaries" / "2026-12-05" / "part-3.jsonl"
+    expected = [i for path in own_files(files, 3, 8) for i in files[path]]
+    assert sorted(row["id"] for row in read_jsonl(part.read_text())) == sorted(expected)
