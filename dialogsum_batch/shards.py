@@ -77,7 +77,12 @@ def kubernetes(env: Mapping[str, str], count: int | None, source: str) -> ShardS
 
 def slurm(env: Mapping[str, str], count: int | None, source: str) -> ShardSettings:
     """A Slurm job array; task ids are whatever ``--array`` asked for (``1-8``, ``0-15:4``), evenly spaced.
-    SLURM_ARRAY_TASK_COUNT is newer than MIN, MAX and STEP: without it, N follows from them."""
+
+    Slurm sets MIN and MAX to the lowest and highest id, COUNT to the number of ids and STEP to the number
+    after ``:`` in ``--array`` (1 for a list), so a list (``1,3,7``) is refused unless it is a plain range;
+    the check uses only values every task shares, so all tasks of one array are refused alike. Without
+    SLURM_ARRAY_TASK_COUNT (older Slurm), N follows from MIN, MAX and STEP.
+    """
     task = required(env, SLURM_ID, least=0)
     first = required(env, "SLURM_ARRAY_TASK_MIN", least=0)
     step = whole(env, "SLURM_ARRAY_TASK_STEP", least=1) or 1

@@ -250,7 +250,7 @@ def test_slurm_arrays_need_not_start_at_zero_or_one():
     assert shard(slurm(8, 0, 12, step=4)) == (3, 4)  # --array=0-15:4 runs 0, 4, 8, 12
     assert from_scheduler(slurm(5, 3, 10)).origin == "SLURM_ARRAY_TASK_ID=5 (min 3, step 1, count 8)"
     older = slurm(6, 2, 9)
-    del older["SLURM_ARRAY_TASK_COUNT"]  # Slurm before 18.08
+    del older["SLURM_ARRAY_TASK_COUNT"]  # an older Slurm: N from MIN, MAX and STEP
     assert shard(older) == (5, 8)
     assert shard(slurm(5, 3, 10), count=8) == (3, 8)
 
@@ -261,6 +261,7 @@ def test_slurm_arrays_need_not_start_at_zero_or_one():
         (slurm(5, 3, 10), 4, "--shard-count=4 but SLURM_ARRAY_TASK_ID=5"),
         (slurm(6, 0, 12, step=4), None, "is not a task of the array 0-12:4"),
         (slurm(3, 1, 7, SLURM_ARRAY_TASK_COUNT=3), None, "not 3 evenly spaced tasks"),  # --array=1,3,7
+        (slurm(4, 0, 12, SLURM_ARRAY_TASK_COUNT=4), None, "not 4 evenly spaced tasks"),  # --array=0,4,8,12
         ({"SLURM_ARRAY_TASK_ID": "3"}, None, "SLURM_ARRAY_TASK_MIN is not set"),
         ({**slurm(3, 1, 7), "SLURM_ARRAY_TASK_ID": "x3"}, None, "is not a whole number"),
     ],
