@@ -71,9 +71,15 @@ def test_text_file_records_get_file_line_ids(fake_backend, tmp_path):
     assert "reference" not in rows[0]
 
 
-def test_text_from_stdin_gets_index_ids_and_format_flag(fake_backend):
+def test_text_from_stdin_gets_line_ids_and_format_flag(fake_backend):
     result = run(["-m", "x", "--format", "text", "-"], stdin="A: one\nB: two\n\nC: three\n")
-    assert [r["id"] for r in read_jsonl(result.stdout)] == ["0", "1"]
+    assert [r["id"] for r in read_jsonl(result.stdout)] == ["<stdin>:1", "<stdin>:4"]
+
+
+def test_stdin_ids_never_collide_with_real_ids(fake_backend):
+    rows = [{"id": "1", "dialogue": "A: real one"}, {"dialogue": "B: no id"}, {"id": "2", "dialogue": "C: real two"}]
+    ids = [r["id"] for r in read_jsonl(run(["-m", "x"], stdin=as_jsonl(rows)).stdout)]
+    assert ids == ["1", "<stdin>:2", "2"] and len(set(ids)) == 3
 
 
 def test_gzip_jsonl_and_several_files_keep_order(fake_backend, tmp_path):

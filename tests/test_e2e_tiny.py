@@ -67,7 +67,7 @@ def test_text_input_from_stdin_and_metrics(tiny_model_dir, tmp_path):
     text = "Anna: are we still on for 7?\nBen: yes, see you at the cinema\n\nCarl: lunch?\nDina: sure 🍕\n"
     result = summarize(tiny_model_dir, ["--metrics-out", str(metrics)], stdin=text)
     rows = read_jsonl(result.stdout)
-    assert [r["id"] for r in rows] == ["0", "1"] and all(isinstance(r["summary"], str) for r in rows)
+    assert [r["id"] for r in rows] == ["<stdin>:1", "<stdin>:4"] and all(isinstance(r["summary"], str) for r in rows)
     report = json.loads(metrics.read_text())
     assert report["records"] == 2 and report["model"]["backend"] == "transformers"
     assert report["model"]["generation"]["num_beams"] == 1 and 0 < report["padding_efficiency"] <= 1

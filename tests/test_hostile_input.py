@@ -118,7 +118,7 @@ def test_text_dialogue_of_exotic_blanks_is_an_error_not_a_gap(fake_backend):
     text = "A: hi\nB: hey\n\n\u3000\n\x1c\n\nC: bye\n"
     result = CliRunner().invoke(main, ["--format", "text", "--on-error", "skip", "-"], input=text)
     assert result.exit_code == 3
-    assert [row["id"] for row in read_jsonl(result.stdout)] == ["0", "2"]
+    assert [row["id"] for row in read_jsonl(result.stdout)] == ["<stdin>:1", "<stdin>:7"]
     assert "<stdin>:4: dialogue holds no visible text" in result.stderr
 
 

@@ -360,13 +360,13 @@ def test_format_option_jsonl_on_a_text_file_gives_bad_records(tmp_path):
 # ---------------------------------------------------------------------------- stdin, gzip, many files
 
 
-def test_stdin_records_are_numbered_by_index(stdin):
+def test_stdin_records_are_named_by_line(stdin):
     stdin(b'{"dialogue": "A: hi"}\n\n{"dialogue": "B: yo", "id": "named"}\n{"dialogue": "C"}\n')
     items = read("-")
     assert [(item.id, item.source, item.line) for item in items] == [
-        ("0", "<stdin>", 1),
+        ("<stdin>:1", "<stdin>", 1),  # a bare index ("0", "2") could be a real id of another record
         ("named", "<stdin>", 3),
-        ("2", "<stdin>", 4),
+        ("<stdin>:4", "<stdin>", 4),
     ]
 
 

@@ -366,7 +366,7 @@ def file_records(
     try:
         resolved, lines = sniffed_lines(path, stream, fmt, max_line_bytes)
         for parsed in FORMATS[resolved](lines, source):
-            yield to_record(parsed, index, source, names, path == STDIN)
+            yield to_record(parsed, index, source, names, stdin=False)  # stdin too: <stdin>:LINE, never a bare index
             index, line = index + 1, parsed.line
     except (OSError, EOFError, zlib.error) as exc:  # a corrupt or cut .gz file, a read error
         yield BadRecord(index, InputError(source, None, f"cannot read past line {line} ({exc})"))
