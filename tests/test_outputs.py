@@ -385,7 +385,7 @@ def test_a_line_over_the_limit_is_not_ours(tmp_path):
     long = lines({"id": "b", "summary": "x" * 500})
     path.write_bytes(lines({"id": "a"}) + long)
     message = unchanged_after(path, lambda: done_ids(str(path), limit=100))
-    assert message.startswith(f"{path}:2: cannot resume: a line of {len(long) - 1} bytes, over the 100-byte limit;")
+    assert message.startswith(f"{path}:2: cannot resume: a line over the 100-byte limit;")
 
 
 def test_non_regular_files_are_refused(tmp_path):

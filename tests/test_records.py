@@ -24,9 +24,9 @@ from dialogsum_batch.inference.records import (
     detect_format,
     expand,
     normalise,
+    parsed_file,
     read_files,
     read_records,
-    sniffed_lines,
 )
 
 # ---------------------------------------------------------------------------- helpers
@@ -238,7 +238,7 @@ def test_over_long_line_is_a_bad_record_and_reading_goes_on(tmp_path):
     path = write(tmp_path / "chats.jsonl", '{"dialogue": "A: 1"}\n' + long + '\n{"dialogue": "A: 3"}\n')
     items = read(path, max_line_bytes=50)
     assert [item.dialogue for item in (items[0], items[2])] == ["A: 1", "A: 3"]
-    assert str(items[1].error) == f"{path}:2: line is {len(long)} bytes, over the 50-byte limit (--max-line-bytes)"
+    assert str(items[1].error) == f"{path}:2: line is over the 50-byte limit (--max-line-bytes)"
     assert items[2].line == 3
 
 
@@ -246,7 +246,7 @@ def test_over_long_line_is_a_bad_record_and_reading_goes_on(tmp_path):
     "line, expected",
     [
         (b"x" * 10, b"x" * 10 + b"\n"),  # exactly the limit: kept
-        (b"x" * 11, 11),  # one byte over: its length
+        (b"x" * 11, 11),  # one byte over: the bytes read of it
     ],
 )
 def test_bounded_lines_limit_is_inclusive(line, expected):
@@ -254,13 +254,13 @@ def test_bounded_lines_limit_is_inclusive(line, expected):
 
 
 def test_bounded_lines_over_long_last_line_without_newline():
-    assert list(bounded_lines(io.BytesIO(b"ok\n" + b"y" * 5000), 100)) == [b"ok\n", 5000]
+    assert list(bounded_lines(io.BytesIO(b"ok\n" + b"y" * 5000), 100)) == [b"ok\n", 101]
 
 
 def test_bounded_lines_read_past_an_over_long_line_without_holding_it():
     size = 5 * SKIP_CHUNK + 123
     stream = CountingReads(b"short\n" + b"z" * size + b"\nafter\n")
-    assert list(bounded_lines(stream, 64)) == [b"short\n", size, b"after\n"]
+    assert list(bounded_lines(stream, 64)) == [b"short\n", 65, b"after\n"]
     assert stream.largest <= SKIP_CHUNK
 
 
@@ -268,7 +268,7 @@ def test_decoded_lines_name_the_over_long_line():
     lines = list(decoded_lines(io.BytesIO(b"a\n" + b"b" * 2000 + b"\nc\n"), "in.jsonl", limit=1000))
     assert lines[0] == (1, "a") and lines[2] == (3, "c")
     number, error = lines[1]
-    assert number == 2 and str(error) == "in.jsonl:2: line is 2,000 bytes, over the 1,000-byte limit (--max-line-bytes)"
+    assert number == 2 and str(error) == "in.jsonl:2: line is over the 1,000-byte limit (--max-line-bytes)"
 
 
 # ---------------------------------------------------------------------------- plain text
@@ -326,11 +326,9 @@ def test_detect_format_by_name_else_first_line(path, first_line, expected):
 
 def test_sniffing_skips_blank_and_bad_lines_and_loses_none(tmp_path):
     data = b'\n\n\xff\n{"dialogue": "A: hi"}\n{"dialogue": "B: yo"}\n'
-    fmt, lines = sniffed_lines("data", io.BytesIO(data), "auto")
-    lines = list(lines)
-    assert fmt == "jsonl"
-    assert [number for number, _ in lines] == [1, 2, 3, 4, 5]
-    assert isinstance(lines[2][1], InputError) and lines[3][1] == '{"dialogue": "A: hi"}'
+    parsed = list(parsed_file("data", io.BytesIO(data), "auto"))
+    assert [item.line for item in parsed] == [3, 4, 5]
+    assert isinstance(parsed[0].error, InputError) and parsed[1].fields == {"dialogue": "A: hi"}  # read as JSONL
 
 
 @pytest.mark.parametrize("name", ["chats", "chats.data"])

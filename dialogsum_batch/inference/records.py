@@ -90,16 +90,20 @@ def stdin_binary() -> IO[bytes]:
 
 
 def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | int]:
-    """Each line's bytes, or for a line over ``limit`` bytes its length: it is read past, never held."""
+    """Each line's bytes, or for a line over ``limit`` bytes the bytes read of it so far (more than ``limit``).
+
+    The over-long line is reported as soon as it passes the limit, and read past (never held) only when the
+    next line is asked for: a consumer that stops at it (``--on-error fail``) never waits for a line that
+    does not end.
+    """
     while raw := stream.readline(limit + 1):
         content = len(raw) - raw.endswith(b"\n")
         if content <= limit:
             yield raw
             continue
-        size = len(raw)
+        yield len(raw)
         while not raw.endswith(b"\n") and (raw := stream.readline(SKIP_CHUNK)):
-            size += len(raw)
-        yield size - raw.endswith(b"\n")
+            pass
 
 
 def decoded_lines(
@@ -108,7 +112,7 @@ def decoded_lines(
     """Yield (line number, text) with BOM, CRLF, bad UTF-8 and over-long lines handled per line."""
     for number, raw in enumerate(bounded_lines(stream, limit), start=1):
         if isinstance(raw, int):
-            reason = f"line is {raw:,} bytes, over the {limit:,}-byte limit (--max-line-bytes)"
+            reason = f"line is over the {limit:,}-byte limit (--max-line-bytes)"
             yield number, InputError(source, number, reason)
             continue
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -230,19 +234,25 @@ def first_text(lines: list[tuple[int, str | InputError]]) -> str | None:
     return None
 
 
-def sniffed_lines(
-    path: str, stream: IO[bytes], fmt: str, limit: int = MAX_LINE_BYTES
-) -> tuple[str, Iterator[tuple[int, str | InputError]]]:
-    """Resolve ``auto`` by peeking at the first lines, then give all lines back."""
-    lines = decoded_lines(stream, display_name(path), limit)
-    if fmt != "auto":
-        return fmt, lines
+def parsed_file(path: str, stream: IO[bytes], fmt: str, limit: int = MAX_LINE_BYTES) -> Iterator[Parsed]:
+    """A file's parsed records, ``auto`` resolved by peeking at its first lines.
+
+    Bad lines met while peeking come out at once, ahead of the format: an over-long first line that never
+    ends stops ``--on-error fail`` there instead of being waited past; no line is lost either way.
+    """
+    source = display_name(path)
+    lines = decoded_lines(stream, source, limit)
     head: list[tuple[int, str | InputError]] = []
-    for item in lines:
-        head.append(item)
-        if isinstance(item[1], str) and item[1].strip(JSON_WHITESPACE):
-            break
-    return detect_format(path, first_text(head)), _chain(head, lines)
+    if fmt == "auto":
+        for number, text in lines:
+            if isinstance(text, InputError):
+                yield Parsed(number, error=text)
+                continue
+            head.append((number, text))
+            if text.strip(JSON_WHITESPACE):
+                break
+        fmt = detect_format(path, first_text(head))
+    yield from FORMATS[fmt](_chain(head, lines), source)
 
 
 def _chain(head: list, rest: Iterator) -> Iterator:
@@ -364,8 +374,7 @@ def file_records(
         return
     index, line = start, 0
     try:
-        resolved, lines = sniffed_lines(path, stream, fmt, max_line_bytes)
-        for parsed in FORMATS[resolved](lines, source):
+        for parsed in parsed_file(path, stream, fmt, max_line_bytes):
             yield to_record(parsed, index, source, names, stdin=False)  # stdin too: <stdin>:LINE, never a bare index
             index, line = index + 1, parsed.line
     except (OSError, EOFError, zlib.error) as exc:  # a corrupt or cut .gz file, a read error
