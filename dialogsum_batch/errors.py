@@ -42,6 +42,12 @@ class ShardError(DialogsumError):
     exit_code = 2
 
 
+class OutputClosed(DialogsumError):
+    """The reader of the output went away (``| head -1``): the job stops quietly, as a Unix filter does."""
+
+    exit_code = 141  # 128 + SIGPIPE: what the shell reports for ``yes | head -1``'s ``yes``
+
+
 class LockedError(DialogsumError):
     """Another run holds the lock on the same output."""
 

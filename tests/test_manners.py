@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
 
 import pytest
 from click.testing import CliRunner
-from conftest import read_jsonl, start_fake_command
+from conftest import read_jsonl, start_fake_command, write_jsonl
 
 from dialogsum_batch.cli import main
 
@@ -60,3 +61,85 @@ def test_fail_mode_stops_at_a_line_that_never_ends(tmp_path, head):
     assert code == 1
     assert "<stdin>:" in stderr and "over the 1,000-byte limit (--max-line-bytes)" in stderr
     assert [row["id"] for row in read_jsonl(stdout)] == (["ok"] if head.startswith('{"id"') else [])
+
+
+# ---------------------------------------------------------------------------- --metrics-out on every ending
+
+DIALOGUES = [{"id": f"d{i}", "dialogue": f"A: message {i}\nB: reply {i}"} for i in range(3)]
+
+
+def metrics_of(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_metrics_name_the_run_model_versions_and_options(fake_backend, tmp_path):
+    metrics = tmp_path / "m.json"
+    result = run(["-m", str(tmp_path), "--metrics-out", str(metrics), "--num-beams", "3"], stdin=as_jsonl(DIALOGUES))
+    assert result.exit_code == 0, result.stderr
+    report = metrics_of(metrics)
+    assert (report["status"], report["exit_code"], report["records"]) == ("ok", 0, 3)
+    assert report["model"]["path"] == str(tmp_path.resolve()) and report["model"]["backend"] == "fake"
+    assert report["versions"]["dialogsum-batch"] and report["versions"]["python"]
+    assert report["options"]["decode"]["num_beams"] == 3 and report["options"]["on_error"] == "fail"
+    assert report["options"]["model"]["dtype"] == "auto" and report["output"] == "-"
+
+
+def test_a_failed_run_replaces_an_earlier_runs_metrics(fake_backend, tmp_path):
+    metrics = tmp_path / "m.json"
+    metrics.write_text('{"status": "ok", "from": "last night"}\n')
+    bad = as_jsonl(DIALOGUES[:1]) + "not json\n" + as_jsonl(DIALOGUES[1:])
+    result = run(["-m", "x", "--metrics-out", str(metrics)], stdin=bad)
+    assert result.exit_code == 1
+    report = metrics_of(metrics)
+    assert report["status"] == "failed" and report["exit_code"] == 1 and "from" not in report
+    assert "<stdin>:2: invalid JSON" in report["error"] and report["records"] == 1
+
+
+def test_a_model_that_cannot_load_still_writes_failed_metrics(tmp_path):
+    metrics = tmp_path / "m.json"
+    metrics.write_text('{"status": "ok"}\n')
+    result = run(["-m", str(tmp_path / "nope"), "--metrics-out", str(metrics)], stdin=as_jsonl(DIALOGUES))
+    assert result.exit_code == 1
+    report = metrics_of(metrics)
+    assert report["status"] == "failed" and "does not exist" in report["error"] and report["records"] == 0
+
+
+def test_skipped_records_are_partial(fake_backend, tmp_path):
+    metrics = tmp_path / "m.json"
+    result = run(["-m", "x", "--on-error", "skip", "--metrics-out", str(metrics)], stdin=as_jsonl(DIALOGUES) + "[]\n")
+    assert result.exit_code == 3
+    assert (metrics_of(metrics)["status"], metrics_of(metrics)["errors"]) == ("partial", 1)
+
+
+def test_an_interrupted_run_says_so_in_its_metrics_and_stdout_is_not_resumable(tmp_path):
+    rows = [{"id": f"k{i}", "dialogue": f"A: message {i}"} for i in range(400)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    metrics = tmp_path / "m.json"
+    args = ["-m", "x", str(source), "--max-batch-size", "2", "--sort-window", "4", "--metrics-out", str(metrics)]
+    process = start_fake_command(args, tmp_path, delay=0.05, stdin=subprocess.DEVNULL)
+    assert process.stdout.readline()  # summaries are flowing
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    stderr = process.stderr.read()
+    assert "interrupted by SIGINT" in stderr and "--resume" not in stderr  # stdout cannot be read back
+    report = metrics_of(metrics)
+    assert report["status"] == "interrupted" and report["exit_code"] == 130 and 0 < report["records"] < 400
+
+
+# ---------------------------------------------------------------------------- | head -1
+
+
+def test_head_ends_the_job_quietly_with_the_sigpipe_status(tmp_path):
+    rows = [{"id": f"k{i}", "dialogue": f"A: message {i}"} for i in range(300)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    metrics = tmp_path / "m.json"
+    args = ["-m", "x", str(source), "--max-batch-size", "1", "--sort-window", "2", "--metrics-out", str(metrics)]
+    producer = start_fake_command(args, tmp_path, delay=0.02, stdin=subprocess.DEVNULL)
+    head = subprocess.run(["head", "-1"], stdin=producer.stdout, capture_output=True, text=True, timeout=60)
+    producer.stdout.close()  # only head holds the pipe now, as in a shell pipeline
+    code = producer.wait(timeout=60)
+    stderr = producer.stderr.read()
+    assert json.loads(head.stdout)["id"] == "k0"
+    assert code == 141, stderr
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr and "error" not in stderr.lower()
+    assert metrics_of(metrics)["status"] == "interrupted"

@@ -147,7 +147,7 @@ def test_jsonl_writer_failure_is_a_data_error_naming_the_file(fail):
 
 
 def test_jsonl_writer_failure_without_a_name_or_strerror():
-    writer = JsonlWriter(FailingStream(None, error=BrokenPipeError("pipe closed")))
+    writer = JsonlWriter(FailingStream(None, error=OSError("pipe closed")))
     with pytest.raises(DataError, match=r"^output: cannot write \(pipe closed\)$"):
         writer.write({"id": "a"})
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from ..errors import DialogsumError
+from ..errors import DialogsumError, OutputClosed
+from ..inference.outputs import discard_stdout
 from ..logs import Log
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -23,6 +24,7 @@ Exit codes:
   3    partial: some records were bad and skipped (--on-error skip)
   75   locked: another run is writing the same output
   130  interrupted by SIGINT, 143 by SIGTERM (finished records were written)
+  141  stdout closed by its reader (| head): stopped quietly, as a Unix filter
 """
 
 
@@ -52,6 +54,10 @@ def errors_shown(log: Log, debug: bool, interrupted: str = INTERRUPTED) -> Itera
     data, model or settings, 75 locked); ``--debug`` shows the traceback instead. Ctrl-C ends with 130."""
     try:
         yield
+    except OutputClosed as exc:  # `| head -1`: the reader has what it wanted; end as a Unix filter does, quietly
+        discard_stdout()
+        log.info(str(exc))
+        sys.exit(exc.exit_code)
     except DialogsumError as exc:
         if debug:
             raise

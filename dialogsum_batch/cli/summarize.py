@@ -20,8 +20,9 @@ from ..logs import library_bars, stderr_is_terminal
 from ..shards import COUNT_ENV, from_scheduler
 from .common import CONTEXT, EPILOG, command_log, errors_shown, log_options
 
-# A second signal stops at once: --resume still finds every whole line.
+# A second signal stops at once: --resume still finds every whole line of an output file.
 INTERRUPTED_AGAIN = "interrupted again: stopped at once; rerun with --resume to go on"
+INTERRUPTED_AGAIN_STDOUT = "interrupted again: stopped at once"
 
 
 def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | str | None:
@@ -225,7 +226,8 @@ def summarize(**options) -> None:
     log = command_log(options)
     files = job_files(options)
     progress = not options["quiet"] and stderr_is_terminal()
-    with errors_shown(log, options["debug"], INTERRUPTED_AGAIN):
+    again = INTERRUPTED_AGAIN_STDOUT if options["output"] == "-" else INTERRUPTED_AGAIN
+    with errors_shown(log, options["debug"], again):
         with library_bars(show=progress):  # Hub download bars, like ours, only on a watched terminal
             code, _ = run_job(files, build_settings(options), log, progress)
     sys.exit(code)

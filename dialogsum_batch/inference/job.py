@@ -10,19 +10,24 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..backends import Backend
 from ..config import RunSettings, ShardSettings
 from ..errors import DataError
+from ..hub import is_hub_id
 from ..logs import Log
 from ..shards import describe, plan_files
+from ..version import __version__
 from .batching import Cut
 from .feed import Feed
 from .outputs import (
@@ -258,31 +263,128 @@ def exit_code(stats: Stats) -> int:
     return EXIT_PARTIAL if stats.errors else EXIT_OK
 
 
-def interrupted(number: int | None, log: Log) -> int:
-    """The stop's log line and exit code (130 for SIGINT, 143 for SIGTERM)."""
+def interrupted(number: int | None, log: Log, output: str = "-") -> int:
+    """The stop's log line and exit code (130 for SIGINT, 143 for SIGTERM). Only an output file can be resumed:
+    summaries sent to stdout are gone to their reader."""
     name = signal.Signals(number).name if number else "signal"
-    log.error(f"interrupted by {name}: finished records were written; rerun with --resume to go on")
+    if output == "-":
+        log.error(f"interrupted by {name}: finished records were written to stdout")
+    else:
+        log.error(f"interrupted by {name}: finished records were written; rerun with --resume to go on")
     return EXIT_SIGNAL.get(number, 130)  # type: ignore[arg-type]
 
 
-def finish_job(stats: Stats, files: JobFiles, backend: Backend, log: Log, code: int, processes: int = 1) -> None:
-    """The summary line on stderr and the metrics file; ``exit_code`` is there for wrappers whose launcher
-    (torchrun, accelerate launch) turns every failure into 1."""
+def finish_job(stats: Stats, log: Log, ending: Ending, code: int) -> None:
+    """The summary line on stderr, and the code the metrics file reports."""
     report = stats.report()
     log.info(summary_line(report), **{"summary": report})
+    ending.stats, ending.code = stats, code
+
+
+# ---------------------------------------------------------------------------- the metrics file
+
+EXIT_STATUS = {EXIT_OK: "ok", EXIT_PARTIAL: "partial", 130: "interrupted", 143: "interrupted", 141: "interrupted"}
+
+
+@dataclass
+class Ending:
+    """What the metrics file says of a job, filled in as far as the job got."""
+
+    stats: Stats = field(default_factory=Stats)
+    backend: Backend | None = None
+    code: int | None = None
+    processes: int = 1
+    owned: bool = False  # the lock was taken and an earlier run's metrics removed: --metrics-out is this run's
+
+
+def claim_metrics(files: JobFiles, ending: Ending) -> None:
+    """Remove an earlier run's metrics file, once this run holds the output's lock (a run turned away by the
+    lock leaves the file to the run that holds it): a failure can never leave last night's "ok" behind."""
     if files.metrics_out:
-        payload = {
-            **report,
-            "exit_code": code,
-            "processes": processes,
-            "model": backend.describe(),
-            "inputs": list(files.inputs) or ["-"],
-        }
         try:
-            Path(files.metrics_out).parent.mkdir(parents=True, exist_ok=True)
-            Path(files.metrics_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+            Path(files.metrics_out).unlink(missing_ok=True)
         except OSError as exc:
-            raise DataError(f"{files.metrics_out}: cannot write the metrics ({exc.strerror or exc})") from exc
+            raise DataError(f"{files.metrics_out}: cannot replace the metrics ({exc.strerror or exc})") from exc
+    ending.owned = True
+
+
+@contextlib.contextmanager
+def metrics_kept(files: JobFiles, settings: RunSettings, log: Log) -> Iterator[Ending]:
+    """Write ``--metrics-out`` however the job ends: ``status`` ok, partial, interrupted (a signal, or stdout
+    closed by its reader) or failed (with the error), and the exit code the process ends with."""
+    ending = Ending()
+    try:
+        yield ending
+    except BaseException as exc:
+        if ending.owned and files.metrics_out:
+            code, message = ending_of(exc)
+            with contextlib.suppress(DataError):  # the job's own error is the one to report
+                write_metrics(files, settings, ending, code, message)
+        raise
+    if ending.owned and files.metrics_out:
+        write_metrics(files, settings, ending, ending.code if ending.code is not None else EXIT_OK)
+
+
+def ending_of(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one line for a job ended by ``exc``, as the command will end."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "interrupted"
+    code = getattr(exc, "exit_code", 1)
+    return code, str(exc) or type(exc).__name__
+
+
+def write_metrics(files: JobFiles, settings: RunSettings, ending: Ending, code: int, error: str | None = None) -> None:
+    """The metrics JSON, written whole (a temporary file renamed over it). ``exit_code`` is there for wrappers
+    whose launcher (torchrun, accelerate launch) turns every failure into 1."""
+    payload = {
+        "status": EXIT_STATUS.get(code, "failed"),
+        "exit_code": code,
+        **({"error": error} if error else {}),
+        **ending.stats.report(),
+        "processes": ending.processes,
+        "model": {**model_identity(settings), **(ending.backend.describe() if ending.backend else {})},
+        "inputs": list(files.inputs) or ["-"],
+        "output": files.output,
+        "options": {
+            "input_format": files.input_format,
+            "max_line_bytes": files.max_line_bytes,
+            "resume": files.resume,
+            **asdict(settings),
+        },
+        "versions": versions(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    path = Path(files.metrics_out)  # type: ignore[arg-type]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        raise DataError(f"{files.metrics_out}: cannot write the metrics ({exc.strerror or exc})") from exc
+
+
+def model_identity(settings: RunSettings) -> dict[str, Any]:
+    """The model as asked for: a local folder's full path, or a Hub id with the revision and commit loaded."""
+    name = settings.model.name
+    if Path(name).expanduser().is_dir():
+        return {"name": name, "path": str(Path(name).expanduser().resolve())}
+    from ..backends.resolve import cached_snapshot  # the snapshot just loaded: the cache answers, no network
+
+    found = cached_snapshot(name, settings.model.allow_pickle) if is_hub_id(name) else None
+    if found is None:
+        return {"name": name}
+    folder, revision = found
+    return {"name": name, "hub_id": name, "revision": revision, "commit": Path(folder).name}
+
+
+def versions() -> dict[str, str]:
+    """dialogsum-batch's version, Python's, and those of the model libraries this process imported."""
+    found = {"dialogsum-batch": __version__, "python": platform.python_version()}
+    for module in ("torch", "transformers", "ctranslate2", "tokenizers"):
+        if module in sys.modules:
+            found[module] = getattr(sys.modules[module], "__version__", "?")
+    return found
 
 
 def summary_line(report: dict[str, Any]) -> str:

@@ -8,7 +8,19 @@ from ..backends import Backend
 from ..config import RunSettings
 from ..logs import Log
 from .engine import Interrupted
-from .job import JobFiles, StopFlag, claim, exit_code, finish_job, interrupted, open_writer, selected_input
+from .job import (
+    Ending,
+    JobFiles,
+    StopFlag,
+    claim,
+    claim_metrics,
+    exit_code,
+    finish_job,
+    interrupted,
+    metrics_kept,
+    open_writer,
+    selected_input,
+)
 from .outputs import Stats
 from .summarizer import Summarizer
 
@@ -17,23 +29,33 @@ def run_local(
     files: JobFiles, settings: RunSettings, log: Log, progress: bool = False, backend: Backend | None = None
 ) -> tuple[int, Stats]:
     """Run the job under its lock; the backend is loaded here unless one is given (tools)."""
+    with metrics_kept(files, settings, log) as ending:
+        code = _run(files, settings, log, progress, backend, ending)
+    return code, ending.stats
+
+
+def _run(
+    files: JobFiles, settings: RunSettings, log: Log, progress: bool, backend: Backend | None, ending: Ending
+) -> int:
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
         resumed = claim(files, stack, log)  # before the model loads: a foreign output fails in a second
+        claim_metrics(files, ending)
         stack.enter_context(stop.installed())
         summarizer = Summarizer.from_settings(settings, backend, log=log.info)
-        backend = summarizer.backend
+        backend = ending.backend = summarizer.backend
         log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
         writer = open_writer(files, settings, resumed, log, progress, stack)
+        ending.stats = writer.stats
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
         # A stop while the input is stalled ends the input (feed.cut): the records taken are still finished.
         engine = summarizer.engine(should_stop=lambda: stop() and not feed.cut, log=log.warning)
         try:
             writer.write(engine.run(items))
-            code = interrupted(stop.signal, log) if feed.cut else exit_code(writer.stats)
+            code = interrupted(stop.signal, log, files.output) if feed.cut else exit_code(writer.stats)
         except Interrupted:
-            code = interrupted(stop.signal, log)
+            code = interrupted(stop.signal, log, files.output)
         finally:
             writer.stats.engine.add(engine.counts)
-    finish_job(writer.stats, files, backend, log, code)
-    return code, writer.stats
+    finish_job(writer.stats, log, ending, code)
+    return code

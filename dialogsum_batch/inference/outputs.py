@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import rouge
-from ..errors import DataError, InputError, LockedError
+from ..errors import DataError, DialogsumError, InputError, LockedError, OutputClosed
 from ..logs import Log
 from .engine import EngineCounts, Outcome
 from .records import MAX_LINE_BYTES, Record, bounded_lines, json_type, shorten
@@ -178,8 +178,11 @@ class JsonlWriter:
             raise write_error(self.stream, exc) from exc
 
 
-def write_error(stream: IO[str], exc: OSError) -> DataError:
-    return DataError(f"{getattr(stream, 'name', 'output')}: cannot write ({exc.strerror or exc})")
+def write_error(stream: IO[str], exc: OSError) -> DialogsumError:
+    name = getattr(stream, "name", "output")
+    if isinstance(exc, BrokenPipeError):  # its reader is gone (head): nothing more is wanted, nothing went wrong
+        return OutputClosed(f"{'stdout' if stream is sys.stdout else name} was closed by its reader: stopped")
+    return DataError(f"{name}: cannot write ({exc.strerror or exc})")
 
 
 @contextlib.contextmanager

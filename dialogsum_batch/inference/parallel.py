@@ -33,7 +33,20 @@ from ..errors import DialogsumError
 from ..logs import Log
 from .batching import Cut, Window, windows
 from .engine import EngineCounts, Interrupted, Outcome
-from .job import JobFiles, Resumed, StopFlag, claim, exit_code, finish_job, interrupted, open_writer, selected_input
+from .job import (
+    Ending,
+    JobFiles,
+    Resumed,
+    StopFlag,
+    claim,
+    claim_metrics,
+    exit_code,
+    finish_job,
+    interrupted,
+    metrics_kept,
+    open_writer,
+    selected_input,
+)
 from .outputs import ResultWriter, Stats
 from .records import BadRecord, Item
 from .summarizer import Summarizer
@@ -241,7 +254,9 @@ def run_parallel(
     log = log if world.is_main else Log(log.fmt, quiet=True, stream=log.stream)  # the main process speaks
     orderly = True
     try:
-        return _job(link, files, settings, log, progress, backend)
+        with metrics_kept(files if world.is_main else replace(files, metrics_out=None), settings, log) as ending:
+            ending.processes = world.size
+            return _job(link, files, settings, log, progress, backend, ending)
     except Stopped as stopped:
         return stopped.code, Stats()
     except BaseException:
@@ -256,16 +271,29 @@ def run_parallel(
 
 
 def _job(
-    link: Link, files: JobFiles, settings: RunSettings, log: Log, progress: bool, backend: Backend | None
+    link: Link,
+    files: JobFiles,
+    settings: RunSettings,
+    log: Log,
+    progress: bool,
+    backend: Backend | None,
+    ending: Ending,
 ) -> tuple[int, Stats]:
     """Lock and resume state from the main process, a model on every rank, then lead or follow."""
+
+    def take() -> Resumed:
+        resumed = claim(files, stack, log)
+        claim_metrics(files, ending)
+        return resumed
+
     with contextlib.ExitStack() as stack:
-        resumed = _on_main(link, lambda: claim(files, stack, log))  # only the main process selects records
+        resumed = _on_main(link, take)  # only the main process selects records
         backend = _on_every_rank(link, lambda: Summarizer.from_settings(settings, backend, log=log.info).backend)
+        ending.backend = backend
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
         log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here ({backend.name})")
-        return _lead(link, files, settings, backend, resumed, log, progress)
+        return _lead(link, files, settings, backend, resumed, log, progress, ending)
 
 
 def _on_main(link: Link, action: Callable[[], Any]) -> Any:
@@ -321,7 +349,14 @@ def _follow(link: Link, settings: RunSettings, backend: Backend, log: Log) -> tu
 
 
 def _lead(
-    link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log, progress: bool
+    link: Link,
+    files: JobFiles,
+    settings: RunSettings,
+    backend: Backend,
+    resumed: Resumed,
+    log: Log,
+    progress: bool,
+    ending: Ending,
 ) -> tuple[int, Stats]:
     """The main process: read, deal, collect, write in order; then the summary for all ranks.
 
@@ -329,7 +364,7 @@ def _lead(
     others as a Stop when they are waiting for an order; when they are busy, the launcher ends them.
     """
     try:
-        return _write_all(link, files, settings, backend, resumed, log, progress)
+        return _write_all(link, files, settings, backend, resumed, log, progress, ending)
     except BaseException as exc:
         if link.others == "ready":
             link.stop(130 if isinstance(exc, KeyboardInterrupt) else getattr(exc, "exit_code", 1), finish=False)
@@ -337,12 +372,20 @@ def _lead(
 
 
 def _write_all(
-    link: Link, files: JobFiles, settings: RunSettings, backend: Backend, resumed: Resumed, log: Log, progress: bool
+    link: Link,
+    files: JobFiles,
+    settings: RunSettings,
+    backend: Backend,
+    resumed: Resumed,
+    log: Log,
+    progress: bool,
+    ending: Ending,
 ) -> tuple[int, Stats]:
     stop = StopFlag(grace=FORWARDED_SIGNAL_GRACE)
     mine = EngineCounts()
     with contextlib.ExitStack() as stack:
         writer = open_writer(files, settings, resumed, log, progress, stack)
+        ending.stats = writer.stats
         stack.enter_context(stop.installed())
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack, link.world.size)
 
@@ -350,12 +393,18 @@ def _write_all(
             return summarize_share(backend, settings, items, stop, log, mine, final)
 
         code = _rounds(
-            link, summarize, _global_windows(items, settings, link.world.size), writer, stop, lambda: feed.cut, log
+            link,
+            summarize,
+            _global_windows(items, settings, link.world.size),
+            writer,
+            stop,
+            lambda: feed.cut,
+            lambda number: interrupted(number, log, files.output),
         )
         link.stop(code, finish=True)
     for counts in link.collect(mine) or []:
         writer.stats.engine.add(counts, side_by_side=True)
-    finish_job(writer.stats, files, backend, log, code, processes=link.world.size)
+    finish_job(writer.stats, log, ending, code)
     return code, writer.stats
 
 
@@ -373,7 +422,7 @@ def _rounds(
     writer: ResultWriter,
     stop: StopFlag,
     cut: Callable[[], bool],
-    log: Log,
+    stopped: Callable[[int | None], int],
 ) -> int:
     """Deal each window, summarize the main share, collect and write; returns the exit code.
 
@@ -390,7 +439,7 @@ def _rounds(
         writer.write(merge(done, window))
         caught = stop.signal or next((share.interrupted for share in done if share.interrupted), None)
         if caught:
-            return interrupted(caught, log)
+            return stopped(caught)
     if cut():  # stopped while waiting for input, between windows
-        return interrupted(stop.signal, log)
+        return stopped(stop.signal)
     return exit_code(writer.stats)
