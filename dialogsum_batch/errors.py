@@ -24,6 +24,28 @@ class InputError(DialogsumError):
         return InputError, (self.source, self.line, self.reason, self.raw)
 
 
+class MissingFieldError(InputError):
+    """A record without the field an option names (``--text-field``, ``--id-field``): says which it has."""
+
+    SHOWN = 20  # field names listed at most
+
+    def __init__(self, source: str, line: int | None, field: str, option: str, found: tuple[str, ...], raw=None):
+        self.field, self.option, self.found = field, option, found
+        super().__init__(source, line, f"field '{field}' is missing ({option}); {fields_found(found)}", raw)
+
+    def __reduce__(self):
+        return MissingFieldError, (self.source, self.line, self.field, self.option, self.found, self.raw)
+
+
+def fields_found(found: tuple[str, ...] | list[str]) -> str:
+    """``fields found: a, b, c`` for a message, the list cut after ``MissingFieldError.SHOWN`` names."""
+    if not found:
+        return "no fields found"
+    shown = ", ".join(found[: MissingFieldError.SHOWN])
+    more = len(found) - MissingFieldError.SHOWN
+    return f"fields found: {shown}" + (f" and {more} more" if more > 0 else "")
+
+
 class DataError(DialogsumError):
     """A corpus or data file that is missing, malformed or of the wrong shape."""
 

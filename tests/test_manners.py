@@ -143,3 +143,45 @@ def test_head_ends_the_job_quietly_with_the_sigpipe_status(tmp_path):
     assert code == 141, stderr
     assert "Broken pipe" not in stderr and "Traceback" not in stderr and "error" not in stderr.lower()
     assert metrics_of(metrics)["status"] == "interrupted"
+
+
+# ---------------------------------------------------------------------------- field options that match nothing
+
+
+def test_a_text_field_no_record_has_names_the_fields_found(fake_backend):
+    result = run(["-m", "x", "--text-field", "chat"], stdin=as_jsonl(DIALOGUES))
+    assert result.exit_code == 1
+    assert "<stdin>:1: field 'chat' is missing (--text-field); fields found: id, dialogue" in result.stderr
+
+
+def test_skip_mode_with_a_field_no_record_has_fails_instead_of_zero_summaries(fake_backend, tmp_path):
+    metrics = tmp_path / "m.json"
+    args = ["-m", "x", "--text-field", "chat", "--on-error", "skip", "--metrics-out", str(metrics)]
+    result = run(args, stdin=as_jsonl(DIALOGUES))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "no record has field 'chat' (--text-field); fields found: dialogue, id" in result.stderr
+    assert metrics_of(metrics)["status"] == "failed"
+
+
+def test_skip_mode_with_some_records_lacking_the_field_is_still_partial(fake_backend):
+    rows = [*DIALOGUES, {"id": "x", "text": "A: other shape"}]
+    result = run(["-m", "x", "--on-error", "skip"], stdin=as_jsonl(rows))
+    assert result.exit_code == 3 and len(read_jsonl(result.stdout)) == 3
+    assert "field 'dialogue' is missing (--text-field); fields found: id, text" in result.stderr
+
+
+def test_an_id_field_chosen_by_name_must_be_there(fake_backend):
+    result = run(["-m", "x", "--id-field", "uid"], stdin=as_jsonl(DIALOGUES))
+    assert result.exit_code == 1
+    assert "field 'uid' is missing (--id-field); fields found: id, dialogue" in result.stderr
+    skipped = run(["-m", "x", "--id-field", "uid", "--on-error", "skip"], stdin=as_jsonl(DIALOGUES))
+    assert skipped.exit_code == 1 and "no record has field 'uid' (--id-field)" in skipped.stderr
+
+
+def test_keep_fields_refuses_output_names_and_warns_of_absent_ones(fake_backend):
+    refused = run(["-m", "x", "--keep-fields", "lang,summary"], stdin=as_jsonl(DIALOGUES))
+    assert refused.exit_code == 2 and "--keep-fields summary" in refused.stderr
+    rows = [{**row, "lang": "en"} for row in DIALOGUES]
+    result = run(["-m", "x", "--keep-fields", "lang,langauge"], stdin=as_jsonl(rows))
+    assert result.exit_code == 0 and read_jsonl(result.stdout)[0]["lang"] == "en"
+    assert "--keep-fields: no record has 'langauge'" in result.stderr and "'lang'" not in result.stderr

@@ -154,7 +154,7 @@ def test_field_names_pick_custom_fields(tmp_path):
 def test_field_names_name_the_custom_field_in_errors(tmp_path):
     path = write(tmp_path / "chats.jsonl", '{"dialogue": "A: hi"}\n')
     error = bad_one(path, names=FieldNames(text="chat"))
-    assert str(error) == f"{path}:1: field 'chat' is missing"
+    assert str(error) == f"{path}:1: field 'chat' is missing (--text-field); fields found: dialogue"
 
 
 # ---------------------------------------------------------------------------- bad records
@@ -172,7 +172,7 @@ def test_field_names_name_the_custom_field_in_errors(tmp_path):
         ("null", "expected a JSON object, got null"),
         ('{"dialogue": "A: hi", "score": NaN}', "NaN is not valid JSON (RFC 8259)"),
         ('{"dialogue": "A: hi", "score": -Infinity}', "-Infinity is not valid JSON (RFC 8259)"),
-        ('{"summary": "s"}', "field 'dialogue' is missing"),
+        ('{"summary": "s"}', "field 'dialogue' is missing (--text-field); fields found: summary"),
         ('{"dialogue": ""}', "field 'dialogue' is empty"),
         ('{"dialogue": " \\n\\t "}', "field 'dialogue' is empty"),
         ('{"dialogue": 5}', "field 'dialogue' must be a string, got number"),

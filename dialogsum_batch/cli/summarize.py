@@ -13,7 +13,7 @@ from ..backends import registry
 from ..backends.ct2_convert import QUANTIZATIONS
 from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
 from ..inference.job import JobFiles, written_files
-from ..inference.outputs import same_file
+from ..inference.outputs import OUTPUT_FIELDS, same_file
 from ..inference.records import MAX_LINE_BYTES, STDIN
 from ..inference.runner import run_job
 from ..logs import library_bars, stderr_is_terminal
@@ -242,6 +242,12 @@ def check_usage(options: dict) -> None:
     if options["dtype"] == "float16" and not options["force_dtype"]:
         raise click.UsageError(
             "--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or add --force-dtype"
+        )
+    clash = [name for name in options["keep_fields"] if name in OUTPUT_FIELDS]
+    if clash:
+        raise click.UsageError(
+            f"--keep-fields {', '.join(clash)}: the output writes {'that' if len(clash) == 1 else 'those'} itself "
+            f"({', '.join(sorted(OUTPUT_FIELDS))} are never copied from the input)"
         )
     check_shard(options)
     check_written_files(job_files(options))

@@ -245,7 +245,7 @@ def open_writer(
     errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, resumed.seen)
     records = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
     bar = stack.enter_context(progress_bar(progress))
-    return ResultWriter(records, errors, settings.keep_fields, bar)
+    return ResultWriter(records, errors, settings.keep_fields, bar, names=settings.fields)
 
 
 def input_feed(
@@ -258,9 +258,11 @@ def input_feed(
     return Feed(records, stop, max_wait=settings.batch.max_wait, window=settings.batch.sort_window * processes)
 
 
-def exit_code(stats: Stats) -> int:
-    """A job that ran to the end: 0, or 3 when bad records were skipped."""
-    return EXIT_PARTIAL if stats.errors else EXIT_OK
+def exit_code(writer: ResultWriter) -> int:
+    """A job that ran to the end: 0, or 3 when bad records were skipped (DataError: a field option that no
+    record matched)."""
+    writer.check_fields()
+    return EXIT_PARTIAL if writer.stats.errors else EXIT_OK
 
 
 def interrupted(number: int | None, log: Log, output: str = "-") -> int:

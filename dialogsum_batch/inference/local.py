@@ -52,7 +52,7 @@ def _run(
         engine = summarizer.engine(should_stop=lambda: stop() and not feed.cut, log=log.warning)
         try:
             writer.write(engine.run(items))
-            code = interrupted(stop.signal, log, files.output) if feed.cut else exit_code(writer.stats)
+            code = interrupted(stop.signal, log, files.output) if feed.cut else exit_code(writer)
         except Interrupted:
             code = interrupted(stop.signal, log, files.output)
         finally:

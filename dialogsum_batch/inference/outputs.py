@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import rouge
-from ..errors import DataError, DialogsumError, InputError, LockedError, OutputClosed
+from ..config import FieldNames
+from ..errors import DataError, DialogsumError, InputError, LockedError, MissingFieldError, OutputClosed, fields_found
 from ..logs import Log
 from .engine import EngineCounts, Outcome
 from .records import MAX_LINE_BYTES, Record, bounded_lines, json_type, shorten
 
+MISSING_FIELDS_KEPT = 100  # field names remembered from records that lacked a named field, for the message
 OUTPUT_FIELDS = frozenset(
     {"id", "summary", "reference", "rouge", "truncated", "chunks"}
 )  # never taken from --keep-fields
@@ -116,12 +118,16 @@ class ResultWriter:
         keep_fields: tuple[str, ...] = (),
         progress: Callable[[int], None] = lambda n: None,
         stats: Stats | None = None,
+        names: FieldNames = FieldNames(),
     ):
         self.records = records
         self.errors = errors
         self.keep_fields = keep_fields
         self.progress = progress
         self.stats = stats or Stats()
+        self.names = names
+        self.missing: dict[tuple[str, str], set[str]] = {}  # (field, option) -> fields the records had instead
+        self.kept_seen: set[str] = set()  # --keep-fields names some record had
 
     def write(self, outcomes: Iterable[Outcome]) -> None:
         """Write in the order given; under ``fail`` the first bad record raises after those before it.
@@ -129,12 +135,33 @@ class ResultWriter:
         for outcome in outcomes:
             if outcome.error is not None:
                 self.stats.errors += 1
+                self._note_missing(outcome.error)
                 self.errors.report(outcome.error)
             else:
                 self._row(outcome)
 
+    def check_fields(self) -> None:
+        """After the input's end: a field option that matched no record at all fails (DataError, naming the
+        fields found) instead of ending as zero summaries "partial"; kept fields no record had are warned of."""
+        if self.missing and not self.stats.records and not self.stats.resumed:
+            (name, option), found = next(iter(self.missing.items()))
+            raise DataError(f"no record has field '{name}' ({option}); {fields_found(sorted(found))}")
+        consumed = {self.names.text, self.names.id, self.names.reference, "*"}
+        unseen = [name for name in self.keep_fields if name not in self.kept_seen and name not in consumed]
+        if unseen and (self.stats.records or self.stats.resumed):
+            listed = ", ".join(f"'{name}'" for name in unseen)
+            self.errors.log.warning(f"--keep-fields: no record has {listed}")
+
+    def _note_missing(self, error: InputError) -> None:
+        if isinstance(error, MissingFieldError):
+            found = self.missing.setdefault((error.field, error.option), set())
+            if len(found) < MISSING_FIELDS_KEPT:
+                found.update(error.found[: MISSING_FIELDS_KEPT - len(found)])
+
     def _row(self, outcome: Outcome) -> None:
         row = summary_row(outcome.item, outcome, self.keep_fields)  # type: ignore[arg-type]
+        if self.keep_fields:
+            self.kept_seen.update(name for name in outcome.item.extra if name in self.keep_fields)  # type: ignore[union-attr]
         self.records.write(row)
         self.records.flush()
         self.stats.records += 1

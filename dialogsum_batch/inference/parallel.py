@@ -442,4 +442,4 @@ def _rounds(
             return stopped(caught)
     if cut():  # stopped while waiting for input, between windows
         return stopped(stop.signal)
-    return exit_code(writer.stats)
+    return exit_code(writer)

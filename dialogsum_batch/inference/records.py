@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import FieldNames
-from ..errors import InputError
+from ..errors import InputError, MissingFieldError
 from ..text import normalise
 
 RAW_LIMIT = 500  # characters of a bad line kept in error reports
@@ -280,6 +280,10 @@ def to_record(parsed: Parsed, index: int, source: str, names: FieldNames, stdin:
             )
         return Record(index, default_id, dialogue, source=source, line=parsed.line)
     fields = dict(parsed.fields or {})
+    lacking = missing_field(fields, names)
+    if lacking:
+        raw = shorten(json.dumps(fields, ensure_ascii=False))
+        return BadRecord(index, MissingFieldError(source, parsed.line, *lacking, tuple(fields), raw))
     try:
         dialogue = required_text(fields, names.text)
         references = optional_references(fields, names.reference)
@@ -290,6 +294,16 @@ def to_record(parsed: Parsed, index: int, source: str, names: FieldNames, stdin:
         )
     extra = {k: v for k, v in fields.items() if k not in (names.text, names.id, names.reference)}
     return Record(index, record_id, normalise(dialogue), references, source, parsed.line, extra)
+
+
+def missing_field(fields: Mapping[str, Any], names: FieldNames) -> tuple[str, str] | None:
+    """The field a record lacks and the option naming it: the text field, or an id field other than the
+    default ``id`` (a record without ``id`` is named FILE:LINE; one chosen by name must be there)."""
+    if names.text not in fields:
+        return names.text, "--text-field"
+    if names.id != FieldNames.id and names.id not in fields:
+        return names.id, "--id-field"
+    return None
 
 
 def required_text(fields: Mapping[str, Any], name: str) -> str:
