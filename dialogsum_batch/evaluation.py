@@ -8,7 +8,7 @@ same records, every system is resampled with the same indices, so intervals are 
 
 Written into the output folder:
 
-* ``predictions.jsonl``: one row per record (id, dialogue, references, summary, rouge,
+* ``predictions.jsonl``: one row per record (id, dialogue, reference, references, summary, rouge,
   lengths); with a model and a baseline, the baseline's rows go to
   ``predictions-<baseline>.jsonl``;
 * ``metrics.json``: the primary system (the model if given, else the baseline) at the top
@@ -109,6 +109,7 @@ def _prediction(record: Record, summary: str, tokens: int | None, truncated: boo
     return {
         "id": record.id,
         "dialogue": record.dialogue,
+        "reference": record.references[0],  # named as in the command's output: the first, always a string
         "references": list(record.references),
         "summary": summary,
         "rouge": rouge.score(summary, record.references),

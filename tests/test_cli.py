@@ -107,7 +107,7 @@ def test_custom_fields_and_keep_fields(fake_backend):
     ]
     out = read_jsonl(run(args, stdin=as_jsonl(rows)).stdout)[0]
     assert out["id"] == "7" and out["lang"] == "en" and "x" not in out
-    assert out["reference"] == ["Zed says hi.", "Zed greets."]
+    assert out["reference"] == "Zed says hi." and out["references"] == ["Zed says hi.", "Zed greets."]
 
 
 def test_truncated_records_are_flagged(fake_backend):

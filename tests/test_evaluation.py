@@ -152,6 +152,7 @@ def test_dialogsum_style_references_score_against_the_best_one(tmp_path):
     saved = read_jsonl((tmp_path / "out" / "predictions.jsonl").read_text())
     assert [row["id"] for row in saved] == ["test_1", "test_2"]
     assert saved[0]["references"] == [rows[0]["summary1"], rows[0]["summary2"], rows[0]["summary3"]]
+    assert saved[0]["reference"] == rows[0]["summary1"]  # the name and type the command's output uses
     for row in saved:
         singles = [rouge.score(row["summary"], ref) for ref in row["references"]]
         assert row["rouge"] == {t: max(s[t] for s in singles) for t in TYPES}

@@ -23,7 +23,7 @@ from .records import MAX_LINE_BYTES, Record, bounded_lines, json_type, shorten
 
 MISSING_FIELDS_KEPT = 100  # field names remembered from records that lacked a named field, for the message
 OUTPUT_FIELDS = frozenset(
-    {"id", "summary", "reference", "rouge", "truncated", "chunks"}
+    {"id", "summary", "reference", "references", "rouge", "truncated", "chunks"}
 )  # never taken from --keep-fields
 
 
@@ -69,7 +69,9 @@ def summary_row(record: Record, outcome: Outcome, keep_fields: tuple[str, ...] =
     row: dict[str, Any] = {"id": record.id, "summary": outcome.summary}
     if record.references:
         references = record.references
-        row["reference"] = references[0] if len(references) == 1 else list(references)
+        row["reference"] = references[0]  # always a string; every reference in ``references`` when several
+        if len(references) > 1:
+            row["references"] = list(references)
         row["rouge"] = {k: round(v, 4) for k, v in rouge.score(outcome.summary or "", references).items()}
     if outcome.truncated:
         row["truncated"] = True
