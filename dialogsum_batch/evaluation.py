@@ -257,6 +257,18 @@ def check_request(model: str | None, baseline: str | None, bootstrap: int, limit
         raise ConfigError(f"limit must be at least 1, got {limit}")
 
 
+def check_output_dir(folder: Path, overwrite: bool) -> None:
+    """A folder holding anything (an earlier evaluation) is refused unless ``overwrite``: ConfigError."""
+    if folder.is_file():
+        raise ConfigError(f"{folder} is a file; --output-dir needs a folder")
+    held = sorted(entry.name for entry in folder.iterdir()) if folder.is_dir() else []
+    if held and not overwrite:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ConfigError(
+            f"{folder} is not empty ({shown}); pass --force to overwrite it, or choose another --output-dir"
+        )
+
+
 def evaluate(
     model: str | None,
     data: str | Path,
@@ -270,13 +282,16 @@ def evaluate(
     seed: int = 0,
     backend: Backend | None = None,
     log: Say | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` and/or ``baseline`` on ``split`` of ``data``; write OUT; return metrics.json's dict.
 
     ``settings`` carries backend, device, decoding and batching options (``make_settings``);
-    its model name is replaced by ``model``. ``backend`` skips loading (tests, tools).
+    its model name is replaced by ``model``. ``backend`` skips loading (tests, tools). A non-empty
+    ``output_dir`` is refused unless ``overwrite``.
     """
     check_request(model, baseline, bootstrap, limit)
+    check_output_dir(Path(output_dir), overwrite)
     say = log or (lambda _: None)
     records = rows_to_records(load_rows(data, split, limit, log), source=str(data))
     say(f"evaluating on {len(records)} records of {data} [{split}]")

@@ -270,5 +270,6 @@ def test_invoke_task_turns_errors_into_one_line_exits(chats_file, tmp_path):
         evaluate_task(MockContext(), baseline="lead3")
     assert missing.value.code == 2
     with pytest.raises(Exit) as bad:
-        evaluate_task(MockContext(), data=str(tmp_path / "nope.jsonl"), baseline="lead3", output_dir=str(tmp_path))
+        missing_data = str(tmp_path / "nope.jsonl")
+        evaluate_task(MockContext(), data=missing_data, baseline="lead3", output_dir=str(tmp_path / "o"))
     assert bad.value.code == 1 and "nope.jsonl: no such file or folder" in str(bad.value.message)

@@ -185,3 +185,32 @@ def test_keep_fields_refuses_output_names_and_warns_of_absent_ones(fake_backend)
     result = run(["-m", "x", "--keep-fields", "lang,langauge"], stdin=as_jsonl(rows))
     assert result.exit_code == 0 and read_jsonl(result.stdout)[0]["lang"] == "en"
     assert "--keep-fields: no record has 'langauge'" in result.stderr and "'lang'" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- evaluate, quickstart
+
+
+def test_evaluate_refuses_a_non_empty_output_folder_unless_forced(tmp_path):
+    data = write_jsonl(tmp_path / "test.jsonl", [{**row, "summary": "They talk."} for row in DIALOGUES])
+    args = ["evaluate", "--baseline", "lead3", "--data", str(data), "--output-dir", str(tmp_path / "eval")]
+    args += ["--bootstrap", "10"]
+    assert run(args).exit_code == 0
+    before = (tmp_path / "eval" / "metrics.json").read_bytes()
+    again = run(args)
+    assert again.exit_code == 1 and "is not empty (metrics.json, predictions.jsonl" in again.stderr
+    assert "--force" in again.stderr and (tmp_path / "eval" / "metrics.json").read_bytes() == before
+    assert run([*args, "--force"]).exit_code == 0
+    assert "--force" in run(["evaluate", "--help"]).stdout
+
+
+def test_quickstart_can_run_twice():
+    from invoke import MockContext, Result
+
+    from dialogsum_batch.tasks.core import quickstart
+
+    context = MockContext(run=Result(), repeat=True)
+    for _ in range(2):
+        quickstart(context, output_dir="runs/q")
+    finetunes = [call.args[0] for call in context.run.call_args_list if " finetune " in call.args[0]]
+    # a finished model folder is kept ("nothing to resume"), not refused as "already holds a run"
+    assert len(finetunes) == 2 and all(command.endswith("--resume") for command in finetunes)

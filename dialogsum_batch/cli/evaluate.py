@@ -38,6 +38,7 @@ BASELINES = ("lead3", "longest3")  # baselines.BASELINES, named here so --help n
 @click.option("--bootstrap", default=EVAL_BOOTSTRAP, type=click.IntRange(1), help="Resamples for 95% intervals.")
 @click.option("--seed", default=0, type=int, help="Seed of the bootstrap resampling.")
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights when no safetensors exist.")
+@click.option("--force", is_flag=True, help="Write into a non-empty --output-dir (an earlier evaluation's files).")
 @log_options
 def evaluate(**options: Any) -> None:
     """Score a model and/or a baseline with ROUGE (mean, 95% bootstrap interval) and write a report.
@@ -72,5 +73,6 @@ def evaluate(**options: Any) -> None:
             bootstrap=options["bootstrap"],
             seed=options["seed"],
             log=log.info,
+            overwrite=options["force"],
         )
         click.echo(format_line(metrics))

@@ -48,7 +48,8 @@ def quickstart(c, output_dir="runs/quickstart"):
 
     out = Path(output_dir)
     command = f"{sys.executable} -m dialogsum_batch"
-    c.run(f"{command} finetune --preset smoke --output-dir {out / 'model'}", pty=False)
+    # --resume: a second quickstart finds the model finished ("nothing to resume") instead of refusing the folder
+    c.run(f"{command} finetune --preset smoke --output-dir {out / 'model'} --resume", pty=False)
     sample = project_data_dir() / "test.jsonl"
     c.run(
         f"{command} summarize -m {out / 'model'} {sample} -o {out / 'summaries.jsonl'} "

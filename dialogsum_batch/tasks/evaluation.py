@@ -24,6 +24,7 @@ HELP = {
     "bootstrap": "Bootstrap resamples for the 95% intervals",
     "seed": "Seed of the bootstrap resampling",
     "allow_pickle": "Load pickle (*.bin) weights when the model has no safetensors",
+    "force": "Write into a non-empty --output-dir (an earlier evaluation's files)",
 }
 
 
@@ -51,6 +52,7 @@ def evaluate(
     seed=0,
     allow_pickle=False,
     quantization=None,
+    force=False,
 ):
     """Score a model and/or a baseline with ROUGE (mean, 95% bootstrap interval) and write a report.
 
@@ -89,6 +91,7 @@ def evaluate(
                 bootstrap=int(bootstrap),
                 seed=int(seed),
                 log=Log().info,
+                overwrite=bool(force),
             )
     except DialogsumError as exc:
         raise Exit(f"error: {exc}", code=exc.exit_code) from exc
