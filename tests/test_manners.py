@@ -214,3 +214,44 @@ def test_quickstart_can_run_twice():
     finetunes = [call.args[0] for call in context.run.call_args_list if " finetune " in call.args[0]]
     # a finished model folder is kept ("nothing to resume"), not refused as "already holds a run"
     assert len(finetunes) == 2 and all(command.endswith("--resume") for command in finetunes)
+
+
+# ---------------------------------------------------------------------------- checked before the model loads
+
+
+@pytest.fixture
+def loads(monkeypatch, fake_backend):
+    """How many times a model was loaded."""
+    from dialogsum_batch.backends import BACKENDS
+
+    count = []
+    monkeypatch.setitem(BACKENDS, "fake", lambda model, decode, log=None: count.append(1) or fake_backend)
+    return count
+
+
+def test_a_missing_input_fails_before_the_model_loads(loads, tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", DIALOGUES)
+    result = run(["-m", "x", str(good), str(tmp_path / "typo.jsonl")])
+    assert result.exit_code == 1 and loads == [] and result.stdout == ""
+    assert f"{tmp_path / 'typo.jsonl'}: cannot open (No such file or directory)" in result.stderr
+    skipped = run(["-m", "x", str(good), str(tmp_path / "typo.jsonl"), "--on-error", "skip"])
+    assert skipped.exit_code == 3 and len(read_jsonl(skipped.stdout)) == 3  # skip goes past it, as before
+    nothing = run(["-m", "x", str(tmp_path / "typo.jsonl"), "--on-error", "skip"])
+    assert nothing.exit_code == 1 and len(loads) == 1  # every input missing: nothing to do, no model loaded
+
+
+def test_a_missing_local_model_folder_is_not_a_hub_lookup(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    result = run(["-m", "runs/pegasus-samsum"], stdin=as_jsonl(DIALOGUES))
+    assert result.exit_code == 1
+    assert "model folder 'runs/pegasus-samsum' does not exist (runs/ has no 'pegasus-samsum')" in result.stderr
+    assert "Hub" not in result.stderr
+
+
+def test_metrics_through_a_symlink_replace_its_file_and_keep_the_link(fake_backend, tmp_path):
+    target, link = tmp_path / "real.json", tmp_path / "latest.json"
+    target.write_text('{"status": "ok", "from": "last night"}\n')
+    link.symlink_to(target)
+    assert run(["-m", "x", "--metrics-out", str(link)], stdin=as_jsonl(DIALOGUES)).exit_code == 0
+    assert link.is_symlink() and metrics_of(target)["records"] == 3 and "from" not in metrics_of(target)

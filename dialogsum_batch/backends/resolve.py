@@ -56,6 +56,12 @@ def resolve_model(name: str, allow_pickle: bool = False, log: Say | None = None)
         folder, revision = cached
         say(f"model {name}: revision {describe(revision)}, from the Hugging Face cache")
         return folder
+    parent = Path(name).expanduser().parent
+    if parent.is_dir():  # runs/smoke where runs/ is here: a folder that is missing, not a Hub id to look up
+        raise ModelError(
+            f"model folder '{name}' does not exist ({parent}/ has no '{Path(name).name}'); "
+            f"pass --model DIR or set {MODEL_ENV}"
+        )
     reason = hub_unreachable()
     if reason:
         raise ModelError(

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import signal
+import stat
 import sys
 import time
 from collections import Counter
@@ -127,6 +128,29 @@ def job_inputs(files: JobFiles, log: Log) -> list[str]:
     if own:
         log.warning(f"not reading {', '.join(own)}: written by this job")
     return inputs
+
+
+def check_inputs(files: JobFiles, on_error: str) -> None:
+    """Before the model loads: an input that cannot be opened stops ``--on-error fail`` at once (as it would
+    stop the run when reached), and any run whose inputs all fail; under ``skip`` the others go on."""
+    paths = expand(files.inputs)
+    failures = [f"{path}: cannot open ({problem})" for path in paths if (problem := unreadable(path))]
+    if failures and (on_error == "fail" or len(failures) == len(paths)):
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise DataError(failures[0] + more)
+
+
+def unreadable(path: str) -> str | None:
+    """Why ``path`` cannot be read as an input, or None; never opens it (a FIFO would block until written)."""
+    if path == STDIN:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(mode):
+        return "Is a directory"  # what open() would say
+    return None if os.access(path, os.R_OK) else "Permission denied"
 
 
 def resume_limit(files: JobFiles) -> int:
@@ -302,9 +326,10 @@ class Ending:
 def claim_metrics(files: JobFiles, ending: Ending) -> None:
     """Remove an earlier run's metrics file, once this run holds the output's lock (a run turned away by the
     lock leaves the file to the run that holds it): a failure can never leave last night's "ok" behind."""
-    if files.metrics_out:
+    path = metrics_path(files)
+    if path is not None and path.is_file():  # a device or a FIFO (/dev/stdout) is left as it is
         try:
-            Path(files.metrics_out).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             raise DataError(f"{files.metrics_out}: cannot replace the metrics ({exc.strerror or exc})") from exc
     ending.owned = True
@@ -335,6 +360,11 @@ def ending_of(exc: BaseException) -> tuple[int, str]:
     return code, str(exc) or type(exc).__name__
 
 
+def metrics_path(files: JobFiles) -> Path | None:
+    """Where the metrics go, symlinks followed: the link stays, its file is what is replaced."""
+    return Path(os.path.realpath(files.metrics_out)) if files.metrics_out else None
+
+
 def write_metrics(files: JobFiles, settings: RunSettings, ending: Ending, code: int, error: str | None = None) -> None:
     """The metrics JSON, written whole (a temporary file renamed over it). ``exit_code`` is there for wrappers
     whose launcher (torchrun, accelerate launch) turns every failure into 1."""
@@ -356,11 +386,16 @@ def write_metrics(files: JobFiles, settings: RunSettings, ending: Ending, code: 
         "versions": versions(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
-    path = Path(files.metrics_out)  # type: ignore[arg-type]
+    path = metrics_path(files)
+    assert path is not None
+    text = json.dumps(payload, indent=2, default=str) + "\n"
     try:
+        if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: written to, never replaced
+            path.write_text(text, encoding="utf-8")
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
     except OSError as exc:
         raise DataError(f"{files.metrics_out}: cannot write the metrics ({exc.strerror or exc})") from exc

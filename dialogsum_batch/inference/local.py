@@ -12,6 +12,7 @@ from .job import (
     Ending,
     JobFiles,
     StopFlag,
+    check_inputs,
     claim,
     claim_metrics,
     exit_code,
@@ -41,6 +42,7 @@ def _run(
     with contextlib.ExitStack() as stack:
         resumed = claim(files, stack, log)  # before the model loads: a foreign output fails in a second
         claim_metrics(files, ending)
+        check_inputs(files, settings.on_error)  # before the model loads: a typo fails in a second
         stack.enter_context(stop.installed())
         summarizer = Summarizer.from_settings(settings, backend, log=log.info)
         backend = ending.backend = summarizer.backend

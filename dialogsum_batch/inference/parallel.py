@@ -38,6 +38,7 @@ from .job import (
     JobFiles,
     Resumed,
     StopFlag,
+    check_inputs,
     claim,
     claim_metrics,
     exit_code,
@@ -284,6 +285,7 @@ def _job(
     def take() -> Resumed:
         resumed = claim(files, stack, log)
         claim_metrics(files, ending)
+        check_inputs(files, settings.on_error)
         return resumed
 
     with contextlib.ExitStack() as stack:
