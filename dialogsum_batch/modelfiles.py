@@ -284,3 +284,49 @@ def check_tensor_layout(header: Mapping[str, Any], data_bytes: int, file: Path) 
         end = max(end, stop)
     if end != data_bytes:
         raise ModelError(f"{file}: {data_bytes - end} bytes of data no tensor accounts for (corrupt)")
+
+
+# ---------------------------------------------------------------------------- decoding that cannot fit
+
+GIB = 1024**3
+
+
+def machine_memory() -> int:
+    """This machine's physical memory in bytes (0 when the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def decoding_problem(
+    folder: Path,
+    num_beams: int | None,
+    max_new_tokens: int | None,
+    max_source_length: int | None,
+    memory: int,
+) -> str | None:
+    """Why decoding options cannot work with a transformers folder's model, or None: a summary longer than the
+    decoder has positions, or one dialogue's beam search (its attention caches and logits, the least any batch
+    needs) larger than ``memory`` bytes. Options left unset take the folder's generation_config.json values."""
+    config = read_object(folder / "config.json") or {}
+    generation = read_object(folder / "generation_config.json") or {}
+    width, layers = config.get("d_model"), config.get("decoder_layers")
+    if not all(isinstance(value, int) and value > 0 for value in (width, layers)):
+        return None  # not an encoder-decoder config we can size (a CTranslate2 folder): the load will tell
+    positions = config.get("max_position_embeddings") or 1024
+    beams = num_beams or generation.get("num_beams") or config.get("num_beams") or 1
+    new = max_new_tokens or generation.get("max_new_tokens") or generation.get("max_length") or 128
+    if max_new_tokens and max_new_tokens > positions:
+        return f"--max-new-tokens {max_new_tokens} is past the model's {positions} decoder positions"
+    source = min(max_source_length or 1024, positions)
+    vocab = config.get("vocab_size") or 0
+    cache = beams * layers * 2 * (source + new) * width * 4  # keys and values, self- and cross-attention, fp32
+    needed = cache + beams * vocab * 4 * 3  # the step's logits, log-probabilities and scores
+    if memory and needed > memory:
+        return (
+            f"--num-beams {beams} with {source} source and {new} summary tokens needs about {needed / GIB:,.0f} GiB "
+            f"for a single dialogue, and this machine has {memory / GIB:,.0f} GiB; lower --num-beams, "
+            "--max-new-tokens or --max-source-length"
+        )
+    return None

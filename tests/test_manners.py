@@ -255,3 +255,22 @@ def test_metrics_through_a_symlink_replace_its_file_and_keep_the_link(fake_backe
     link.symlink_to(target)
     assert run(["-m", "x", "--metrics-out", str(link)], stdin=as_jsonl(DIALOGUES)).exit_code == 0
     assert link.is_symlink() and metrics_of(target)["records"] == 3 and "from" not in metrics_of(target)
+
+
+# ---------------------------------------------------------------------------- options that cannot work
+
+
+def test_decoding_that_cannot_fit_is_a_usage_error_before_loading(fake_backend, tiny_model_dir, monkeypatch):
+    import importlib
+
+    command = importlib.import_module("dialogsum_batch.cli.summarize")  # the module, not the command it holds
+    monkeypatch.setattr(command, "machine_memory", lambda: 2 * 1024**3)  # a 2 GiB machine
+    model = ["-m", str(tiny_model_dir)]
+    beams = run([*model, "--num-beams", "4000"], stdin=as_jsonl(DIALOGUES))
+    assert beams.exit_code == 2 and "--num-beams 4000" in beams.stderr and "this machine has 2 GiB" in beams.stderr
+    too_long = run([*model, "--max-new-tokens", "5000"], stdin=as_jsonl(DIALOGUES))
+    assert too_long.exit_code == 2 and "past the model's 1024 decoder positions" in too_long.stderr
+    assert fake_backend.batches == []  # nothing ran
+    assert run([*model, "--num-beams", "4"], stdin=as_jsonl(DIALOGUES)).exit_code == 0
+    for option in ("--max-batch-size", "--batch-tokens", "--sort-window", "--num-beams"):
+        assert run([*model, option, "0"], stdin=as_jsonl(DIALOGUES)).exit_code == 2

@@ -6,17 +6,20 @@ import os
 import re
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
 from ..backends import registry
 from ..backends.ct2_convert import QUANTIZATIONS
 from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
+from ..errors import ModelError
 from ..inference.job import JobFiles, written_files
 from ..inference.outputs import OUTPUT_FIELDS, same_file
 from ..inference.records import MAX_LINE_BYTES, STDIN
 from ..inference.runner import run_job
 from ..logs import library_bars, stderr_is_terminal
+from ..modelfiles import decoding_problem, machine_memory
 from ..shards import COUNT_ENV, from_scheduler
 from .common import CONTEXT, EPILOG, command_log, errors_shown, log_options
 
@@ -251,6 +254,27 @@ def check_usage(options: dict) -> None:
         )
     check_shard(options)
     check_written_files(job_files(options))
+    check_fit(options)
+
+
+def check_fit(options: dict) -> None:
+    """Decoding options the local model folder cannot run (a summary past its positions, a beam search larger
+    than the machine's memory) are a usage error before it loads, not an out-of-memory crash later."""
+    folder = Path(options["model"]).expanduser()
+    if not folder.is_dir():
+        return
+    try:
+        problem = decoding_problem(
+            folder,
+            options["num_beams"],
+            options["max_new_tokens"],
+            options["max_source_length"],
+            machine_memory(),
+        )
+    except ModelError:
+        return  # a broken config.json is the load's to report, in its own words
+    if problem:
+        raise click.UsageError(problem)
 
 
 def check_shard(options: dict) -> None:
