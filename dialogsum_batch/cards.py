@@ -122,3 +122,16 @@ def trainer_scores(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def unique(items: Iterable[str | None]) -> list[str]:
     """The non-empty items, first occurrence kept."""
     return list(dict.fromkeys(item for item in items if item))
+
+
+def transformers_usage(name: str) -> str:
+    """Python that summarizes with the model in folder or Hub repo ``name`` on transformers 5, where
+    ``pipeline("summarization")`` no longer exists: the tokenizer and ``generate`` directly."""
+    return (
+        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
+        f'tokenizer = AutoTokenizer.from_pretrained("{name}")\n'
+        f'model = AutoModelForSeq2SeqLM.from_pretrained("{name}")\n'
+        'chat = "Anna: are we still on for 7?\\nTom: yes, see you there"\n'
+        'inputs = tokenizer(chat, truncation=True, return_tensors="pt")\n'
+        "print(tokenizer.decode(model.generate(**inputs)[0], skip_special_tokens=True))"
+    )

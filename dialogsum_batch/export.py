@@ -45,6 +45,7 @@ from .version import __version__
 FORMATS = ("hf", "ctranslate2")
 HF_DTYPES = ("float32", "bfloat16")  # float16 is left out: Pegasus overflows in it
 METRIC_FILES = ("metrics.json", "eval_results.json", "all_results.json", "test_results.json")
+LOCAL_LINK = re.compile(r"!?\[(?P<label>[^\]]*)\]\((?P<target>(?![a-z][a-z0-9+.-]*:|#|/)[^)\s]+)\)")  # [x](file)
 HUB_LINK = re.compile(r"\[([^\]]+)\]\(https://huggingface\.co/+\1\)")  # [x](https://huggingface.co/x)
 EXPORT_ADVICE = Advice(
     pickle="pass --allow-pickle to read them anyway", ctranslate2="export from the transformers model instead"
@@ -258,10 +259,7 @@ def metrics_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
 def usage_section(settings: ExportSettings) -> str:
     name = Path(settings.output_dir).name
     if settings.format == "hf":
-        code = (
-            f'from transformers import pipeline\n\nsummarize = pipeline("summarization", model="{name}")\n'
-            'print(summarize("Anna: are we still on for 7?\\nTom: yes, see you there")[0]["summary_text"])'
-        )
+        code = cards.transformers_usage(name)
     else:
         code = (
             f"import ctranslate2\nfrom transformers import AutoTokenizer\n\n"
@@ -278,11 +276,12 @@ def usage_section(settings: ExportSettings) -> str:
     )
 
 
-def source_card_body(source: Path) -> str:
+def source_card_body(source: Path, exported: Path | None = None) -> str:
     """The source's README.md without its YAML front matter (kept: it says what the model is).
 
     Links to ``huggingface.co/<local path>`` that older run cards built from a local base model are
-    turned back into the plain path: that page does not exist.
+    turned back into the plain path: that page does not exist. So are links and images to files of the
+    run folder that the export does not carry (``training_curves.png``): they would be broken.
     """
     try:
         text = (source / "README.md").read_text(encoding="utf-8")
@@ -291,7 +290,18 @@ def source_card_body(source: Path) -> str:
     if text.startswith("---"):
         end = text.find("\n---", 3)
         text = text[end + 4 :] if end >= 0 else text
-    return HUB_LINK.sub(lambda m: m.group(0) if is_hub_id(m.group(1)) else f"`{m.group(1)}`", text).strip()
+    text = HUB_LINK.sub(lambda m: m.group(0) if is_hub_id(m.group(1)) else f"`{m.group(1)}`", text)
+    if exported is not None:
+        text = LOCAL_LINK.sub(lambda m: local_link(m, exported), text)
+    return text.strip()
+
+
+def local_link(match: re.Match[str], exported: Path) -> str:
+    """A Markdown link or image to a file beside the card: kept when the export has the file, else its text."""
+    label, target = match.group("label"), match.group("target")
+    if (exported / target).exists():
+        return match.group(0)
+    return f"{label} (`{target}` in the source run folder)"
 
 
 def card_metadata(source: Path, settings: ExportSettings, metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -370,7 +380,7 @@ def write_card(staging: Path, source: Path, settings: ExportSettings) -> None:
         usage_section(settings),
         metrics_section(metrics),
     ]
-    original = source_card_body(source)
+    original = source_card_body(source, staging)
     if original:
         body.append(f"## Source model card\n\n{original}\n")
     (staging / "README.md").write_text(cards.front_matter(metadata) + "\n" + "\n".join(body), encoding="utf-8")

@@ -274,3 +274,37 @@ def test_decoding_that_cannot_fit_is_a_usage_error_before_loading(fake_backend, 
     assert run([*model, "--num-beams", "4"], stdin=as_jsonl(DIALOGUES)).exit_code == 0
     for option in ("--max-batch-size", "--batch-tokens", "--sort-window", "--num-beams"):
         assert run([*model, option, "0"], stdin=as_jsonl(DIALOGUES)).exit_code == 2
+
+
+# ---------------------------------------------------------------------------- model cards
+
+
+def card_python(card: str) -> str:
+    return card.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_exported_card_snippet_runs_on_transformers_5_and_links_only_what_is_there(tiny_model_dir, tmp_path):
+    import os
+    import sys
+
+    from conftest import REPO
+
+    from dialogsum_batch.export import ExportSettings, export_model
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for item in tiny_model_dir.iterdir():
+        (run_dir / item.name).symlink_to(item)
+    (run_dir / "training_curves.png").write_bytes(b"png")
+    (run_dir / "README.md").write_text("# run\n\n![loss and ROUGE over training](training_curves.png)\n")
+    out = export_model(ExportSettings(str(run_dir), str(tmp_path / "serve"), "hf"))
+    card = (out / "README.md").read_text()
+    assert 'pipeline("summarization"' not in card and "](training_curves.png)" not in card
+    assert "loss and ROUGE over training (`training_curves.png` in the source run folder)" in card
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    ran = subprocess.run(
+        [sys.executable, "-c", card_python(card)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    ct2 = export_model(ExportSettings(str(run_dir), str(tmp_path / "ct2"), "ctranslate2", quantization="float32"))
+    assert "library_name: ctranslate2" in (ct2 / "README.md").read_text()

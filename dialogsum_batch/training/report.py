@@ -212,6 +212,10 @@ Fine-tuned from {_base_text(config)} for chat-dialogue summarization by `invoke 
 ```bash
 dialogsum-batch --model {config.output_dir} chats.jsonl > summaries.jsonl
 ```
+
+```python
+{cards.transformers_usage(config.output_dir)}
+```
 """
     )
 
