@@ -47,6 +47,11 @@ class Log:
         else:
             line = f"{stamp} {level}: {message}"
         stream = self.stream or sys.stderr
+        bars = sys.modules.get("tqdm")
+        if bars is not None and bars.tqdm._instances:  # a bar is drawn: clear it, write the line, draw it again
+            bars.tqdm.write(line, file=stream)
+            stream.flush()
+            return
         print(line, file=stream, flush=True)
 
 

@@ -308,3 +308,57 @@ def test_exported_card_snippet_runs_on_transformers_5_and_links_only_what_is_the
     assert ran.returncode == 0, ran.stderr[-2000:]
     ct2 = export_model(ExportSettings(str(run_dir), str(tmp_path / "ct2"), "ctranslate2", quantization="float32"))
     assert "library_name: ctranslate2" in (ct2 / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+def test_progress_on_files_has_a_total_a_percentage_and_an_eta(fake_backend, tmp_path, monkeypatch):
+    import gzip
+
+    from dialogsum_batch.backends import BACKENDS
+
+    slow_load = lambda model, decode, log=None: time.sleep(1.5) or fake_backend  # noqa: E731
+    monkeypatch.setitem(BACKENDS, "fake", slow_load)
+
+    plain = write_jsonl(tmp_path / "a.jsonl", DIALOGUES)
+    packed = tmp_path / "b.jsonl.gz"
+    packed.write_bytes(gzip.compress(as_jsonl(DIALOGUES).encode()))
+    total = plain.stat().st_size + packed.stat().st_size
+    result = run(["-m", "x", str(plain), str(packed), "--progress", "--max-batch-size", "1"])
+    assert result.exit_code == 0, result.stderr
+    frames = result.stderr.replace("\r", "\n")
+    assert "loading model…" in frames  # the bar is there before the model, saying what it waits for
+    last = [line for line in frames.splitlines() if line.startswith("summarizing")][-1]
+    assert "100%" in last and f"{total}/{total} [" in last and "6 dialogues" in last
+    assert "[00:00<00:00" in last  # elapsed<remaining (the ETA); the 1.5 s load is not in the rate or the clock
+    first = next(line for line in frames.splitlines() if line.startswith("loading model…"))
+    assert f"0/{total} [" in first and "0%" in first  # the total is known before anything is read
+
+
+def test_stdin_progress_counts_dialogues_and_no_flag_means_no_bar(fake_backend):
+    counted = run(["-m", "x", "--progress"], stdin=as_jsonl(DIALOGUES))
+    frames = counted.stderr.replace("\r", "\n").splitlines()
+    assert frames[1].startswith("loading model…: 0dlg")  # at once, before the model's own log line
+    assert any(line.startswith("summarizing: 3dlg [") for line in frames)
+    assert any(line.endswith("info: model x on cpu (fake)") for line in frames)  # a log line never glued to the bar
+    assert "loading model…" not in run(["-m", "x"], stdin=as_jsonl(DIALOGUES)).stderr  # not a terminal
+    assert "loading model…" not in run(["-m", "x", "--progress", "-q"], stdin=as_jsonl(DIALOGUES)).stderr
+
+
+def test_stdin_on_a_terminal_gets_a_one_line_hint(tmp_path):
+    import os
+    import pty
+
+    main_fd, terminal = pty.openpty()
+    process = start_fake_command(["-m", "x"], tmp_path, stdin=terminal)
+    os.close(terminal)
+    try:
+        hint = process.stderr.readline()
+        assert "reading dialogues from the terminal" in hint and "Ctrl-D" in hint
+        os.write(main_fd, b'{"id": "t", "dialogue": "A: typed"}\n\x04')
+        assert process.wait(timeout=30) == 0
+        assert [row["id"] for row in read_jsonl(process.stdout.read())] == ["t"]
+    finally:
+        process.kill() if process.poll() is None else None
+        os.close(main_fd)

@@ -210,6 +210,14 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     help=f"N for --shard auto where the scheduler does not say it (Kubernetes); else ${COUNT_ENV}.",
 )
 @click.option("--metrics-out", type=click.Path(dir_okay=False), help="Write the final summary here as JSON.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    envvar="DIALOGSUM_PROGRESS",
+    show_envvar=True,
+    show_default=False,
+    help="Draw the progress bar on stderr  [default: only when stderr is a terminal; never with --quiet]",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Run code shipped with a Hub model.")
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights when no safetensors exist.")
 @log_options
@@ -228,7 +236,8 @@ def summarize(**options) -> None:
     check_usage(options)
     log = command_log(options)
     files = job_files(options)
-    progress = not options["quiet"] and stderr_is_terminal()
+    asked = options["progress"]
+    progress = not options["quiet"] and (stderr_is_terminal() if asked is None else asked)
     again = INTERRUPTED_AGAIN_STDOUT if options["output"] == "-" else INTERRUPTED_AGAIN
     with errors_shown(log, options["debug"], again):
         with library_bars(show=progress):  # Hub download bars, like ours, only on a watched terminal

@@ -263,12 +263,11 @@ def this_shard(paths: list[str], shard: ShardSettings | None, log: Log) -> tuple
 
 
 def open_writer(
-    files: JobFiles, settings: RunSettings, resumed: Resumed, log: Log, progress: bool, stack: contextlib.ExitStack
+    files: JobFiles, settings: RunSettings, resumed: Resumed, log: Log, bar: Progress, stack: contextlib.ExitStack
 ) -> ResultWriter:
     """The job's outputs, closed with ``stack``: summaries, the errors file, the counts and the progress bar."""
     errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, resumed.seen)
     records = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
-    bar = stack.enter_context(progress_bar(progress))
     return ResultWriter(records, errors, settings.keep_fields, bar, names=settings.fields)
 
 
@@ -441,13 +440,78 @@ def summary_line(report: dict[str, Any]) -> str:
     return line
 
 
+class Progress:
+    """The stderr bar, from before the model loads to the end: in bytes of the input files (a total, a
+    percentage and an ETA) when every input is a file, else in dialogues. Called with each written record."""
+
+    def __init__(self, bar: Any = None, starts: dict[str, int] | None = None):
+        self.bar = bar
+        self.starts = starts  # each file's first byte in the whole input; None: count dialogues
+        self.written = 0
+
+    def started(self) -> None:
+        """The model is loaded: the clock starts again, so load time never counts in the rate or the ETA."""
+        if self.bar is not None:
+            self.bar.set_description_str("summarizing", refresh=False)
+            self.bar.reset(total=self.bar.total)
+
+    def __call__(self, record: Record) -> None:
+        if self.bar is None:
+            return
+        self.written += 1
+        if self.starts is None:
+            self.bar.update(1)
+            return
+        at = self.starts.get(record.source, 0) + record.offset
+        self.bar.set_postfix_str(f"{self.written} dialogues", refresh=False)
+        self.bar.update(max(0, at - self.bar.n))  # unordered output can come back to an earlier offset
+
+    def finish(self) -> None:
+        """The input was read to its end: the bar says so (a .gz's last bytes are its trailer)."""
+        if self.bar is not None and self.starts is not None:
+            self.bar.update(max(0, self.bar.total - self.bar.n))
+
+
+def file_starts(paths: Iterable[str]) -> dict[str, int] | None:
+    """Where each input file starts in the whole input, in bytes (the total under ``""``); None with stdin
+    or a file whose size is unknown."""
+    starts, total = {}, 0
+    for path in paths:
+        if path == STDIN:
+            return None
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            return None
+        starts[path], total = total, total + size
+    return {**starts, "": total} if total else None
+
+
 @contextlib.contextmanager
-def progress_bar(enabled: bool) -> Iterator[Any]:
-    """A tqdm bar on stderr as an ``update(n)`` callable, or a no-op."""
+def progress_bar(
+    enabled: bool, files: JobFiles | None = None, settings: RunSettings | None = None
+) -> Iterator[Progress]:
+    """A ``Progress`` on stderr showing what it waits for ("loading model…") until ``started``; a no-op when
+    not ``enabled``. Bytes when every input is a file and the run reads all of them (no --shard)."""
     if not enabled:
-        yield lambda n: None
+        yield Progress()
         return
     from tqdm import tqdm
 
-    with tqdm(unit="dlg", desc="summarizing", dynamic_ncols=True) as bar:
-        yield bar.update
+    whole = files is not None and (settings is None or settings.shard is None)
+    starts = file_starts(expand(files.inputs)) if whole else None  # type: ignore[union-attr]
+    sized = {"total": starts.pop(""), "unit": "B", "unit_scale": True, "unit_divisor": 1024} if starts else {}
+    with tqdm(desc="loading model…", dynamic_ncols=True, smoothing=0.1, **({"unit": "dlg"} | sized)) as bar:
+        yield Progress(bar, starts)
+
+
+def stdin_hint(files: JobFiles, log: Log) -> None:
+    """One line when the input is a terminal someone types into, so a waiting run does not look hung."""
+    if STDIN not in expand(files.inputs):
+        return
+    try:
+        typing = sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return
+    if typing:
+        log.info("reading dialogues from the terminal: type or paste them, then Ctrl-D (or give FILE arguments)")

@@ -20,7 +20,9 @@ from .job import (
     interrupted,
     metrics_kept,
     open_writer,
+    progress_bar,
     selected_input,
+    stdin_hint,
 )
 from .outputs import Stats
 from .summarizer import Summarizer
@@ -43,11 +45,14 @@ def _run(
         resumed = claim(files, stack, log)  # before the model loads: a foreign output fails in a second
         claim_metrics(files, ending)
         check_inputs(files, settings.on_error)  # before the model loads: a typo fails in a second
+        stdin_hint(files, log)
         stack.enter_context(stop.installed())
+        bar = stack.enter_context(progress_bar(progress, files, settings))  # at once, "loading model…"
         summarizer = Summarizer.from_settings(settings, backend, log=log.info)
         backend = ending.backend = summarizer.backend
         log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
-        writer = open_writer(files, settings, resumed, log, progress, stack)
+        bar.started()
+        writer = open_writer(files, settings, resumed, log, bar, stack)
         ending.stats = writer.stats
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
         # A stop while the input is stalled ends the input (feed.cut): the records taken are still finished.
@@ -55,6 +60,8 @@ def _run(
         try:
             writer.write(engine.run(items))
             code = interrupted(stop.signal, log, files.output) if feed.cut else exit_code(writer)
+            if not feed.cut:
+                bar.finish()
         except Interrupted:
             code = interrupted(stop.signal, log, files.output)
         finally:

@@ -118,7 +118,7 @@ class ResultWriter:
         records: JsonlWriter,
         errors: ErrorSink,
         keep_fields: tuple[str, ...] = (),
-        progress: Callable[[int], None] = lambda n: None,
+        progress: Callable[[Record], None] = lambda record: None,
         stats: Stats | None = None,
         names: FieldNames = FieldNames(),
     ):
@@ -171,7 +171,7 @@ class ResultWriter:
         self.stats.generated_tokens += outcome.tokens
         if "rouge" in row:
             self.stats.scores.add(row["rouge"])
-        self.progress(1)
+        self.progress(outcome.item)  # type: ignore[arg-type]
 
 
 # Valid inside JSON strings, but line breaks to str.splitlines() and many JSONL readers: escape them so

@@ -46,7 +46,9 @@ from .job import (
     interrupted,
     metrics_kept,
     open_writer,
+    progress_bar,
     selected_input,
+    stdin_hint,
 )
 from .outputs import ResultWriter, Stats
 from .records import BadRecord, Item
@@ -286,6 +288,7 @@ def _job(
         resumed = claim(files, stack, log)
         claim_metrics(files, ending)
         check_inputs(files, settings.on_error)
+        stdin_hint(files, log)
         return resumed
 
     with contextlib.ExitStack() as stack:
@@ -386,7 +389,9 @@ def _write_all(
     stop = StopFlag(grace=FORWARDED_SIGNAL_GRACE)
     mine = EngineCounts()
     with contextlib.ExitStack() as stack:
-        writer = open_writer(files, settings, resumed, log, progress, stack)
+        bar = stack.enter_context(progress_bar(progress, files, settings))
+        bar.started()
+        writer = open_writer(files, settings, resumed, log, bar, stack)
         ending.stats = writer.stats
         stack.enter_context(stop.installed())
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack, link.world.size)

@@ -13,7 +13,7 @@ import json
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +40,7 @@ class Record:
     source: str = STDIN
     line: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)  # the other input fields
+    offset: int = field(default=0, compare=False)  # bytes of its file read once parsed (of a .gz: compressed)
 
 
 @dataclass(frozen=True)
@@ -376,6 +377,14 @@ def read_files(
             index += 1
 
 
+def consumed(stream: IO[bytes]) -> int:
+    """Bytes of the file read so far: of the compressed file under a gzip reader, so progress has a total."""
+    try:
+        return getattr(stream, "fileobj", stream).tell()  # GzipFile reads its compressed file through fileobj
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def file_records(
     path: str, start: int, fmt: str, names: FieldNames, max_line_bytes: int = MAX_LINE_BYTES
 ) -> Iterator[Item]:
@@ -389,7 +398,8 @@ def file_records(
     index, line = start, 0
     try:
         for parsed in parsed_file(path, stream, fmt, max_line_bytes):
-            yield to_record(parsed, index, source, names, stdin=False)  # stdin too: <stdin>:LINE, never a bare index
+            item = to_record(parsed, index, source, names, stdin=False)  # stdin too: <stdin>:LINE, never an index
+            yield replace(item, offset=consumed(stream)) if isinstance(item, Record) and path != STDIN else item
             index, line = index + 1, parsed.line
     except (OSError, EOFError, zlib.error) as exc:  # a corrupt or cut .gz file, a read error
         yield BadRecord(index, InputError(source, None, f"cannot read past line {line} ({exc})"))
