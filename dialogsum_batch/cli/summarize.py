@@ -89,7 +89,11 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     help="Longer input lines become bad records, read past without holding them in memory.",
 )
 @click.option("--text-field", default=default_of("text_field"), help="JSONL field holding the dialogue.")
-@click.option("--id-field", default=default_of("id_field"), help="JSONL field holding the record id (else FILE:LINE).")
+@click.option(
+    "--id-field",
+    default=default_of("id_field"),
+    help="JSONL field holding the record id (none: FILE:LINE); a field other than 'id' must be in every record.",
+)
 @click.option(
     "--reference-field",
     default=default_of("reference_field"),
@@ -209,7 +213,11 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     metavar="N",
     help=f"N for --shard auto where the scheduler does not say it (Kubernetes); else ${COUNT_ENV}.",
 )
-@click.option("--metrics-out", type=click.Path(dir_okay=False), help="Write the final summary here as JSON.")
+@click.option(
+    "--metrics-out",
+    type=click.Path(dir_okay=False),
+    help="JSON of the run however it ends (status, counts, model, versions, options); an earlier one is replaced.",
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
