@@ -1,4 +1,5 @@
-"""Install dialogsum-batch: `pip install -e .[test]` for development, `.[ct2]` for CTranslate2 serving."""
+"""Install dialogsum-batch: `pip install -e .[test]` for development, `.[ct2]` for CTranslate2 serving,
+`.[ray]` for Ray Data (dialogsum_batch.ray)."""
 
 from pathlib import Path
 
@@ -44,8 +45,17 @@ setup(
     ],
     extras_require={
         # ruff and import-linter: `invoke test` lints (style, format, the layers) before the suite runs.
-        "test": ["pytest>=8", "hypothesis>=6", "ctranslate2>=4.5", "ruff>=0.6", "import-linter>=2.1"],
+        # ray: tests/test_ray.py runs a real local Ray (marked slow).
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "ctranslate2>=4.5",
+            "ruff>=0.6",
+            "import-linter>=2.1",
+            "ray[data]>=2.50",
+        ],
         "ct2": ["ctranslate2>=4.5"],
+        "ray": ["ray[data]>=2.50"],  # dialogsum_batch.ray: SummarizeBatch for map_batches, `dialogsum-batch ray`
         "nltk": ["nltk>=3.8"],
     },
     entry_points={
