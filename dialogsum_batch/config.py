@@ -76,6 +76,17 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class RaySettings:
+    """Where and how a job runs on Ray (``dialogsum-batch ray``): the cluster and the actors' sizes."""
+
+    address: str | None = None  # a running cluster (host:port, ray://...); None: RAY_ADDRESS, else a local Ray
+    workers: int = 0  # model actors; 0: as many as the CPUs (GPUs) allow, one CPU left for reading
+    cpus_per_worker: float = 1.0  # logical CPUs each actor holds; also its inference threads (rounded up)
+    gpus_per_worker: float = 0.0  # GPUs each actor holds (Ray sets CUDA_VISIBLE_DEVICES); fractions share one
+    batch_size: int = 256  # rows Ray hands an actor at a time; sorted and cut by tokens inside (64-1024)
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything a batch run needs apart from its inputs and outputs."""
 
