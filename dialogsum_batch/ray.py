@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -58,6 +59,7 @@ INSTALL_HINT = "pip install dialogsum-batch[ray]"
 ROW_COLUMNS = ("id", "summary", "reference", "rouge", "truncated", "chunks")  # the command's row fields
 COLUMN_DEFAULTS = {"truncated": False}  # the command leaves these out when they do not apply
 PID_DIR_ENV = "DIALOGSUM_RAY_PID_DIR"  # each model actor writes a file named by its pid here (supervisors, tests)
+ROW_BYTES = 1024  # a chat row's size in a Ray block, roughly: sizes blocks to about one batch each
 READ_CPUS = 1  # logical CPUs kept free of actors for the read tasks: without them reads starve
 
 
@@ -313,6 +315,9 @@ def job_dataset(
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # Ray Data does not keep input order otherwise
     context.enable_progress_bars = False  # ours counts the rows written
+    # Blocks of about a batch: a file is read as one task, and its rows must reach every actor (and the
+    # output, in order) a batch at a time, not as one block per file.
+    context.target_max_block_size = cluster.batch_size * ROW_BYTES
     tasks = ray.data.from_items([{"path": path} for path in inputs], override_num_blocks=max(1, len(inputs)))
     here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}
     records = tasks.flat_map(
@@ -345,13 +350,15 @@ def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log) -> 
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for row, bad in zip(batch["row"].tolist(), batch["bad"].tolist()):
+                if stop():  # rows Ray finished but not yet written are summarized again on --resume
+                    return interrupted(stop.signal, log)
                 if row is not None:
                     write_row(writer, json.loads(row))
                 else:
                     stats.errors += 1
                     writer.errors.report(InputError(**json.loads(bad)))
-            if stop():
-                return interrupted(stop.signal, log)
+    except KeyboardInterrupt:  # Ray's driver turns SIGINT into KeyboardInterrupt itself, ahead of our handler
+        return interrupted(stop.signal or signal.SIGINT, log)
     except DialogsumError:
         raise
     except Exception as exc:  # a Ray error: an actor that cannot load the model, a lost cluster

@@ -108,8 +108,8 @@ def ray_command(**options: Any) -> None:
             raise
         log.error(str(exc))
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        log.error("interrupted again: stopped at once; rerun with --resume to go on")
+    except KeyboardInterrupt:  # Ray's driver raises it on SIGINT wherever the main thread is
+        log.error("interrupted: the rows written are whole; rerun with --resume to go on")
         sys.exit(130)
     sys.exit(code)
 
