@@ -93,7 +93,7 @@ def ray_command(**options: Any) -> None:
 
     \b
       dialogsum-batch ray 'chats/*.jsonl.gz' -m runs/pegasus-samsum -o summaries.jsonl --resume
-      RAY_ADDRESS=head:6379 dialogsum-batch ray chats/ -o out.jsonl --workers 8 --gpus-per-worker 1
+      RAY_ADDRESS=head:6379 dialogsum-batch ray 'chats/*.jsonl' -o out.jsonl --workers 8 --gpus-per-worker 1
     """
     from .ray import run_ray_job  # Ray itself is imported only when the job starts
 

@@ -5,12 +5,14 @@ SummarizeBatch inside a user's own pipeline matches the Python API."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -248,3 +250,36 @@ def test_summarize_batch_in_a_users_pipeline_matches_the_python_api(cluster, tin
     assert all(row["rouge"] == pytest.approx(want["rouge"]) for row, want in zip(with_errors, expected))
     assert all(row["error"] is None for row in with_errors)
     assert [row["id"] for row in summarized("skip")] == [row["id"] for row in expected]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_the_ray_overhead_bench_runs_both_systems_on_the_same_rows(cluster, tiny_model_dir, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import bench_ray
+    import common
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_model_dir, work / "perf-tiny")
+    (work / "perf-tiny" / "bench_spec.json").write_text(json.dumps({**asdict(common.MODELS["tiny"]), "seed": 0}))
+    report = bench_ray.main(
+        ["--model", "tiny", "--backend", "transformers", "--records", "3,6", "--max-new-tokens", "4"]
+        + ["--repeats", "1", "--cores", "1", "--batch-size", "2", "--address", cluster.address]
+        + ["--work-dir", str(work), "--output-dir", str(tmp_path / "results"), "--source", "synthetic"]
+    )
+    assert {run["system"] for run in report["runs"]} == {"local", "ray 1x1"}
+    assert all(run["same_rows_as_local"] and run["process_seconds"] > 0 for run in report["runs"])
+    assert set(report["fit"]) == {"local", "ray 1x1"}
+    assert (tmp_path / "results" / "bench_ray.md").read_text().count("ray 1x1") == 3  # 2 sizes and the fit
+
+
+def test_the_bench_task_runs_the_script_with_its_options():
+    from invoke import MockContext, Result
+
+    from dialogsum_batch.tasks.bench import bench_ray
+
+    c = MockContext(run=Result(exited=0), repeat=True)
+    bench_ray(c, model="tiny", records="8,16", repeats=1, address="head:6379", work_dir="w")
+    (command,) = [call.args[0] for call in c.run.call_args_list]
+    assert "bench/bench_ray.py --model tiny --backend ctranslate2 --records 8,16 --repeats 1" in command
+    assert "--address head:6379" in command and "--work-dir w" in command

@@ -1,5 +1,5 @@
 """``invoke bench`` (throughput against the usual ways, and flat memory), the backend, conversion-cache and
-thread benchmarks, and ``invoke gpu-check``.
+thread benchmarks, Ray's overhead, and ``invoke gpu-check``.
 
 Thin wrappers: each runs a script under ``bench/`` so that a benchmark has one entry point whether
 started by hand or through invoke, and so that every measurement gets a fresh process.
@@ -242,6 +242,36 @@ def bench_threads(
         ],
         work_dir,
     )
+
+
+@register(
+    help={
+        "model": "Benchmark model: tiny, mid, large",
+        "backend": "transformers or ctranslate2",
+        "records": "Comma list of sizes; two or more separate Ray's start-up from its cost per dialogue",
+        "repeats": "Interleaved rounds; the best of each system counts",
+        "address": "A Ray cluster to run on instead of a local Ray per run",
+        "output_dir": "Where the JSON and Markdown results go",
+        "work_dir": "Where the benchmark models are kept between runs [default: $TMPDIR/dialogsum-bench]",
+    }
+)
+def bench_ray(
+    c,
+    model="mid",
+    backend="ctranslate2",
+    records="64,256",
+    repeats=2,
+    address="",
+    output_dir="bench/results",
+    work_dir="",
+):
+    """Ray's overhead against the local command on the same records and cores (needs the ray extra).
+
+    invoke bench-ray
+    """
+    args = ["--model", str(model), "--backend", str(backend), "--records", str(records), "--repeats", str(repeats)]
+    args += ["--output-dir", str(output_dir)] + (["--address", str(address)] if address else [])
+    python(c, "bench/bench_ray.py", args, work_dir)
 
 
 @register(
