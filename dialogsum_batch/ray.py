@@ -114,9 +114,11 @@ class SummarizeBatch:
     def _result(self, row: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any] | None:
         if "error" not in out:
             return out
+        record_id = input_id(row, self.id_field)
         if self.on_error == "skip":
+            stderr_line(f"bad record {record_id or '(no id)'} left out: {out['reason']}")
             return None
-        return {"id": input_id(row, self.id_field), "error": out["reason"]}
+        return {"id": record_id, "error": out["reason"]}
 
     def _columns(self, rows: list[dict[str, Any]]) -> list[str]:
         """The command's fields, ``error`` under ``row``, and the kept fields (``*``: every other one seen)."""
@@ -175,7 +177,10 @@ def note_pid() -> None:
 
 
 def stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)  # Ray forwards an actor's stderr to the driver's
+    """An actor's log line (Ray forwards an actor's stderr to the driver's). ``Summarizer``'s own "skipped"
+    lines are left out: they place a record in its Ray batch; the bad row says which record instead."""
+    if not line.startswith("skipped "):
+        print(line, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- the job's stages
