@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from .backends.common import usable_cores
-from .config import DEFAULT_MODEL, RaySettings, RunSettings
-from .errors import ConfigError, DataError, DialogsumError, InputError, first_line
+from .config import DEFAULT_MODEL, MODEL_ENV, RaySettings, RunSettings
+from .errors import ConfigError, DataError, DialogsumError, InputError, ModelError, first_line
+from .hub import is_hub_id
 from .inference.job import (
     JobFiles,
     StopFlag,
@@ -249,6 +250,8 @@ def run_ray_job(
     with contextlib.ExitStack() as stack:
         resumed = claim(files, stack, log)  # before Ray starts: a foreign output fails in a second
         inputs = [path for path in job_inputs(files, log) if path != "-"]
+        if not cluster_address(cluster):  # every actor runs here: a missing model folder fails now, in one line
+            check_model_folder(settings.model.name)
         stack.enter_context(connected(ray, cluster, log))
         workers = worker_count(ray, cluster)
         log.info(f"ray: {len(inputs)} input files, {workers} model actors of {describe_actor(cluster)}")
@@ -268,7 +271,7 @@ def run_ray_job(
 def connected(ray: Any, cluster: RaySettings, log: Log) -> Iterator[None]:
     """Connected to the cluster at ``address`` / RAY_ADDRESS, or to a local Ray started (and stopped) here,
     sized so that the actors leave CPUs to the read tasks."""
-    address = cluster.address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(cluster)
     if ray.is_initialized():  # inside someone else's Ray program: use theirs, leave it running
         yield
         return
@@ -284,6 +287,16 @@ def connected(ray: Any, cluster: RaySettings, log: Log) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def cluster_address(cluster: RaySettings) -> str | None:
+    return cluster.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_model_folder(name: str) -> None:
+    """A model named by a path that does not exist: the error every actor would die of, before Ray starts."""
+    if not is_hub_id(name) and not Path(name).expanduser().is_dir():
+        raise ModelError(f"model folder '{name}' does not exist; pass --model DIR or set {MODEL_ENV}")
 
 
 def local_workers(cluster: RaySettings) -> int:
@@ -369,8 +382,14 @@ def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log) -> 
     except Exception as exc:  # a Ray error: an actor that cannot load the model, a lost cluster
         if stop():
             return interrupted(stop.signal, log)
-        raise DataError(f"ray: {first_line(exc)}") from exc
+        raise DataError(f"ray: {last_line(exc)}") from exc
     return exit_code(stats)
+
+
+def last_line(exc: BaseException) -> str:
+    """A Ray error's cause: Ray puts the actor's traceback in the message, ending with the exception raised."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else first_line(exc)
 
 
 def write_row(writer: ResultWriter, row: dict[str, Any]) -> None:

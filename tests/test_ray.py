@@ -137,6 +137,16 @@ def test_the_command_reads_files_not_stdin():
     assert "not stdin" in result.output
 
 
+@needs_ray
+def test_a_missing_model_folder_fails_before_ray_starts(tmp_path):
+    from dialogsum_batch.ray_cli import ray_command
+
+    inputs = chats(tmp_path, files=1, per_file=2)
+    result = CliRunner().invoke(ray_command, [*map(str, inputs), "-o", str(tmp_path / "out.jsonl"), "-m", "./nowhere"])
+    assert result.exit_code == 1
+    assert "model folder './nowhere' does not exist" in result.output
+
+
 # ---------------------------------------------------------------------------- on a real Ray
 
 
