@@ -25,6 +25,7 @@ from dialogsum_batch.fixtures.synthetic import generate
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed: pip install dialogsum-batch[ray]")
 DECODE = ["--backend", "transformers", "--num-beams", "1", "--max-new-tokens", "12"]
+CT2 = ["--backend", "ctranslate2", "--quantization", "float32"]  # given after DECODE: the later --backend wins
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def cluster(tmp_path_factory):
     env = {
         "RAY_AUTH_MODE": "disabled",  # the commands run under another HOME, away from a generated token
         "DIALOGSUM_RAY_PID_DIR": str(pids),
+        "DIALOGSUM_CACHE": str(tmp_path_factory.mktemp("ct2-cache")),  # the actors' CTranslate2 conversions
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         **{k: v for k, v in launch_env().items() if k in ("PYTHONPATH", "OMP_NUM_THREADS")},
@@ -152,11 +154,12 @@ def test_a_missing_model_folder_fails_before_ray_starts(tmp_path):
 
 @needs_ray
 @pytest.mark.slow
-def test_the_ray_job_writes_what_the_local_command_writes(cluster, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("backend", [[], CT2], ids=["transformers", "ctranslate2"])
+def test_the_ray_job_writes_what_the_local_command_writes(cluster, tiny_model_dir, tmp_path, backend):
     """Same summaries, ids, ROUGE, kept fields, order and bad-record handling as the local command, from
-    files of uneven size with a bad line, in Ray batches smaller than a file."""
+    files with a bad line, in Ray batches smaller than a file; with either backend."""
     inputs = chats(tmp_path, files=3, per_file=9, bad_line=True)
-    options = ["--on-error", "skip", "--keep-fields", "topic"]
+    options = ["--on-error", "skip", "--keep-fields", "topic", *backend]
     expected = local_rows(tiny_model_dir, inputs, tmp_path, *options, "--errors-out", tmp_path / "local-bad.jsonl")
     output = tmp_path / "ray.jsonl"
     errors = tmp_path / "ray-bad.jsonl"
