@@ -142,9 +142,12 @@ def batch_rows(batch: Any) -> list[dict[str, Any]]:
 
 
 def plain(value: Any) -> Any:
-    """numpy arrays and scalars (also inside lists and dicts) as Python lists and scalars."""
+    """numpy arrays and scalars (also inside lists and dicts) as Python lists and scalars; NaN, which pandas
+    puts where a value is missing, as None."""
     if hasattr(value, "tolist"):
         value = value.tolist()
+    if isinstance(value, float) and math.isnan(value):
+        return None
     if isinstance(value, dict):
         return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -123,6 +123,22 @@ def test_a_missing_ray_says_how_to_install_it(monkeypatch):
         ray_entry.import_ray()
 
 
+def test_every_batch_format_ray_hands_over_becomes_the_same_plain_rows():
+    import numpy as np
+    import pyarrow as pa
+
+    from dialogsum_batch.ray import batch_rows
+
+    table = pa.table({"id": ["a", "b"], "dialogue": ["A: hi", "B: yo"], "summary": ["s", None], "n": [[1, 2], [3]]})
+    numpy_batch = {name: np.array(values, dtype=object) for name, values in table.to_pydict().items()}
+    expected = [
+        {"id": "a", "dialogue": "A: hi", "summary": "s", "n": [1, 2]},
+        {"id": "b", "dialogue": "B: yo", "summary": None, "n": [3]},  # pandas' NaN for a missing value: None
+    ]
+    assert batch_rows(table) == batch_rows(table.to_pandas()) == batch_rows(numpy_batch) == expected
+    assert batch_rows({"id": np.array([7])}) == [{"id": 7}] and type(batch_rows({"id": np.array([7])})[0]["id"]) is int
+
+
 @needs_ray
 def test_on_error_fail_is_refused_inside_ray(tiny_model_dir):
     from dialogsum_batch.ray import SummarizeBatch
