@@ -257,7 +257,8 @@ def run_ray_job(
             check_model_folder(settings.model.name)
         stack.enter_context(connected(ray, cluster, log))
         workers = worker_count(ray, cluster)
-        log.info(f"ray: {len(inputs)} input files, {workers} model actors of {describe_actor(cluster)}")
+        actors = plural(workers, "model actor")
+        log.info(f"ray: {plural(len(inputs), 'input file')}, {actors} of {describe_actor(cluster)}")
         writer = open_writer(files, settings, resumed, log, progress, stack)
         writer.stats.resumed = sum(resumed.done.values())
         dataset = job_dataset(ray, inputs, files, settings, cluster, workers, dict(resumed.done))
@@ -316,6 +317,10 @@ def worker_count(ray: Any, cluster: RaySettings) -> int:
     if cluster.gpus_per_worker:
         counts.append(int(resources.get("GPU", 0) // cluster.gpus_per_worker))
     return max(1, min(counts))
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def describe_actor(cluster: RaySettings) -> str:
