@@ -50,5 +50,13 @@ setup(
     },
     entry_points={
         "console_scripts": ["dialogsum-batch=dialogsum_batch.cli:main"],
+        # Input formats, declared the way a plugin declares its own (dialogsum_batch/formats/__init__.py).
+        "dialogsum_batch.formats": [
+            "jsonl = dialogsum_batch.formats.plain:JSONL",
+            "text = dialogsum_batch.formats.plain:TEXT",
+            "csv = dialogsum_batch.formats.tabular:CSV",
+            "tsv = dialogsum_batch.formats.tabular:TSV",
+            "json = dialogsum_batch.formats.tabular:JSON",
+        ],
     },
 )

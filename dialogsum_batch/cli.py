@@ -14,6 +14,7 @@ from .config import (
     DEFAULT_MODEL,
     MODEL_ENV,
     BatchSettings,
+    ChatSettings,
     DecodeSettings,
     FieldNames,
     LongSettings,
@@ -21,6 +22,7 @@ from .config import (
     RunSettings,
 )
 from .errors import DialogsumError
+from .formats import format_names
 from .inference.job import JobFiles, written_files
 from .inference.outputs import same_file
 from .inference.records import MAX_LINE_BYTES
@@ -68,7 +70,7 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False))
+@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))  # a folder: an unpacked Slack export
 @click.option(
     "-m",
     "--model",
@@ -87,9 +89,17 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option(
     "--format",
     "input_format",
-    type=click.Choice(["auto", "jsonl", "text"]),
+    type=click.Choice(["auto", *format_names()]),  # the built-ins and those of dialogsum_batch.formats entry points
     default="auto",
-    help="Input format; auto goes by file suffix, then by the first line.",
+    help="Input format (docs/formats.md); auto goes by content, then by file suffix, and says which it chose.",
+)
+@click.option(
+    "--gap",
+    "gap_minutes",
+    default=ChatSettings.gap_minutes,
+    type=click.FloatRange(0, min_open=True),
+    metavar="MINUTES",
+    help="Chat exports and subtitles: a silence longer than this starts a new dialogue.",
 )
 @click.option(
     "--max-line-bytes",
@@ -310,6 +320,7 @@ def build_settings(options: dict) -> RunSettings:
         keep_fields=options["keep_fields"],
         on_error=options["on_error"],
         shard=options["shard"],
+        chats=ChatSettings(gap_minutes=options["gap_minutes"]),
     )
 
 

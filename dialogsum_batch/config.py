@@ -58,6 +58,13 @@ class LongSettings:
 
 
 @dataclass(frozen=True)
+class ChatSettings:
+    """How chat exports (WhatsApp, Slack, Telegram, Discord) and subtitles become dialogues."""
+
+    gap_minutes: float = 30.0  # a silence longer than this starts a new dialogue; 30-120 suits most chats
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     """Which model to load and how."""
 
@@ -87,3 +94,4 @@ class RunSettings:
     keep_fields: tuple[str, ...] = ()  # input fields copied to the output ("*" = all)
     on_error: str = "fail"  # fail | skip
     shard: tuple[int, int] | None = None  # (i, n), 1 <= i <= n: keep this share of ids
+    chats: ChatSettings = field(default_factory=ChatSettings)  # chat exports split into dialogues

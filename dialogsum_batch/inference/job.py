@@ -48,7 +48,7 @@ class JobFiles:
     """Inputs and outputs of a job; ``-`` is stdin or stdout."""
 
     inputs: tuple[str, ...] = ()
-    input_format: str = "auto"  # auto | jsonl | text
+    input_format: str = "auto"  # auto, or a name in the formats registry (jsonl, text, csv, whatsapp, ...)
     output: str = "-"
     errors_out: str | None = None  # JSONL of bad records (with --on-error skip)
     metrics_out: str | None = None  # the final summary as JSON
@@ -233,7 +233,8 @@ def input_feed(files: JobFiles, settings: RunSettings, stop: StopFlag, log: Log,
     """The job's records, read ahead on a thread that a stop never waits for; live input that leaves a record
     waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many
     (whose windows hold ``sort_window`` records per process)."""
-    records = read_files(job_inputs(files, log), files.input_format, settings.fields, files.max_line_bytes)
+    inputs = job_inputs(files, log)
+    records = read_files(inputs, files.input_format, settings.fields, files.max_line_bytes, settings.chats, log)
     return Feed(records, stop, max_wait=settings.batch.max_wait, window=settings.batch.sort_window * processes)
 
 
