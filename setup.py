@@ -57,6 +57,7 @@ setup(
             "csv = dialogsum_batch.formats.tabular:CSV",
             "tsv = dialogsum_batch.formats.tabular:TSV",
             "json = dialogsum_batch.formats.tabular:JSON",
+            "whatsapp = dialogsum_batch.formats.whatsapp:WHATSAPP",
         ],
     },
 )

@@ -18,11 +18,12 @@ from .base import MORE, Format, Head, Parsed, ReadContext  # noqa: F401 (the plu
 from .detect import is_folder, parse_stream
 from .plain import JSONL, TEXT
 from .tabular import CSV, JSON, TSV
+from .whatsapp import WHATSAPP
 
 GROUP = "dialogsum_batch.formats"
 # In the order sniffers are asked: the most specific first, plain text (no sniffer) last.
-BUILTIN: dict[str, Format] = {fmt.name: fmt for fmt in (JSON, JSONL, CSV, TSV, TEXT)}
-LISTED = ("jsonl", "text", "csv", "tsv", "json")  # the order --help shows
+BUILTIN: dict[str, Format] = {fmt.name: fmt for fmt in (WHATSAPP, JSON, JSONL, CSV, TSV, TEXT)}
+LISTED = ("jsonl", "text", "csv", "tsv", "json", "whatsapp")  # the order --help shows
 
 
 def format_names() -> list[str]:

@@ -1,0 +1,105 @@
+"""Chat logs into conversations: a chat or channel is one long stream of messages, and the model was trained on
+one conversation per record. Messages are split where a silence exceeds ``--gap`` and by thread where the format
+has threads; every message lands in exactly one dialogue (a lone one is a dialogue of one turn), as a
+``Name: text`` turn on one line. Each dialogue gets a stable id, the chat and its start time, and says where it
+came from and when it started and ended."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from .base import Parsed, ReadContext
+
+# SAMSum marks media with these: the model has seen them, so every format writes its media so.
+PHOTO, VIDEO, GIF, AUDIO, FILE = "<file_photo>", "<file_video>", "<file_gif>", "<file_audio>", "<file_other>"
+MEDIA_BY_SUFFIX = {
+    **dict.fromkeys(("jpg", "jpeg", "png", "webp", "heic", "bmp"), PHOTO),
+    **dict.fromkeys(("mp4", "mov", "mkv", "webm", "3gp", "avi"), VIDEO),
+    **dict.fromkeys(("gif",), GIF),
+    **dict.fromkeys(("opus", "ogg", "mp3", "m4a", "wav", "aac"), AUDIO),
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a chat, its text already on one line."""
+
+    time: datetime
+    speaker: str
+    text: str
+    line: int  # where it starts in ``where``
+    where: str  # the file (or archive member) it came from
+    thread: str | None = None  # messages of one thread make one dialogue, whatever their gaps
+
+
+def one_line(text: str) -> str:
+    """A message's lines joined with spaces (the turn must stay one line), and text any writer can write."""
+    joined = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return joined.encode("utf-8", "replace").decode("utf-8")  # lone surrogates (\ud800) become '?'
+
+
+def media(name: str) -> str:
+    """SAMSum's placeholder for a file of this name (or MIME type)."""
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    kind = name.split("/", 1)[0].lower()
+    return MEDIA_BY_SUFFIX.get(suffix) or {"image": PHOTO, "video": VIDEO, "audio": AUDIO}.get(kind, FILE)
+
+
+def split_by_gap(messages: list[Message], gap: timedelta) -> list[list[Message]]:
+    """Runs of messages with no silence longer than ``gap`` between neighbours (a clock going back splits not)."""
+    runs: list[list[Message]] = []
+    for message in messages:
+        if runs and message.time - runs[-1][-1].time <= gap:
+            runs[-1].append(message)
+        else:
+            runs.append([message])
+    return runs
+
+
+def dialogues(chat: str, messages: Iterable[Message], context: ReadContext, fmt: str) -> Iterator[Parsed]:
+    """A chat's dialogues in order of their start: threads whole, the other messages split by the gap."""
+    main: list[Message] = []
+    threads: dict[str, list[Message]] = {}
+    for message in messages:
+        (threads.setdefault(message.thread, []) if message.thread else main).append(message)
+    gap = timedelta(minutes=context.chats.gap_minutes)
+    runs = split_by_gap(main, gap) + list(threads.values())
+    runs.sort(key=lambda run: (run[0].time, run[0].line))
+    taken: set[str] = set()
+    for run in runs:
+        yield conversation(chat, run, fmt, taken)
+
+
+def conversation(chat: str, run: list[Message], fmt: str, taken: set[str]) -> Parsed:
+    start, end = iso(run[0].time), iso(run[-1].time)
+    record_id = f"{chat}/{start}"
+    if record_id in taken:  # two dialogues starting in the same second (a thread and a run): both kept, both named
+        record_id += f"#{sum(1 for other in taken if other.startswith(record_id))}"
+    taken.add(record_id)
+    meta = {"chat": chat, "start": start, "end": end, "turns": len(run), "format": fmt}
+    meta["source"] = f"{run[0].where}:{run[0].line}"
+    if run[0].thread:
+        meta["thread"] = run[0].thread
+    text = "\n".join(f"{message.speaker}: {message.text}" for message in run)
+    return Parsed(run[0].line, text=text, id=record_id, meta=meta)
+
+
+def iso(time: datetime) -> str:
+    return time.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def chat_name(context: ReadContext, prefixes: tuple[str, ...] = ()) -> str:
+    """A chat's name from its file: the stem less an export's prefix; the folder for a generic name."""
+    if context.stdin:
+        return "stdin"
+    path = Path(context.path[:-3] if context.path.endswith(".gz") else context.path)
+    name = path.stem
+    if name.startswith("_") or name in ("result", "messages", "chat"):
+        name = path.resolve().parent.name or name
+    for prefix in prefixes:
+        name = re.sub(f"^{re.escape(prefix)}", "", name)
+    return name.strip() or path.stem
