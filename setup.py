@@ -58,6 +58,9 @@ setup(
             "tsv = dialogsum_batch.formats.tabular:TSV",
             "json = dialogsum_batch.formats.tabular:JSON",
             "whatsapp = dialogsum_batch.formats.whatsapp:WHATSAPP",
+            "slack = dialogsum_batch.formats.slack:SLACK",
+            "telegram = dialogsum_batch.formats.telegram:TELEGRAM",
+            "discord = dialogsum_batch.formats.discord:DISCORD",
         ],
     },
 )

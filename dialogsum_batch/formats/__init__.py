@@ -16,14 +16,18 @@ from typing import IO
 
 from .base import MORE, Format, Head, Parsed, ReadContext  # noqa: F401 (the plugin interface)
 from .detect import is_folder, parse_stream
+from .discord import DISCORD
 from .plain import JSONL, TEXT
+from .slack import SLACK
 from .tabular import CSV, JSON, TSV
+from .telegram import TELEGRAM
 from .whatsapp import WHATSAPP
 
 GROUP = "dialogsum_batch.formats"
 # In the order sniffers are asked: the most specific first, plain text (no sniffer) last.
-BUILTIN: dict[str, Format] = {fmt.name: fmt for fmt in (WHATSAPP, JSON, JSONL, CSV, TSV, TEXT)}
-LISTED = ("jsonl", "text", "csv", "tsv", "json", "whatsapp")  # the order --help shows
+SNIFFED = (SLACK, TELEGRAM, DISCORD, WHATSAPP, JSON, JSONL, CSV, TSV, TEXT)
+BUILTIN: dict[str, Format] = {fmt.name: fmt for fmt in SNIFFED}
+LISTED = ("jsonl", "text", "csv", "tsv", "json", "whatsapp", "slack", "telegram", "discord")  # the order --help shows
 
 
 def format_names() -> list[str]:

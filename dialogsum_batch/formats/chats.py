@@ -7,12 +7,14 @@ came from and when it started and ended."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from .base import Parsed, ReadContext
+from .jsondoc import JsonProblem
 
 # SAMSum marks media with these: the model has seen them, so every format writes its media so.
 PHOTO, VIDEO, GIF, AUDIO, FILE = "<file_photo>", "<file_video>", "<file_gif>", "<file_audio>", "<file_other>"
@@ -103,3 +105,58 @@ def chat_name(context: ReadContext, prefixes: tuple[str, ...] = ()) -> str:
     for prefix in prefixes:
         name = re.sub(f"^{re.escape(prefix)}", "", name)
     return name.strip() or path.stem
+
+
+Convert = Callable[[Any, int, str], "Message | str | None"]  # (item, line, where) -> message, why not, or skip
+
+
+def messages_of(items: Iterable[tuple[int, Any]], convert: Convert, context: ReadContext) -> Iterator[Message | Parsed]:
+    """Messages from a document's items: an item that is no message is an error at its line (``convert`` gives
+    the reason), a service item (None) is left out, and a cut document is an error after the messages before it."""
+    try:
+        for line, item in items:
+            if not isinstance(item, dict):
+                yield context.error(line, f"expected a message object, got {type(item).__name__}")
+                continue
+            message = convert(item, line, context.source)
+            if isinstance(message, str):
+                yield context.error(line, message)
+            elif message is not None and len(message.text) > context.limit:
+                yield context.error(line, f"message over {context.limit:,} bytes (--max-line-bytes)")
+            elif message is not None:
+                yield message
+    except JsonProblem as problem:
+        yield context.error(problem.line, problem.reason)
+
+
+def chat_dialogues(chat: str, found: Iterable[Message | Parsed], context: ReadContext, fmt: str) -> Iterator[Parsed]:
+    """Errors as they come, then the chat's dialogues (a chat is split only once all its messages are in)."""
+    messages: list[Message] = []
+    for item in found:
+        if isinstance(item, Parsed):
+            yield item
+        else:
+            messages.append(item)
+    messages.sort(key=lambda message: message.time)
+    yield from dialogues(chat, messages, context, fmt)
+
+
+def parse_time(value: Any) -> datetime:
+    """An ISO 8601 time as exports write it ('Z', offsets, 3 to 7 fraction digits); ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    text = value.strip().replace("Z", "+00:00")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)  # .NET writes 7 digits
+    return datetime.fromisoformat(text)
+
+
+def join_text(value: Any) -> str:
+    """Text as a string, or a list of strings and entity objects holding ``text`` (Telegram)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(
+            part if isinstance(part, str) else str(part.get("text", "")) if isinstance(part, dict) else ""
+            for part in value
+        )
+    return ""
