@@ -61,6 +61,8 @@ setup(
             "slack = dialogsum_batch.formats.slack:SLACK",
             "telegram = dialogsum_batch.formats.telegram:TELEGRAM",
             "discord = dialogsum_batch.formats.discord:DISCORD",
+            "srt = dialogsum_batch.formats.subtitles:SRT",
+            "vtt = dialogsum_batch.formats.subtitles:VTT",
         ],
     },
 )

@@ -19,15 +19,17 @@ from .detect import is_folder, parse_stream
 from .discord import DISCORD
 from .plain import JSONL, TEXT
 from .slack import SLACK
+from .subtitles import SRT, VTT
 from .tabular import CSV, JSON, TSV
 from .telegram import TELEGRAM
 from .whatsapp import WHATSAPP
 
 GROUP = "dialogsum_batch.formats"
 # In the order sniffers are asked: the most specific first, plain text (no sniffer) last.
-SNIFFED = (SLACK, TELEGRAM, DISCORD, WHATSAPP, JSON, JSONL, CSV, TSV, TEXT)
+SNIFFED = (SLACK, TELEGRAM, DISCORD, WHATSAPP, VTT, SRT, JSON, JSONL, CSV, TSV, TEXT)
 BUILTIN: dict[str, Format] = {fmt.name: fmt for fmt in SNIFFED}
-LISTED = ("jsonl", "text", "csv", "tsv", "json", "whatsapp", "slack", "telegram", "discord")  # the order --help shows
+# The order --help shows.
+LISTED = ("jsonl", "text", "csv", "tsv", "json", "whatsapp", "slack", "telegram", "discord", "srt", "vtt")
 
 
 def format_names() -> list[str]:

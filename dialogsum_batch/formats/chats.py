@@ -62,7 +62,13 @@ def split_by_gap(messages: list[Message], gap: timedelta) -> list[list[Message]]
     return runs
 
 
-def dialogues(chat: str, messages: Iterable[Message], context: ReadContext, fmt: str) -> Iterator[Parsed]:
+def dialogues(
+    chat: str,
+    messages: Iterable[Message],
+    context: ReadContext,
+    fmt: str,
+    stamp: Callable[[datetime], str] | None = None,  # how times are written: ISO 8601, or offsets (subtitles)
+) -> Iterator[Parsed]:
     """A chat's dialogues in order of their start: threads whole, the other messages split by the gap."""
     main: list[Message] = []
     threads: dict[str, list[Message]] = {}
@@ -73,11 +79,11 @@ def dialogues(chat: str, messages: Iterable[Message], context: ReadContext, fmt:
     runs.sort(key=lambda run: (run[0].time, run[0].line))
     taken: set[str] = set()
     for run in runs:
-        yield conversation(chat, run, fmt, taken)
+        yield conversation(chat, run, fmt, taken, stamp or iso)
 
 
-def conversation(chat: str, run: list[Message], fmt: str, taken: set[str]) -> Parsed:
-    start, end = iso(run[0].time), iso(run[-1].time)
+def conversation(chat: str, run: list[Message], fmt: str, taken: set[str], stamp: Callable[[datetime], str]) -> Parsed:
+    start, end = stamp(run[0].time), stamp(run[-1].time)
     record_id = f"{chat}/{start}"
     if record_id in taken:  # two dialogues starting in the same second (a thread and a run): both kept, both named
         record_id += f"#{sum(1 for other in taken if other.startswith(record_id))}"
