@@ -10,11 +10,13 @@ from typing import IO
 
 from ..errors import InputError
 from .base import MORE, Format, Head, Parsed, ReadContext
+from .jsondoc import first_value
 from .lines import STDIN, decoded_lines
 
 HEAD_LINES = 200  # non-blank lines at most read ahead while a sniffer asks for more
 HEAD_CHARS = 64 * 1024
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+ZIP_MAGIC = b"PK\x03\x04"
 Item = tuple[int, "str | InputError"]
 
 
@@ -31,7 +33,9 @@ def read_head(lines: Iterator[Item], head: Head, formats: Mapping[str, Format]) 
         texts.append(text)
         size += len(text)
         head = Head(head.path, head.magic, tuple(texts), False, head.names, head.folder)
-        if len(texts) >= HEAD_LINES or size >= HEAD_CHARS or not any(wants_more(f, head) for f in formats.values()):
+        if len(texts) >= HEAD_LINES or size >= HEAD_CHARS or claims(head, formats):
+            return head, seen  # a format has claimed it: live input is not held back for more lines
+        if not any(wants_more(f, head) for f in formats.values()):
             return head, seen
     return Head(head.path, head.magic, tuple(texts), True, head.names, head.folder), seen
 
@@ -92,8 +96,12 @@ def resolve(
     peek = getattr(stream, "peek", None)
     magic = peek(8)[:8] if peek else b""
     start = Head(context.path, magic, names=context.names, folder=stream is None)
+    if magic.startswith(ZIP_MAGIC):  # an archive has no lines: its formats read the path
+        return choose(fmt, start, formats, context), lines
     head, seen = read_head(lines, start, formats)
-    return choose(fmt, head, formats, context), _chain(seen, lines)
+    chosen = choose(fmt, head, formats, context)
+    first_value.cache_clear()  # the sniffers' parse of the first line: not kept while the input is read
+    return chosen, _chain(seen, lines)
 
 
 def parse_stream(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from ..errors import InputError
@@ -216,15 +217,24 @@ def text_shape(text: str) -> str | None:
     return next((shape for shape, pattern in SHAPES if pattern.search(text)), None)
 
 
+BROKEN = object()  # first_value of a line that is not JSON
+
+
+@lru_cache(maxsize=2)  # every sniffer asks about the same first line, which may be megabytes long
+def first_value(line: str) -> Any:
+    """A head line parsed as JSON, or BROKEN."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return BROKEN
+
+
 def head_shape(lines: tuple[str, ...]) -> str | None:
     """The shape of a document from its first lines: from the parsed first line when it is whole, else from the
     keys of the lines seen; ``"document"`` for a JSON object over several lines of no known shape."""
     if not lines or not lines[0].lstrip().startswith("{"):
         return None
-    try:
-        value = json.loads(lines[0])
-    except (ValueError, RecursionError):
-        value = None
+    value = first_value(lines[0])
     if isinstance(value, dict):
         return document_shape(value)
     many_lines = lines[0].strip() == "{" or (len(lines) > 1 and MEMBER_LINE.match(lines[1]) is not None)

@@ -3,11 +3,10 @@ blank lines, one ``Name: text`` turn per line."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
-from .base import Format, Head, Parsed
-from .jsondoc import document_shape, parse_json_line
+from .base import MORE, Format, Head, Parsed
+from .jsondoc import BROKEN, document_shape, first_value, head_shape, parse_json_line
 from .lines import JSON_WHITESPACE, Lines
 
 
@@ -45,9 +44,12 @@ def sniff_jsonl(head: Head) -> str | None:
     first = head.lines[0].lstrip(JSON_WHITESPACE) if head.lines else ""
     if not first.startswith("{"):
         return None
-    try:
-        value = json.loads(first)
-    except (ValueError, RecursionError):
+    value = first_value(first)
+    if value is BROKEN:
+        if head_shape(head.lines) is not None:
+            return None  # one document over many lines: the document formats claim it
+        if len(head.lines) < 2 and not head.ended:
+            return MORE
         return "its first line starts with '{'"  # a broken first record: per-line errors, as JSONL always had
     if isinstance(value, dict) and head.names.text not in value and document_shape(value):
         return None  # a whole export on one line: the document formats claim it
