@@ -237,8 +237,11 @@ def head_shape(lines: tuple[str, ...]) -> str | None:
     value = first_value(lines[0])
     if isinstance(value, dict):
         return document_shape(value)
+    shape = text_shape("\n".join(lines))
+    if shape in ("discord", "telegram"):
+        return shape  # an export's keys, whatever its layout
     many_lines = lines[0].strip() == "{" or (len(lines) > 1 and MEMBER_LINE.match(lines[1]) is not None)
-    return (text_shape("\n".join(lines)) or "document") if many_lines else None
+    return (shape or "document") if many_lines else None
 
 
 HEAD_LINES = 200  # lines of a JSON document looked at for its shape
