@@ -321,3 +321,19 @@ def test_not_a_slack_export_is_one_line_naming_what_was_tried(fake_backend, tmp_
     folder.mkdir()
     assert errors(read(folder)) == [f"{folder}: a folder, and no format reads it (formats tried: slack)"]
     assert errors(read(folder, fmt="jsonl")) == [f"{folder}: a folder, which jsonl cannot read"]
+
+
+def test_a_folder_holding_the_unpacked_export_one_level_down_is_read(tmp_path):
+    root = tmp_path / "download" / "Acme Slack export"
+    for name, value in slack_files().items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(json.dumps(value), encoding="utf-8")
+    assert [item.id for item in read(tmp_path / "download")] == [expected for expected, _ in EXPECTED_SLACK]
+
+
+def test_one_day_of_a_slack_channel_names_the_flag(fake_backend, tmp_path):
+    path = tmp_path / "2024-01-12.json"
+    path.write_text(json.dumps(DAY1, indent=4), encoding="utf-8")
+    result = run(["-m", "x", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:2: one day of a Slack export: give the export's .zip or folder (--format slack)" in result.stderr

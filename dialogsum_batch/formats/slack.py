@@ -179,8 +179,10 @@ def plain(text: str, users: dict[str, str]) -> str:
 
 
 def sniff_slack(head: Head) -> str | None:
-    if head.folder:
-        found = [name for name in INDEXES[:2] if (Path(head.path) / name).is_file()]
+    if head.folder:  # the export's files at the top, or one folder down (a zip unpacked into a folder of its own)
+        found = [
+            name for name in INDEXES[:2] if any(Path(head.path).glob(name)) or any(Path(head.path).glob(f"*/{name}"))
+        ]
         return f"a folder holding {' and '.join(found)} (a Slack export)" if found else None
     return "a zip archive (a Slack export's download)" if head.magic.startswith(ZIP_MAGIC) else None
 

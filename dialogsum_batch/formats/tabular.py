@@ -149,9 +149,19 @@ def json_records(document: JsonDocument, context: ReadContext) -> Iterator[Parse
 
 
 def array_records(document: JsonDocument, pos: int, context: ReadContext) -> Iterator[Parsed]:
-    for line, value in document.items(pos):
+    for number, (line, value) in enumerate(document.items(pos)):
+        if number == 0 and slack_day(value, context):
+            yield context.error(line, "one day of a Slack export: give the export's .zip or folder (--format slack)")
+            return
         reason = object_problem(value)
         yield context.error(line, reason, _raw(value)) if reason else Parsed(line, fields=value)
+
+
+def slack_day(value: Any, context: ReadContext) -> bool:
+    """A Slack message where a record should be: the file is a day of a channel, not a table."""
+    return (
+        isinstance(value, dict) and value.get("type") == "message" and "ts" in value and context.names.text not in value
+    )
 
 
 def object_record(value: dict[str, Any], line: int, context: ReadContext) -> Parsed:
