@@ -337,3 +337,15 @@ def test_one_day_of_a_slack_channel_names_the_flag(fake_backend, tmp_path):
     result = run(["-m", "x", str(path)])
     assert result.exit_code == 1
     assert f"{path}:2: one day of a Slack export: give the export's .zip or folder (--format slack)" in result.stderr
+
+
+def test_a_time_without_offset_among_offsets_is_read_as_utc(tmp_path):
+    messages = [
+        discord_message(1, "2024-01-12T21:15:00+00:00", "Anna", "first"),
+        discord_message(2, "2024-01-12T21:16:00", "Ben", "second"),
+        discord_message(3, "2024-01-12T21:17:00Z", "Anna", "third"),
+    ]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(discord_export(messages)), encoding="utf-8")
+    (record,) = read(path)
+    assert record.dialogue == "Anna: first\nBen: second\nAnna: third"

@@ -173,3 +173,52 @@ def test_zip_members_bigger_than_the_cap_are_refused_unread(monkeypatch, tmp_pat
     errors = [str(item.error) for item in read_records([str(path)]) if isinstance(item, BadRecord)]
     assert f"{path}:users.json: cannot read (" in errors[0] and "over the 100-byte limit" in errors[0]
     assert all("cannot read" in error for error in errors)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+MESSAGE_KEYS = {  # the keys each exporter's messages are read by
+    "telegram": ["type", "date", "from", "text", "photo", "media_type", "file", "file_name", "poll"],
+    "discord": ["type", "timestamp", "author", "content", "attachments", "stickers"],
+    "slack": [
+        "type",
+        "subtype",
+        "ts",
+        "user",
+        "text",
+        "files",
+        "thread_ts",
+        "reply_count",
+        "user_profile",
+        "bot_profile",
+        "username",
+        "bot_id",
+    ],
+}
+VALID = {
+    "telegram": {"type": "message", "date": "2024-01-12T21:15:03", "from": "Anna", "text": "hi"},
+    "discord": {"type": "Default", "timestamp": "2024-01-12T21:15:03+00:00", "author": {"name": "a"}, "content": "hi"},
+    "slack": {"type": "message", "ts": "1705093200.000100", "user": "U1", "text": "hi"},
+}
+
+
+@pytest.mark.property
+@given(data=st.data())
+def test_messages_of_any_shape_are_accounted_for(tmp_path_factory, data):
+    kind = data.draw(st.sampled_from(sorted(MESSAGE_KEYS)))
+    keys = st.sampled_from(MESSAGE_KEYS[kind])
+    message = st.dictionaries(keys, JSON_VALUES, max_size=6).map(lambda fields: {**VALID[kind], **fields})
+    messages = data.draw(st.lists(message, min_size=1, max_size=4))
+    folder = tmp_path_factory.mktemp(kind)
+    if kind == "telegram":
+        path = folder / "result.json"
+        path.write_text(json.dumps({"name": "A", "type": "personal_chat", "messages": messages}), encoding="utf-8")
+    elif kind == "discord":
+        path = folder / "d.json"
+        path.write_text(json.dumps(discord_export(messages)), encoding="utf-8")
+    else:
+        path = slack_zip(folder / "e.zip", {**slack_files(), "general/2024-01-12.json": messages})
+    accounted(list(read_records([str(path)])))

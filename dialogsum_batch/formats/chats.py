@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,8 @@ def chat_dialogues(chat: str, found: Iterable[Message | Parsed], context: ReadCo
             yield item
         else:
             messages.append(item)
+    if len({message.time.tzinfo is None for message in messages}) > 1:  # a time without offset among offsets: UTC
+        messages = [m if m.time.tzinfo else replace(m, time=m.time.replace(tzinfo=timezone.utc)) for m in messages]
     messages.sort(key=lambda message: message.time)
     yield from dialogues(chat, messages, context, fmt)
 
@@ -154,6 +156,11 @@ def parse_time(value: Any) -> datetime:
     text = value.strip().replace("Z", "+00:00")
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)  # .NET writes 7 digits
     return datetime.fromisoformat(text)
+
+
+def listed(value: Any) -> list[Any]:
+    """A field that should hold a list, or an empty list when it holds anything else."""
+    return value if isinstance(value, list) else []
 
 
 def join_text(value: Any) -> str:

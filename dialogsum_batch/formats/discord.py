@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .base import Format, Parsed, ReadContext
-from .chats import GIF, Message, chat_dialogues, media, messages_of, one_line, parse_time
+from .chats import GIF, Message, chat_dialogues, listed, media, messages_of, one_line, parse_time
 from .jsondoc import JsonProblem, read_document, sniff_shape
 from .lines import Lines
 
@@ -54,8 +54,8 @@ def to_message(item: dict[str, Any], line: int, where: str, thread: str | None) 
     author = item.get("author") if isinstance(item.get("author"), dict) else {}
     speaker = one_line(str(author.get("nickname") or author.get("name") or "unknown"))
     parts = [str(item.get("content") or "")]
-    parts += [media(str(a.get("fileName", ""))) for a in item.get("attachments") or [] if isinstance(a, dict)]
-    parts += [GIF for _ in item.get("stickers") or []]
+    parts += [media(str(a.get("fileName", ""))) for a in listed(item.get("attachments")) if isinstance(a, dict)]
+    parts += [GIF for _ in listed(item.get("stickers"))]
     text = one_line(" ".join(part for part in parts if part))
     return Message(time, speaker, text, line, where, thread) if text else None
 

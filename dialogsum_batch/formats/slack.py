@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from .base import DOCUMENT_BYTES, Format, Head, Parsed, ReadContext
-from .chats import Message, chat_dialogues, media, messages_of, one_line
+from .chats import Message, chat_dialogues, listed, media, messages_of, one_line
 from .jsondoc import JsonDocument, JsonProblem, read_document
 from .lines import decoded_lines, open_binary
 
@@ -139,9 +139,8 @@ def to_message(item: dict[str, Any], line: int, where: str, users: dict[str, str
         time = datetime.fromtimestamp(float(item.get("ts")), timezone.utc)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError, OSError):
         return f"message without a readable 'ts' ({str(item.get('ts'))[:40]})"
-    files = [
-        media(str(f.get("mimetype") or f.get("name") or "")) for f in item.get("files") or [] if isinstance(f, dict)
-    ]
+    shared = [f for f in listed(item.get("files")) if isinstance(f, dict)]
+    files = [media(str(f.get("mimetype") or f.get("name") or "")) for f in shared]
     text = one_line(" ".join([plain(str(item.get("text") or ""), users), *files]))
     if not text:
         return None

@@ -86,7 +86,7 @@ def to_message(item: dict[str, Any], line: int, where: str) -> Message | str | N
 def attachment(item: dict[str, Any]) -> str | None:
     if "photo" in item:
         return PHOTO
-    if item.get("media_type") in MEDIA_TYPES:
+    if str(item.get("media_type")) in MEDIA_TYPES:
         return MEDIA_TYPES[str(item["media_type"])]
     if isinstance(item.get("file"), str):
         return media(str(item.get("file_name") or item["file"]))
