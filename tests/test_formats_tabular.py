@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -55,12 +56,12 @@ def test_help_lists_every_format_and_the_gap():
     assert "--gap MINUTES" in result.stdout
 
 
-def test_setup_declares_every_builtin_as_an_entry_point():
+def test_setup_declares_every_builtin_as_an_entry_point_to_the_same_object():
     setup = (Path(__file__).resolve().parent.parent / "setup.py").read_text(encoding="utf-8")
-    for name, fmt in formats.BUILTIN.items():
-        module = fmt.read.__module__ if fmt.read.__module__ != "dialogsum_batch.formats.base" else ""
-        assert f'"{name} = dialogsum_batch.formats.' in setup, name
-        assert module.startswith("dialogsum_batch.formats.")
+    declared = dict(re.findall(r'"(\w+) = (dialogsum_batch\.formats\.[\w.]+:\w+)"', setup))
+    assert sorted(declared) == sorted(formats.BUILTIN)
+    for name, target in declared.items():
+        assert EntryPoint(name, target, formats.GROUP).load() is formats.BUILTIN[name]
 
 
 def upper_lines(lines, context):
@@ -75,7 +76,6 @@ SHOUT = Format("shout", "one dialogue per line, shouted", upper_lines, suffixes=
 def test_a_plugin_format_from_an_entry_point_reads_files_and_is_offered(monkeypatch, fake_backend, tmp_path):
     entry = EntryPoint("shout", f"{__name__}:SHOUT", formats.GROUP)
     monkeypatch.setattr(formats, "entry_points", lambda group: [entry] if group == formats.GROUP else [])
-    monkeypatch.setitem(__import__("sys").modules, __name__, __import__("sys").modules[__name__])
     assert "shout" in formats.format_names() and formats.registry()["shout"] is SHOUT
     path = write(tmp_path / "a.shout", "hi there\n")
     assert [(r.id, r.dialogue) for r in read(path)] == [("shout-1", "Bot: HI THERE")]
