@@ -250,3 +250,9 @@ def test_keep_fields_dialogue_shows_what_was_summarized_for_jsonl_too(fake_backe
     row = {"id": "a", "dialogue": "  Anna: hi\r\nBen: yo", "k": 1}
     out = read_jsonl(run(["-m", "x", "--keep-fields", "*"], stdin=json.dumps(row)).stdout)[0]
     assert out["dialogue"] == "Anna: hi\nBen: yo" and out["k"] == 1
+
+
+def test_a_name_that_agrees_with_the_content_needs_no_word(fake_backend, tmp_path):
+    path = write(tmp_path / "test.json", json.dumps(SAMSUM))
+    result = run(["-m", "x", path])
+    assert result.exit_code == 0 and "read as" not in result.stderr

@@ -77,7 +77,8 @@ def choose(fmt: str, head: Head, formats: Mapping[str, Format], context: ReadCon
         return formats[named or "text"]
     chosen = named if named in dict(found) else found[0][0]
     others = [name for name, _ in found if name != chosen]
-    if chosen not in ("jsonl", "text") or named not in (None, chosen) or others:
+    obvious = chosen == named or (named is None and chosen in ("jsonl", "text"))  # what the name or habit says
+    if others or not obvious:
         note = f"{context.source}: read as {chosen}: {dict(found)[chosen]}"
         if named and named != chosen:
             note += f" (its name suggests {named})"
