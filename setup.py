@@ -5,7 +5,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 version = {}
-exec(Path("dialogsum_batch/__init__.py").read_text(encoding="utf-8").split("\n\n")[-1], version)
+exec(Path("dialogsum_batch/version.py").read_text(encoding="utf-8"), version)
 
 setup(
     name="dialogsum-batch",

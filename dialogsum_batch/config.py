@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 DEFAULT_MODEL = "transformersbook/pegasus-samsum"  # a public Pegasus fine-tuned on SAMSum
 MODEL_ENV = "DIALOGSUM_MODEL"
+
+CACHE_ENV = "DIALOGSUM_CACHE"  # moves the cache root (conversions and downloads) elsewhere
+
+
+def cache_home() -> Path:
+    """The one cache root: ``$DIALOGSUM_CACHE``, else ``dialogsum_batch`` in the user cache dir (XDG)."""
+    moved = os.environ.get(CACHE_ENV)
+    if moved:
+        return Path(moved).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    user = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
+    return user / "dialogsum_batch"
+
+
+def downloads_dir() -> Path:
+    """Where corpora fetched by URL are kept (once, verified), under the cache root."""
+    return cache_home() / "downloads"
+
+
+# ``evaluate``'s defaults, for the library function, the subcommand and the Invoke task alike.
+EVAL_SPLIT = "test"  # the corpus split scored
+EVAL_OUTPUT_DIR = "runs/eval"  # predictions, metrics, report and plot go here
+EVAL_BOOTSTRAP = 1000  # resamples for the 95% intervals
 
 
 @dataclass(frozen=True)
@@ -83,6 +109,16 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class ShardSettings:
+    """This run's share of a job split over hosts (``--shard``): shard ``index`` of ``count``."""
+
+    index: int = 1  # 1..count
+    count: int = 1  # shards in all
+    by: str = "auto"  # file: whole files per shard; record: ids by hash; auto: file when there are >= count files
+    origin: str = "--shard"  # where index and count came from (an option, a scheduler variable), for the log
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything a batch run needs apart from its inputs and outputs."""
 
@@ -93,5 +129,59 @@ class RunSettings:
     fields: FieldNames = field(default_factory=FieldNames)
     keep_fields: tuple[str, ...] = ()  # input fields copied to the output ("*" = all)
     on_error: str = "fail"  # fail | skip
-    shard: tuple[int, int] | None = None  # (i, n), 1 <= i <= n: keep this share of ids
+    shard: ShardSettings | None = None  # None: the whole input
     chats: ChatSettings = field(default_factory=ChatSettings)  # chat exports split into dialogues
+
+
+# ---------------------------------------------------------------------------- options by name
+
+# Every keyword option of the Python API and of the command, mapped to the settings field it sets: the name
+# a user types is written here once, and its default is the dataclass's (``default_of``), nowhere else.
+SECTIONS = {
+    "model": ModelSettings,
+    "decode": DecodeSettings,
+    "batch": BatchSettings,
+    "long": LongSettings,
+    "fields": FieldNames,
+    "chats": ChatSettings,
+    "run": RunSettings,
+}
+OPTION_FIELDS: dict[str, tuple[str, str]] = {
+    "model": ("model", "name"),
+    **{name: ("model", name) for name in ("backend", "device", "dtype", "force_dtype", "max_source_length")},
+    **{name: ("model", name) for name in ("trust_remote_code", "allow_pickle", "threads", "quantization")},
+    **{name: ("decode", name) for name in ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size")},
+    **{name: ("batch", name) for name in ("batch_tokens", "max_batch_size", "sort_window", "unordered", "max_wait")},
+    "long": ("long", "mode"),
+    "long_overlap": ("long", "overlap"),
+    "long_target": ("long", "target"),
+    "text_field": ("fields", "text"),
+    "id_field": ("fields", "id"),
+    "reference_field": ("fields", "reference"),
+    "gap_minutes": ("chats", "gap_minutes"),
+    **{name: ("run", name) for name in ("keep_fields", "on_error", "shard")},
+}
+
+
+def default_of(option: str) -> Any:
+    """The default of a keyword option, read from its settings dataclass."""
+    section, name = OPTION_FIELDS[option]
+    found = next(f for f in fields(SECTIONS[section]) if f.name == name)
+    return found.default if found.default is not MISSING else found.default_factory()  # type: ignore[misc]
+
+
+def run_settings(**options: Any) -> RunSettings:
+    """RunSettings from keyword options named as in ``OPTION_FIELDS``; unset ones keep their defaults.
+
+    Raises TypeError naming the known options for a name that is none of them, as a mistyped keyword
+    argument of a function would.
+    """
+    unknown = sorted(set(options) - set(OPTION_FIELDS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTION_FIELDS))}")
+    grouped: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for option, value in options.items():
+        section, name = OPTION_FIELDS[option]
+        grouped[section][name] = tuple(value) if option == "keep_fields" else value
+    parts = {section: SECTIONS[section](**grouped[section]) for section in SECTIONS if section != "run"}
+    return RunSettings(**parts, **grouped["run"])

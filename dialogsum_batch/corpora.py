@@ -39,13 +39,13 @@ from urllib.parse import urlparse
 
 import datasets
 
+from dialogsum_batch.config import downloads_dir
 from dialogsum_batch.errors import ConfigError, DataError, first_line
 from dialogsum_batch.hub import KNOWN_DOWNLOADS, SAMSUM_CORPUS_URL, hub_unreachable, is_hub_id, resolve_hub_id
 from dialogsum_batch.logs import Say, library_bars
 from dialogsum_batch.text import normalise
 
 __all__ = [
-    "DEFAULT_CACHE_DIR",
     "DEFAULT_MAX_EXTRACT_BYTES",
     "DEFAULT_MAX_MEMBER_BYTES",
     "ExtractLimits",
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 LogTarget = Say | logging.Logger | None  # where load_corpus reports: a callable, a Logger, or this module's logger
 PathLike = Union[str, "os.PathLike[str]"]
 
-DEFAULT_CACHE_DIR = "~/.cache/dialogsum_batch"
 
 SPLIT_ALIASES: dict[str, str] = {
     "train": "train",
@@ -167,7 +166,7 @@ def load_corpus(
     mapping = _check_columns(columns)
     limits = _extract_limits(max_extract_bytes, max_member_bytes)
     emit = _emitter(log)
-    cache = Path(os.path.expanduser(str(cache_dir or DEFAULT_CACHE_DIR)))
+    cache = Path(os.path.expanduser(str(cache_dir))) if cache_dir else downloads_dir()
     source_tables = _read_source(source, cache, emit, limits)
     chosen = _choose_splits(source_tables, _wanted_splits(splits), _describe(source))
     built = {name: _build_split(name, tables, mapping, emit) for name, tables in chosen.items()}

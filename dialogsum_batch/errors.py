@@ -36,6 +36,12 @@ class ConfigError(DialogsumError):
     """A configuration value or file that makes no sense."""
 
 
+class ShardError(DialogsumError):
+    """``--shard`` cannot be worked out (no scheduler array, values that disagree): a usage error."""
+
+    exit_code = 2
+
+
 class LockedError(DialogsumError):
     """Another run holds the lock on the same output."""
 

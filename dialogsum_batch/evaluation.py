@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from . import rouge
-from .backends import Backend, load_backend
+from .backends import Backend
 from .baselines import BASELINES
-from .config import BatchSettings, DecodeSettings, ModelSettings, RunSettings
+from .config import EVAL_BOOTSTRAP, EVAL_OUTPUT_DIR, EVAL_SPLIT, RunSettings, run_settings
 from .errors import ConfigError, DataError, InputError
-from .inference.engine import Engine
 from .inference.records import Record
+from .inference.summarizer import Summarizer
 from .logs import Say
 from .plots import new_figure, save_figure
 
@@ -50,30 +50,9 @@ PAPER_SAMSUM_TEST = {"lead3": (31.40, 8.68), "longest3": (32.46, 10.27)}
 # ---------------------------------------------------------------------------- inputs
 
 
-def make_settings(
-    model: str | None,
-    *,
-    backend: str = "auto",
-    device: str = "auto",
-    num_beams: int | None = None,
-    max_new_tokens: int | None = None,
-    length_penalty: float | None = None,
-    batch_tokens: int = BatchSettings.batch_tokens,
-    allow_pickle: bool = False,
-    quantization: str | None = None,
-) -> RunSettings:
-    """The RunSettings a ``dialogsum-batch`` run with the same options would use."""
-    return RunSettings(
-        model=ModelSettings(
-            name=model or ModelSettings.name,
-            backend=backend,
-            device=device,
-            allow_pickle=allow_pickle,
-            quantization=quantization,
-        ),
-        decode=DecodeSettings(num_beams=num_beams, max_new_tokens=max_new_tokens, length_penalty=length_penalty),
-        batch=BatchSettings(batch_tokens=batch_tokens),
-    )
+def make_settings(model: str | None, **options: Any) -> RunSettings:
+    """The RunSettings a ``dialogsum-batch`` run with the same options would use (``config.OPTION_FIELDS``)."""
+    return run_settings(**({"model": model} if model else {}), **options)
 
 
 def load_rows(
@@ -106,13 +85,10 @@ def rows_to_records(rows: Iterable[Mapping[str, Any]], source: str = "data") -> 
 # ---------------------------------------------------------------------------- systems
 
 
-def model_predictions(
-    records: Sequence[Record], backend: Backend, settings: RunSettings, log: Say | None = None
-) -> list[dict[str, Any]]:
+def model_predictions(records: Sequence[Record], summarizer: Summarizer) -> list[dict[str, Any]]:
     """Scored summaries from the batch engine (as ``dialogsum-batch`` runs it), in record order."""
-    engine = Engine(backend, replace(settings.batch, unordered=False), long=settings.long, log=log or (lambda _: None))
     predictions = []
-    for outcome in engine.run(records):
+    for outcome in summarizer.engine().run(records):
         if outcome.error is not None:
             raise outcome.error
         record = records[outcome.position]
@@ -283,13 +259,13 @@ def check_request(model: str | None, baseline: str | None, bootstrap: int, limit
 def evaluate(
     model: str | None,
     data: str | Path,
-    split: str = "test",
-    output_dir: str | Path = "runs/eval",
+    split: str = EVAL_SPLIT,
+    output_dir: str | Path = EVAL_OUTPUT_DIR,
     baseline: str | None = None,
     settings: RunSettings | None = None,
     *,
     limit: int | None = None,
-    bootstrap: int = 1000,
+    bootstrap: int = EVAL_BOOTSTRAP,
     seed: int = 0,
     backend: Backend | None = None,
     log: Say | None = None,
@@ -307,10 +283,10 @@ def evaluate(
     generation = None
     if model:
         run = settings or make_settings(model)
-        run = replace(run, model=replace(run.model, name=model))
-        backend = backend or load_backend(run.model, run.decode, log=say)
-        generation = backend.describe()
-        outputs[MODEL_SYSTEM] = model_predictions(records, backend, run, say)
+        run = replace(run, model=replace(run.model, name=model), batch=replace(run.batch, unordered=False))
+        summarizer = Summarizer.from_settings(run, backend, log=say)
+        generation = summarizer.backend.describe()
+        outputs[MODEL_SYSTEM] = model_predictions(records, summarizer)
     if baseline:
         outputs[baseline] = baseline_predictions(records, baseline)
     systems = {name: summarize_predictions(rows, bootstrap, seed) for name, rows in outputs.items()}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, cards
+from . import cards
 from .backends.ct2_convert import (  # QUANTIZATIONS stays importable from here: the CLI's --quantization choices
     DEFAULT_QUANTIZATION,
     EXPORT_INFO,
@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .hub import is_hub_id
 from .logs import Say, library_bars
 from .modelfiles import LOAD_ERRORS, Advice, check_transformers_folder, load_failure, read_json
+from .version import __version__
 
 FORMATS = ("hf", "ctranslate2")
 HF_DTYPES = ("float32", "bfloat16")  # float16 is left out: Pegasus overflows in it

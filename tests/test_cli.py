@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 
+import pytest
 from click.testing import CliRunner
 from conftest import read_jsonl, write_jsonl
 from rouge_score import rouge_scorer
@@ -147,5 +150,48 @@ def test_unreachable_hub_fails_fast_naming_the_fix(monkeypatch):
 
 
 def test_help_lists_exit_codes_and_examples():
-    text = run(["--help"]).stdout
+    text = run(["summarize", "--help"]).stdout
     assert "75   locked" in text and "cat chats.jsonl | dialogsum-batch" in text and "DIALOGSUM_MODEL" in text
+
+
+def test_group_help_lists_every_subcommand_and_the_exit_codes():
+    text = run(["--help"]).stdout
+    for name in ("summarize", "finetune", "evaluate", "export", "cache"):
+        assert f"  {name} " in text
+    assert "75   locked" in text and "Without a COMMAND, ``summarize`` runs" in text
+
+
+@pytest.mark.parametrize("first", [["-m"], ["-"], [], ["--num-beams", "1", "-m"]])
+def test_summarize_is_the_default_command(fake_backend, first):
+    """Scripts that call ``dialogsum-batch [OPTIONS] [FILE]`` keep working through the default subcommand."""
+    args = [*first, "fake-model"] if first and first[-1] == "-m" else first
+    result = run(args, stdin=as_jsonl(DIALOGUES))
+    assert result.exit_code == 0, result.stderr
+    assert [row["id"] for row in read_jsonl(result.stdout)] == [d["id"] for d in DIALOGUES]
+    explicit = run(["summarize", *args], stdin=as_jsonl(DIALOGUES))
+    assert explicit.stdout == result.stdout
+
+
+def test_every_subcommand_runs_from_any_folder_as_an_installed_command(tmp_path):
+    """``python -m dialogsum_batch`` is the group, and each subcommand answers --help outside the checkout."""
+    for name in ("summarize", "finetune", "evaluate", "export", "cache"):
+        done = subprocess.run(
+            [sys.executable, "-m", "dialogsum_batch", name, "--help"], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0 and f"Usage: dialogsum-batch {name}" in done.stdout, done.stderr
+
+
+def test_errors_end_every_subcommand_the_same_way(tmp_path):
+    """One line naming the problem and exit 1, whatever the subcommand; --debug shows the traceback."""
+    missing = str(tmp_path / "nowhere")
+    cases = {
+        "export": ["export", "--model", missing, "--output-dir", str(tmp_path / "out")],
+        "evaluate": ["evaluate", "--baseline", "lead3", "--data", missing, "--output-dir", str(tmp_path / "e")],
+        "finetune": ["finetune", "--preset", "no-such-preset", "--output-dir", str(tmp_path / "f")],
+    }
+    for name, args in cases.items():
+        result = CliRunner().invoke(main, args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and " error: " in lines[0], (name, result.stderr)
+        debug = CliRunner().invoke(main, [*args, "--debug"])
+        assert debug.exit_code == 1 and debug.exception is not None and not isinstance(debug.exception, SystemExit)

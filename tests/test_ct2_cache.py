@@ -27,6 +27,7 @@ from dialogsum_batch.backends.ct2_cache import (
 )
 from dialogsum_batch.backends.ctranslate2 import pick_compute_type
 from dialogsum_batch.cli import main
+from dialogsum_batch.cli import main as cli_main
 from dialogsum_batch.config import DecodeSettings, ModelSettings
 from dialogsum_batch.errors import ConfigError, ModelError
 from dialogsum_batch.fixtures.synthetic import generate
@@ -283,18 +284,18 @@ def test_a_folder_that_is_no_model_says_so(tmp_path, cache_dir):
 # ---------------------------------------------------------------------------- tasks
 
 
-def test_the_cache_task_lists_and_clears(tiny_model_dir, cache_dir, capsys):
+def test_the_cache_command_and_task_list_and_clear(tiny_model_dir, cache_dir, capsys):
     int8, _ = convert(tiny_model_dir)
     float32, _ = convert(tiny_model_dir, "float32")
-    listed = cache_task(Context(), list_=True)
-    shown = capsys.readouterr().out
-    assert {e.key for e in listed} == {int8.name, float32.name}
+    shown = CliRunner().invoke(cli_main, ["cache", "--list"]).stdout
+    assert int8.name[:12] in shown and float32.name[:12] in shown
     assert str(tiny_model_dir) in shown and "float32" in shown and f"{cache_dir}: 2 entries" in shown
-    assert cache_task(Context(), clear=True, older_than="30") == []  # both were used just now
-    removed = cache_task(Context(), clear=True)
-    assert {e.key for e in removed} == {int8.name, float32.name}
-    assert "removed 2 entries" in capsys.readouterr().out
+    cache_task(Context(), clear=True, older_than="30")  # both were used just now
+    assert "removed 0 conversions" in capsys.readouterr().out
+    cleared = CliRunner().invoke(cli_main, ["cache", "--clear"])
+    assert cleared.exit_code == 0 and "removed 2 conversions" in cleared.stdout
     assert list_entries(cache_dir) == [] and not list(cache_dir.iterdir())
+    assert CliRunner().invoke(cli_main, ["cache", "--older-than", "3"]).exit_code == 2
 
 
 def test_evaluate_serves_a_transformers_folder_through_ctranslate2(tiny_model_dir, cache_dir, tmp_path, capsys):

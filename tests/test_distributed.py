@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import REPO, TORCHRUN, launch_env, read_jsonl, write_jsonl
-from invoke import Context, MockContext, Result
+from invoke import Context, MockContext
 from invoke.exceptions import Exit
 
 from dialogsum_batch.cli import main as cli_main
@@ -31,6 +31,7 @@ from dialogsum_batch.inference.outputs import OutputLock
 from dialogsum_batch.inference.parallel import ShareDone, World, deal, detect_world, merge, rank_model
 from dialogsum_batch.inference.records import BadRecord, Record
 from dialogsum_batch.tasks.training import finetune as finetune_task
+from dialogsum_batch.training import launch
 from dialogsum_batch.training.launch import launch_command
 
 BAD_LINES = {11: "{not json", 42: json.dumps({"id": "no-dialogue"})}  # line number -> bad line
@@ -122,21 +123,28 @@ def test_a_forwarded_second_signal_is_the_same_stop():
 
 
 def test_launch_command_for_processes_or_a_config_file():
-    cpu = launch_command("dialogsum_batch.training", ["--preset", "smoke"], 2, None, cuda=False)
+    cpu = launch_command("dialogsum_batch", ["finetune", "--preset", "smoke"], 2, None, cuda=False)
     assert cpu[1:3] == ["-m", "accelerate.commands.launch"] and "--cpu" not in cpu  # --cpu starts one process
     assert cpu[cpu.index("--num_processes") + 1] == "2" and "--multi_gpu" in cpu
     assert cpu[cpu.index("--main_process_port") + 1] == "0"  # a free port: runs side by side do not collide
-    assert cpu[-4:] == ["-m", "dialogsum_batch.training", "--preset", "smoke"]
+    assert cpu[-5:] == ["-m", "dialogsum_batch", "finetune", "--preset", "smoke"]
     assert "--cpu" in launch_command("m", [], 1, None, cuda=False)
     assert "--cpu" not in launch_command("m", [], 1, None, cuda=True)
     fsdp = launch_command("m", ["--resume"], None, "fsdp.yaml", cuda=True)
     assert fsdp[3:] == ["--config_file", "fsdp.yaml", "-m", "m", "--resume"]  # the file decides the rest
 
 
-def test_task_passes_its_options_through_accelerate_launch():
-    c = MockContext(run={re.compile(r".*accelerate\.commands\.launch.*"): Result(exited=0)}, repeat=True)
+def test_task_and_command_pass_their_options_through_accelerate_launch(monkeypatch):
+    launched = []
+
+    def run(command, **kwargs):
+        launched.append(command)
+        return subprocess.CompletedProcess(command, returncode=7 if "fail" in command else 0)
+
+    monkeypatch.setattr(launch.subprocess, "run", run)
+    options = ["--preset", "smoke", "--output-dir", "runs/x y", "--max-steps", "5", "--resume", "--set", "lr=1e-3"]
     finetune_task(
-        c,
+        MockContext(),
         preset="smoke",
         output_dir="runs/x y",
         max_steps="5",
@@ -145,15 +153,21 @@ def test_task_passes_its_options_through_accelerate_launch():
         num_processes="2",
         accelerate_config="ddp.yaml",
     )
-    line = c.run.call_args.args[0]
-    assert "--config_file ddp.yaml --num_processes 2 -m dialogsum_batch.training" in line
-    assert "--preset smoke --output-dir 'runs/x y' --max-steps 5 --resume --set lr=1e-3" in line
-    failing = MockContext(run={re.compile(".*"): Result(exited=7)}, repeat=True)
+    result = CliRunner().invoke(
+        cli_main, ["finetune", *options, "--num-processes", "2", "--accelerate-config", "ddp.yaml"]
+    )
+    assert result.exit_code == 0, result.stderr
+    for command in launched:
+        line = " ".join(command)
+        assert "--config_file ddp.yaml --num_processes 2 -m dialogsum_batch finetune" in line
+        assert command[-len(options) :] == options
     with pytest.raises(Exit) as caught:
-        finetune_task(failing, preset="smoke", num_processes="2")
+        finetune_task(MockContext(), preset="smoke", num_processes="2", output_dir="fail")
     assert caught.value.code == 7
+    assert CliRunner().invoke(cli_main, ["finetune", "--output-dir", "fail", "--num-processes", "2"]).exit_code == 7
     with pytest.raises(Exit):
-        finetune_task(failing, preset="smoke", num_processes="two")
+        finetune_task(MockContext(), preset="smoke", num_processes="two")
+    assert CliRunner().invoke(cli_main, ["finetune", "--num-processes", "two"]).exit_code == 1
 
 
 # ---------------------------------------------------------------------- bulk inference on two processes

@@ -209,7 +209,8 @@ def test_training_in_a_pipe_logs_one_line_per_step_and_draws_no_bars(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "dialogsum_batch.training",
+        "dialogsum_batch",
+        "finetune",
         "--preset",
         "smoke",
         "--output-dir",
@@ -361,11 +362,15 @@ def test_task_module_does_not_import_torch():
     assert result.stdout.strip() == "False"
 
 
-def test_module_entry_point_reports_errors_on_one_line(capsys):
-    from dialogsum_batch.training.__main__ import main
+def test_finetune_command_reports_errors_on_one_line():
+    from click.testing import CliRunner
 
-    assert main(["--preset", "smoke", "--set", "optimizer=sgd"]) == 1
-    assert capsys.readouterr().err == "error: optimizer 'sgd' is not one of adamw, adafactor\n"
+    from dialogsum_batch.cli import main
+
+    result = CliRunner().invoke(main, ["finetune", "--preset", "smoke", "--set", "optimizer=sgd"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.endswith(" error: optimizer 'sgd' is not one of adamw, adafactor\n")
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_decoding_fits_chat_summaries_onto_a_news_checkpoint():

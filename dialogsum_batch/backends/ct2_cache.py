@@ -29,10 +29,11 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..config import CACHE_ENV, cache_home
 from ..errors import ModelError
 from ..logs import Say, library_bars
 from ..modelfiles import check_transformers_folder, read_json
+from ..version import __version__
 from . import ct2_convert  # by module: tests count conversions by replacing ct2_convert.write_ctranslate2
 
 try:
@@ -40,7 +41,6 @@ try:
 except ImportError:  # Windows: no lock; the rename still keeps half-written entries out of sight
     fcntl = None  # type: ignore[assignment]
 
-CACHE_ENV = "DIALOGSUM_CACHE"  # replaces ~/.cache/dialogsum_batch
 MARKER = "dialogsum_cache.json"  # written last: an entry without it is incomplete
 DIGESTS = "digests.json"
 LAYOUT = 1  # bump when the conversion itself changes, so that entries made the old way are not served
@@ -65,12 +65,7 @@ SOURCE_PATTERNS = (
 
 def cache_root() -> Path:
     """Where conversions live: ``$DIALOGSUM_CACHE/ctranslate2``, else the user cache dir's."""
-    moved = os.environ.get(CACHE_ENV)
-    if moved:
-        return Path(moved).expanduser() / "ctranslate2"
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    user = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
-    return user / "dialogsum_batch" / "ctranslate2"
+    return cache_home() / "ctranslate2"
 
 
 # ----------------------------------------------------------------------------- digests
@@ -396,3 +391,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     staging.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(staging, path)
+
+
+def format_entries(root, entries) -> str:
+    """A plain table, one line per entry, under a header naming the folder and the total size."""
+    total = sum(entry.size_bytes for entry in entries) / 2**20
+    lines = [f"{root}: {len(entries)} entries, {total:.1f} MiB"]
+    if entries:
+        lines.append(f"{'key':<12}  {'quantization':<13}  {'MiB':>8}  {'last used':<16}  source")
+    for entry in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        model = entry.model if entry.complete else "(incomplete: rebuilt on next use)"
+        lines.append(
+            f"{entry.key[:12]:<12}  {entry.quantization or '-':<13}  {entry.size_bytes / 2**20:>8.1f}  "
+            f"{used:<16}  {model}"
+        )
+    return "\n".join(lines)

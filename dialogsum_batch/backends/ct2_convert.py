@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import ModelError, first_line
 from ..modelfiles import LOAD_ERRORS, load_failure, read_json
+from ..version import __version__
 
 QUANTIZATIONS = ("int8", "int8_float32", "int8_bfloat16", "bfloat16", "float16", "float32")
 DEFAULT_QUANTIZATION = "int8"  # what CPU serving wants: ~4x smaller, several times faster

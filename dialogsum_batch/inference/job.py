@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import Backend
-from ..config import RunSettings
+from ..config import RunSettings, ShardSettings
 from ..errors import DataError
 from ..logs import Log
+from ..shards import describe, plan_files
 from .batching import Cut
 from .feed import Feed
 from .outputs import (
@@ -185,7 +186,8 @@ def select(
     done: Mapping[str, int] | None = None,
     shard: tuple[int, int] | None = None,
 ) -> Iterator[Item | Cut]:
-    """Drop records already in the output (resume) and those of other shards, counting both.
+    """Drop records already in the output (resume) and those of other record shards (``(index, count)``),
+    counting both.
 
     ``done`` counts each id written so far: a repeated id is skipped only as often as it was
     written, so duplicates in the input are each summarized once. A CUT (a stalled input) passes through.
@@ -213,10 +215,22 @@ def selected_input(
     stack: contextlib.ExitStack,
     processes: int = 1,
 ) -> tuple[Feed, Iterator[Item | Cut]]:
-    """The job's records as the engine takes them: read ahead (``input_feed``), less those resumed or left to
-    other shards. The feed is returned too: ``feed.cut`` says whether a stop ended the input."""
-    feed = stack.enter_context(input_feed(files, settings, stop, log, processes))
-    return feed, select(feed, stats, resumed.done, settings.shard)
+    """The job's records as the engine takes them: read ahead (``input_feed``) from this shard's files, less
+    those resumed or left to other shards. The feed is returned too: ``feed.cut`` says whether a stop ended
+    the input."""
+    paths, record_shard = this_shard(job_inputs(files, log), settings.shard, log)
+    feed = stack.enter_context(input_feed(paths, files, settings, stop, processes, log))
+    return feed, select(feed, stats, resumed.done, record_shard)
+
+
+def this_shard(paths: list[str], shard: ShardSettings | None, log: Log) -> tuple[list[str], tuple[int, int] | None]:
+    """The files this run opens, and the record shard it keeps of them (None: all); logs the shard and why."""
+    if shard is None:
+        return paths, None
+    plan = plan_files(paths, shard)
+    for level, line in describe(plan, shard):
+        getattr(log, level)(line)
+    return list(plan.paths), plan.record_shard
 
 
 def open_writer(
@@ -229,12 +243,19 @@ def open_writer(
     return ResultWriter(records, errors, settings.keep_fields, bar)
 
 
-def input_feed(files: JobFiles, settings: RunSettings, stop: StopFlag, log: Log, processes: int = 1) -> Feed:
-    """The job's records, read ahead on a thread that a stop never waits for; live input that leaves a record
-    waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many
-    (whose windows hold ``sort_window`` records per process)."""
-    inputs = job_inputs(files, log)
-    records = read_files(inputs, files.input_format, settings.fields, files.max_line_bytes, settings.chats, log)
+def input_feed(
+    paths: Iterable[str],
+    files: JobFiles,
+    settings: RunSettings,
+    stop: StopFlag,
+    processes: int = 1,
+    log: Log | None = None,
+) -> Feed:
+    """The records of ``paths``, read ahead on a thread that a stop never waits for; live input that leaves a
+    record waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many
+    (whose windows hold ``sort_window`` records per process). ``log`` hears which format ``auto`` chose where
+    the content, not the name, decided."""
+    records = read_files(paths, files.input_format, settings.fields, files.max_line_bytes, settings.chats, log)
     return Feed(records, stop, max_wait=settings.batch.max_wait, window=settings.batch.sort_window * processes)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
-from ..backends import Backend, load_backend
+from ..backends import Backend
 from ..config import RunSettings
 from ..logs import Log
-from .engine import Engine, Interrupted
+from .engine import Interrupted
 from .job import JobFiles, StopFlag, claim, exit_code, finish_job, interrupted, open_writer, selected_input
 from .outputs import Stats
+from .summarizer import Summarizer
 
 
 def run_local(
@@ -20,19 +21,13 @@ def run_local(
     with contextlib.ExitStack() as stack:
         resumed = claim(files, stack, log)  # before the model loads: a foreign output fails in a second
         stack.enter_context(stop.installed())
-        backend = backend or load_backend(settings.model, settings.decode, log=log.info)
+        summarizer = Summarizer.from_settings(settings, backend, log=log.info)
+        backend = summarizer.backend
         log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
         writer = open_writer(files, settings, resumed, log, progress, stack)
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
         # A stop while the input is stalled ends the input (feed.cut): the records taken are still finished.
-        engine = Engine(
-            backend,
-            settings.batch,
-            long=settings.long,
-            close_on_bad=settings.on_error == "fail",
-            should_stop=lambda: stop() and not feed.cut,
-            log=log.warning,
-        )
+        engine = summarizer.engine(should_stop=lambda: stop() and not feed.cut, log=log.warning)
         try:
             writer.write(engine.run(items))
             code = interrupted(stop.signal, log) if feed.cut else exit_code(writer.stats)

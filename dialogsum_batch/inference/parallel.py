@@ -27,15 +27,16 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from ..backends import Backend, load_backend
+from ..backends import Backend
 from ..config import ModelSettings, RunSettings
 from ..errors import DialogsumError
 from ..logs import Log
 from .batching import Cut, Window, windows
-from .engine import Engine, EngineCounts, Interrupted, Outcome
+from .engine import EngineCounts, Interrupted, Outcome
 from .job import JobFiles, Resumed, StopFlag, claim, exit_code, finish_job, interrupted, open_writer, selected_input
 from .outputs import ResultWriter, Stats
 from .records import BadRecord, Item
+from .summarizer import Summarizer
 
 # Messages may wait on the main process reading slow input (stdin from a producer): no early timeout.
 # A peer that dies closes its connections, which ends a wait at once; the launcher then stops the rest.
@@ -207,14 +208,8 @@ def summarize_share(
 ) -> ShareDone:
     """Summarize a share; a signal or a DialogsumError is reported, not raised. A ``final`` share (the input
     ended at a stop) is finished whatever the signal: its records were read and cannot be again."""
-    engine = Engine(
-        backend,
-        settings.batch,
-        long=settings.long,
-        close_on_bad=settings.on_error == "fail",
-        should_stop=lambda: stop() and not final,
-        log=log.warning,
-    )
+    summarizer = Summarizer.from_settings(settings, backend)
+    engine = summarizer.engine(should_stop=lambda: stop() and not final, log=log.warning)
     done = ShareDone()
     try:
         for outcome in engine.run(items):
@@ -266,7 +261,7 @@ def _job(
     """Lock and resume state from the main process, a model on every rank, then lead or follow."""
     with contextlib.ExitStack() as stack:
         resumed = _on_main(link, lambda: claim(files, stack, log))  # only the main process selects records
-        backend = _on_every_rank(link, lambda: backend or load_backend(settings.model, settings.decode, log=log.info))
+        backend = _on_every_rank(link, lambda: Summarizer.from_settings(settings, backend, log=log.info).backend)
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
         log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here ({backend.name})")

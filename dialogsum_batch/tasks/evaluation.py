@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from invoke.exceptions import Exit
 
+from ..config import EVAL_BOOTSTRAP, EVAL_OUTPUT_DIR, EVAL_SPLIT, default_of
 from . import register
 
 HELP = {
@@ -36,17 +37,17 @@ def evaluate(
     c,
     data="",
     model=None,
-    split="test",
-    output_dir="runs/eval",
+    split=EVAL_SPLIT,
+    output_dir=EVAL_OUTPUT_DIR,
     baseline=None,
     num_beams=None,
     max_new_tokens=None,
     length_penalty=None,
-    batch_tokens=8192,
-    device="auto",
-    backend="auto",
+    batch_tokens=default_of("batch_tokens"),
+    device=default_of("device"),
+    backend=default_of("backend"),
     limit=None,
-    bootstrap=1000,
+    bootstrap=EVAL_BOOTSTRAP,
     seed=0,
     allow_pickle=False,
     quantization=None,

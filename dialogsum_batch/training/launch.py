@@ -1,10 +1,15 @@
-"""The ``accelerate launch`` command line behind ``invoke finetune --num-processes`` / ``--accelerate-config``."""
+"""``accelerate launch`` behind ``dialogsum-batch finetune --num-processes`` / ``--accelerate-config``."""
 
 from __future__ import annotations
 
-import shlex
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ConfigError
+
+COMMAND_MODULE = "dialogsum_batch"  # python -m dialogsum_batch: the command, run on every launched process
 
 
 def launch_command(
@@ -41,6 +46,24 @@ def launch_command(
     return command + ["-m", module, *arguments]
 
 
-def shell_line(command: Sequence[str]) -> str:
-    """``command`` as one shell line, each part quoted where it needs to be."""
-    return " ".join(shlex.quote(part) for part in command)
+def launch_finetune(options: Mapping[str, Any]) -> int:
+    """``dialogsum-batch finetune`` on every process of ``accelerate launch``; the launcher's exit code.
+
+    The launch options (``--num-processes``, ``--accelerate-config``) are the caller's; every process runs
+    the same subcommand with the other options, and the training itself is ``finetune_run`` there.
+    """
+    from .options import module_arguments
+
+    raw = options.get("num_processes")
+    count = None if raw in (None, "") else int(raw) if str(raw).isdigit() else 0
+    if count is not None and count < 1:
+        raise ConfigError(f"--num-processes must be a whole number of at least 1, got {raw}")
+    command = launch_command(
+        COMMAND_MODULE, ["finetune", *module_arguments(options)], count, options.get("accelerate_config")
+    )
+    return subprocess.run(command, stdin=subprocess.DEVNULL).returncode  # training reads no stdin
+
+
+def launched(options: Mapping[str, Any]) -> bool:
+    """Whether the options ask for ``accelerate launch`` rather than a run in this process."""
+    return options.get("num_processes") not in (None, "") or bool(options.get("accelerate_config"))

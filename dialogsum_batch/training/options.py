@@ -1,15 +1,14 @@
-"""The command line of fine-tuning, written once: the option table that ``python -m dialogsum_batch.training``
-(argparse) and ``invoke finetune`` are both built from, and the run both of them end in.
+"""The command line of fine-tuning, written once: the option table that ``dialogsum-batch finetune`` (Click)
+and ``invoke finetune`` are both built from, and the run both of them end in.
 
 Options that name a ``TrainConfig`` field become overrides; ``--set KEY=VALUE`` reaches every other field
 and wins over the named options. Values stay text here: the config coerces and checks each one, once,
-with its own messages. The launch options belong to the Invoke task alone: they start ``accelerate
-launch``, which runs the training module, with the other options, on every process.
+with its own messages. The launch options start ``accelerate launch`` (``launch.py``), which runs
+``dialogsum-batch finetune`` with the other options on every process.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
@@ -31,9 +30,9 @@ class Option:
     kind: type  # str takes a value, bool is a flag, list is repeatable
     help: str
     default: Any = None  # None: not given (the preset or the file decides)
-    metavar: str | None = None  # argparse's placeholder for the value
+    metavar: str | None = None  # the value's placeholder in --help
     setting: bool = False  # names a TrainConfig field: a given value becomes an override
-    launch: bool = False  # the Invoke task's only: read by accelerate launch, not passed to the training module
+    launch: bool = False  # read by accelerate launch, not passed on to the launched processes
 
     @property
     def flag(self) -> str:
@@ -82,7 +81,7 @@ OPTIONS: tuple[Option, ...] = (
         launch=True,
     ),
 )
-TRAINING_OPTIONS = tuple(option for option in OPTIONS if not option.launch)  # what the training module takes
+TRAINING_OPTIONS = tuple(option for option in OPTIONS if not option.launch)  # what each launched process takes
 TASK_HELP = {option.name: option.help for option in OPTIONS}  # Invoke's help= for the task
 TASK_ITERABLE = [option.name for option in OPTIONS if option.kind is list]  # Invoke's iterable= for the task
 
@@ -93,20 +92,6 @@ def _given(option: Option, value: Any) -> bool:
 
 
 # ------------------------------------------------------------------------- the two commands
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The training options on an argparse parser (the launch ones are the Invoke task's); returns it."""
-    for option in TRAINING_OPTIONS:
-        if option.kind is bool:
-            parser.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
-        elif option.kind is list:
-            parser.add_argument(
-                option.flag, dest=option.name, action="append", metavar=option.metavar, help=option.help
-            )
-        else:
-            parser.add_argument(option.flag, dest=option.name, metavar=option.metavar, help=option.help)
-    return parser
 
 
 def task_signature() -> inspect.Signature:
@@ -162,7 +147,7 @@ def overrides(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def module_arguments(options: Mapping[str, Any]) -> list[str]:
-    """The given options as ``python -m dialogsum_batch.training`` takes them, in table order."""
+    """The given options as ``dialogsum-batch finetune`` takes them on each launched process, in table order."""
     arguments: list[str] = []
     for option in TRAINING_OPTIONS:
         value = options.get(option.name)
@@ -184,14 +169,20 @@ class Outcome(NamedTuple):
     text: str  # the run folder (for stdout), or one line for a person (for stderr)
 
 
-def run_finetune(options: Mapping[str, Any]) -> Outcome:
-    """Load the config the options describe and train it; expected failures become one line and an exit code."""
+def finetune_run(options: Mapping[str, Any]) -> str:
+    """Load the config the options describe and train it in this process; the run folder. Raises
+    DialogsumError for bad settings, data or model (one line each)."""
     prepare_cuda_allocator()  # before the trainer's import pulls torch in
-    try:
-        config = load_train_config(options.get("preset"), options.get("config"), overrides(options))
-        from . import trainer  # torch and transformers: seconds to import, so only for settings known to be good
+    config = load_train_config(options.get("preset"), options.get("config"), overrides(options))
+    from . import trainer  # torch and transformers: seconds to import, so only for settings known to be good
 
-        return Outcome(0, str(trainer.finetune(config)))
+    return str(trainer.finetune(config))
+
+
+def run_finetune(options: Mapping[str, Any]) -> Outcome:
+    """``finetune_run`` with expected failures as one line and an exit code (for the Invoke task)."""
+    try:
+        return Outcome(0, finetune_run(options))
     except DialogsumError as exc:
         return Outcome(exc.exit_code, f"error: {exc}")
     except KeyboardInterrupt:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, cards
+from .. import cards
 from ..plots import Panel, Series, plot_lines
+from ..version import __version__
 from .config import TINY_MODEL, TrainConfig
 
 CONFIG_FILE = "train_config.json"

@@ -1,52 +1,37 @@
-"""The ``dialogsum-batch`` command: options in, settings built, the library called, errors mapped."""
+"""``dialogsum-batch summarize`` (the default command): options in, settings built, the library called."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from dataclasses import replace
 
 import click
 
-from . import __version__
-from .backends import registry
-from .backends.ct2_convert import QUANTIZATIONS
-from .config import (
-    DEFAULT_MODEL,
-    MODEL_ENV,
-    BatchSettings,
-    ChatSettings,
-    DecodeSettings,
-    FieldNames,
-    LongSettings,
-    ModelSettings,
-    RunSettings,
-)
-from .errors import DialogsumError
-from .formats import format_names
-from .inference.job import JobFiles, written_files
-from .inference.outputs import same_file
-from .inference.records import MAX_LINE_BYTES
-from .inference.runner import run_job
-from .logs import Log, library_bars, stderr_is_terminal
+from ..backends import registry
+from ..backends.ct2_convert import QUANTIZATIONS
+from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
+from ..formats import format_names
+from ..inference.job import JobFiles, written_files
+from ..inference.outputs import same_file
+from ..inference.records import MAX_LINE_BYTES, STDIN
+from ..inference.runner import run_job
+from ..logs import library_bars, stderr_is_terminal
+from ..shards import COUNT_ENV, from_scheduler
+from .common import CONTEXT, EPILOG, command_log, errors_shown, log_options
 
-EPILOG = """\b
-Exit codes:
-  0    every record summarized
-  1    failed (bad input with --on-error fail, bad model, I/O error)
-  2    usage error
-  3    partial: some records were bad and skipped (--on-error skip)
-  75   locked: another run is writing the same output
-  130  interrupted by SIGINT, 143 by SIGTERM (finished records were written)
-"""
+# A second signal stops at once: --resume still finds every whole line.
+INTERRUPTED_AGAIN = "interrupted again: stopped at once; rerun with --resume to go on"
 
 
-def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
+def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | str | None:
+    if value is None or value == "auto":
+        return value
     try:
         index, count = (int(part) for part in value.split("/"))
     except ValueError:
-        raise click.BadParameter("expected I/N, e.g. 2/4") from None
+        raise click.BadParameter("expected I/N, e.g. 2/4, or auto") from None
     if not 1 <= index <= count:
         raise click.BadParameter(f"I must be between 1 and N, got {value}")
     return index, count
@@ -69,12 +54,12 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     return tuple(name.strip() for item in value for name in item.split(",") if name.strip())
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("summarize", epilog=EPILOG, context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))  # a folder: an unpacked Slack export
 @click.option(
     "-m",
     "--model",
-    default=DEFAULT_MODEL,
+    default=default_of("model"),
     envvar=MODEL_ENV,
     show_envvar=True,
     help="Model folder (transformers or CTranslate2) or Hub id.",
@@ -96,7 +81,7 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option(
     "--gap",
     "gap_minutes",
-    default=ChatSettings.gap_minutes,
+    default=default_of("gap_minutes"),
     type=click.FloatRange(0, min_open=True),
     metavar="MINUTES",
     help="Chat exports and subtitles: a silence longer than this starts a new dialogue.",
@@ -108,9 +93,13 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     show_default=True,
     help="Longer input lines become bad records, read past without holding them in memory.",
 )
-@click.option("--text-field", default="dialogue", help="JSONL field holding the dialogue.")
-@click.option("--id-field", default="id", help="JSONL field holding the record id (else FILE:LINE).")
-@click.option("--reference-field", default="summary", help="JSONL field holding reference summaries, for ROUGE.")
+@click.option("--text-field", default=default_of("text_field"), help="JSONL field holding the dialogue.")
+@click.option("--id-field", default=default_of("id_field"), help="JSONL field holding the record id (else FILE:LINE).")
+@click.option(
+    "--reference-field",
+    default=default_of("reference_field"),
+    help="JSONL field holding reference summaries, for ROUGE.",
+)
 @click.option(
     "--keep-fields",
     multiple=True,
@@ -119,17 +108,17 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 )
 @click.option(
     "--backend",
-    default="auto",
+    default=default_of("backend"),
     envvar="DIALOGSUM_BACKEND",
     show_envvar=True,
     callback=parse_backend,
     help="auto, transformers, ctranslate2 or a plugin's; auto picks CTranslate2 for a folder holding model.bin.",
 )
-@click.option("--device", default="auto", callback=parse_device, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default=default_of("device"), callback=parse_device, help="auto, cpu, cuda or cuda:N.")
 @click.option(
     "--dtype",
     type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    default="auto",
+    default=default_of("dtype"),
     help="Weights dtype; auto is bfloat16 on a GPU that has it, else float32.",
 )
 @click.option("--force-dtype", is_flag=True, help="Allow float16, which makes Pegasus overflow.")
@@ -141,7 +130,7 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 )
 @click.option(
     "--threads",
-    default=0,
+    default=default_of("threads"),
     type=click.IntRange(0),
     help="CPU threads for inference; 0 picks: 1 for small models, else the idle cores.",
 )
@@ -153,20 +142,20 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     "--max-source-length", type=click.IntRange(8), help="Source tokens kept  [default: 1024 or the model's limit]"
 )
 @click.option(
-    "--batch-tokens", default=BatchSettings.batch_tokens, type=click.IntRange(1), help="Padded source tokens per batch."
+    "--batch-tokens", default=default_of("batch_tokens"), type=click.IntRange(1), help="Padded source tokens per batch."
 )
 @click.option(
-    "--max-batch-size", default=BatchSettings.max_batch_size, type=click.IntRange(1), help="Records per batch at most."
+    "--max-batch-size", default=default_of("max_batch_size"), type=click.IntRange(1), help="Records per batch at most."
 )
 @click.option(
     "--sort-window",
-    default=BatchSettings.sort_window,
+    default=default_of("sort_window"),
     type=click.IntRange(1),
     help="Records read ahead and sorted by length.",
 )
 @click.option(
     "--max-wait",
-    default=BatchSettings.max_wait,
+    default=default_of("max_wait"),
     type=click.FloatRange(0),
     metavar="SECONDS",
     help="Live input: batch the records read so far once the oldest has waited this long and no "
@@ -174,22 +163,22 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 )
 @click.option(
     "--long",
-    "long_mode",
+    "long",
     type=click.Choice(["truncate", "chunk"]),
-    default=LongSettings.mode,
+    default=default_of("long"),
     help="A dialogue longer than --max-source-length: cut it (flagged truncated), or summarize it in "
     "pieces at turn boundaries and then their joined summaries (chunks: N).",
 )
 @click.option(
     "--long-overlap",
-    default=LongSettings.overlap,
+    default=default_of("long_overlap"),
     type=click.IntRange(0),
     metavar="TURNS",
     help="--long chunk: turns repeated at the start of the next piece.",
 )
 @click.option(
     "--long-target",
-    default=LongSettings.target,
+    default=default_of("long_target"),
     type=click.IntRange(1),
     metavar="TOKENS",
     help="--long chunk: joined piece summaries longer than this are summarized again.",
@@ -198,21 +187,38 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option(
     "--on-error",
     type=click.Choice(["fail", "skip"]),
-    default="fail",
+    default=default_of("on_error"),
     help="Bad record: stop (exit 1) or skip it and go on (exit 3).",
 )
 @click.option("--errors-out", type=click.Path(dir_okay=False), help="JSONL file for skipped records.")
 @click.option("--resume", is_flag=True, help="Skip ids already in --output and append the rest.")
 @click.option("--lock", "lock_file", type=click.Path(dir_okay=False), help="Lock file  [default: OUTPUT.lock]")
-@click.option("--shard", callback=parse_shard, metavar="I/N", help="Keep only shard I of N (by a hash of the id).")
+@click.option(
+    "--shard",
+    callback=parse_shard,
+    metavar="I/N|auto",
+    help="Do shard I of N (1-based) of a job split over hosts; auto: I and N from a Kubernetes indexed Job, "
+    "a Slurm array or an AWS Batch array job.",
+)
+@click.option(
+    "--shard-by",
+    type=click.Choice(["auto", "file", "record"]),
+    default=ShardSettings.by,
+    help="file: each shard opens only its own whole files, balanced by size; record: each reads every input "
+    "and keeps the ids that hash to it; auto: file when there are at least N input files, else record "
+    "(one file, stdin).",
+)
+@click.option(
+    "--shard-count",
+    type=click.IntRange(1),
+    metavar="N",
+    help=f"N for --shard auto where the scheduler does not say it (Kubernetes); else ${COUNT_ENV}.",
+)
 @click.option("--metrics-out", type=click.Path(dir_okay=False), help="Write the final summary here as JSON.")
 @click.option("--trust-remote-code", is_flag=True, help="Run code shipped with a Hub model.")
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights when no safetensors exist.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", help="stderr log lines.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bar.")
-@click.option("--debug", is_flag=True, envvar="DIALOGSUM_DEBUG", help="Show tracebacks for expected errors too.")
-@click.version_option(__version__, "--version")
-def main(**options) -> None:
+@log_options
+def summarize(**options) -> None:
     """Summarize chat dialogues in bulk with a fine-tuned Pegasus, JSONL in, JSONL out.
 
     Reads JSONL records (or plain-text dialogues separated by blank lines) from INPUTS
@@ -225,20 +231,12 @@ def main(**options) -> None:
       dialogsum-batch 'logs/*.jsonl.gz' -o out.jsonl --resume --on-error skip --errors-out bad.jsonl
     """
     check_usage(options)
-    log = Log(options["log_format"], options["quiet"])
+    log = command_log(options)
     files = job_files(options)
     progress = not options["quiet"] and stderr_is_terminal()
-    try:
+    with errors_shown(log, options["debug"], INTERRUPTED_AGAIN):
         with library_bars(show=progress):  # Hub download bars, like ours, only on a watched terminal
             code, _ = run_job(files, build_settings(options), log, progress)
-    except DialogsumError as exc:
-        if options["debug"]:
-            raise
-        log.error(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # a second signal: stop at once; --resume still finds every whole line
-        log.error("interrupted again: stopped at once; rerun with --resume to go on")
-        sys.exit(130)
     sys.exit(code)
 
 
@@ -252,7 +250,17 @@ def check_usage(options: dict) -> None:
         raise click.UsageError(
             "--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or add --force-dtype"
         )
+    check_shard(options)
     check_written_files(job_files(options))
+
+
+def check_shard(options: dict) -> None:
+    if options["shard"] is None and options["shard_by"] != ShardSettings.by:
+        raise click.UsageError("--shard-by only applies with --shard")
+    if options["shard_count"] is not None and options["shard"] != "auto":
+        raise click.UsageError("--shard-count only applies with --shard auto")
+    if options["shard_by"] == "file" and (not options["inputs"] or STDIN in options["inputs"]):
+        raise click.UsageError("--shard-by file needs input files: stdin can only be split by record")
 
 
 def job_files(options: dict) -> JobFiles:
@@ -283,46 +291,17 @@ def check_written_files(files: JobFiles) -> None:
 
 
 def build_settings(options: dict) -> RunSettings:
-    """One frozen RunSettings from the parsed options."""
-    model = ModelSettings(
-        name=options["model"],
-        backend=options["backend"],
-        device=options["device"],
-        dtype=options["dtype"],
-        force_dtype=options["force_dtype"],
-        max_source_length=options["max_source_length"],
-        trust_remote_code=options["trust_remote_code"],
-        allow_pickle=options["allow_pickle"],
-        threads=options["threads"],
-        quantization=options["quantization"],
-    )
-    decode = DecodeSettings(
-        num_beams=options["num_beams"],
-        max_new_tokens=options["max_new_tokens"],
-        length_penalty=options["length_penalty"],
-        no_repeat_ngram_size=options["no_repeat_ngram_size"],
-    )
-    batch = BatchSettings(
-        batch_tokens=options["batch_tokens"],
-        max_batch_size=options["max_batch_size"],
-        sort_window=options["sort_window"],
-        unordered=options["unordered"],
-        max_wait=options["max_wait"],
-    )
-    long = LongSettings(mode=options["long_mode"], overlap=options["long_overlap"], target=options["long_target"])
-    fields = FieldNames(text=options["text_field"], id=options["id_field"], reference=options["reference_field"])
-    return RunSettings(
-        model=model,
-        decode=decode,
-        batch=batch,
-        long=long,
-        fields=fields,
-        keep_fields=options["keep_fields"],
-        on_error=options["on_error"],
-        shard=options["shard"],
-        chats=ChatSettings(gap_minutes=options["gap_minutes"]),
-    )
+    """One frozen RunSettings from the parsed options (named as ``config.OPTION_FIELDS`` names them)."""
+    named = {name: value for name, value in options.items() if name in OPTION_FIELDS}
+    return run_settings(**{**named, "shard": shard_settings(options)})
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def shard_settings(options: dict) -> ShardSettings | None:
+    """The shard from --shard I/N, or from the scheduler's variables with --shard auto (ShardError: exit 2)."""
+    shard, by = options["shard"], options["shard_by"]
+    if shard is None:
+        return None
+    if shard == "auto":
+        return replace(from_scheduler(os.environ, options["shard_count"]), by=by)
+    index, count = shard
+    return ShardSettings(index, count, by, origin=f"--shard {index}/{count}")
