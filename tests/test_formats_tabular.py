@@ -50,7 +50,7 @@ def errors(items) -> list[str]:
 
 
 def test_help_lists_every_format_and_the_gap():
-    result = run(["--help"])
+    result = run(["summarize", "--help"])
     for name in ("auto", "jsonl", "text", "csv", "tsv", "json"):
         assert name in result.stdout
     assert "--gap MINUTES" in result.stdout
