@@ -25,7 +25,6 @@ class _RowLines:
     def __init__(self, lines: Lines):
         self.lines = iter(lines)
         self.start = 0  # line of the row being read
-        self.last = 0
         self.errors: list[InputError] = []
 
     def __iter__(self) -> _RowLines:
@@ -34,7 +33,7 @@ class _RowLines:
     def __next__(self) -> str:
         for number, text in self.lines:
             if isinstance(text, str):
-                self.start, self.last = self.start or number, number
+                self.start = self.start or number
                 return text + "\n"
             self.errors.append(text)
         raise StopIteration
@@ -45,6 +44,7 @@ def read_delimited(lines: Lines, context: ReadContext, delimiter: str) -> Iterat
     csv.field_size_limit(context.limit)  # a cell's cap is the line cap: a runaway quote cannot hold a whole file
     rows = _RowLines(lines)
     reader = csv.reader(rows, delimiter=delimiter, strict=True)
+    kind = "TSV" if delimiter == "\t" else "CSV"
     header: list[str] | None = None
     while True:
         try:
@@ -59,7 +59,7 @@ def read_delimited(lines: Lines, context: ReadContext, delimiter: str) -> Iterat
         if problem:
             runaway = "field limit" in problem  # an unclosed quote, most likely: nothing after it can be trusted
             reason = f"a cell over {context.limit:,} bytes (--max-line-bytes)" if runaway else problem
-            yield context.error(start, f"bad {'TSV' if delimiter == chr(9) else 'CSV'} row ({reason})")
+            yield context.error(start, f"bad {kind} row ({reason})")
             if runaway:
                 return
         elif header is None and any(cell.strip() for cell in row):

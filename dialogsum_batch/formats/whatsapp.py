@@ -15,7 +15,7 @@ from datetime import datetime
 
 from ..errors import InputError
 from .base import DOCUMENT_BYTES, MORE, Format, Head, Parsed, ReadContext
-from .chats import FILE, GIF, PHOTO, VIDEO, Message, chat_name, dialogues, media, one_line
+from .chats import AUDIO, FILE, GIF, PHOTO, VIDEO, Message, chat_name, dialogues, media, one_line
 from .lines import Lines
 
 DATE = r"(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4})"
@@ -24,11 +24,9 @@ ANDROID = re.compile(rf"^\u200e?{DATE},?\s{CLOCK}\s[-\u2013]\s(?P<rest>.*)$")
 IOS = re.compile(rf"^\u200e?\[{DATE},?\s{CLOCK}\]\s(?P<rest>.*)$")
 SENDER = re.compile(r"^(?P<name>[^:\n]{1,100}?): (?P<text>.*)$", re.S)
 MARK = "\u200e"  # iOS starts system lines and media with a left-to-right mark
-IOS_MEDIA = {"image": PHOTO, "video": VIDEO, "gif": GIF, "sticker": GIF, "audio": "<file_audio>"}
+IOS_MEDIA = {"image": PHOTO, "video": VIDEO, "gif": GIF, "sticker": GIF, "audio": AUDIO}
 DELETED = ("this message was deleted", "you deleted this message", "null")
 ATTACHED = re.compile(r"^<attached: (?P<name>[^>]+)>$|^(?P<file>\S+\.\w{2,5}) \(file attached\)$")
-
-
 CLOCK_PARTS = re.compile(r"(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?")
 EDITED = "<This message was edited>"
 PREFIXES = ("WhatsApp Chat with ", "WhatsApp Chat - ", "WhatsApp-Chat mit ", "Chat de WhatsApp con ")
