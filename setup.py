@@ -60,5 +60,19 @@ setup(
     },
     entry_points={
         "console_scripts": ["dialogsum-batch=dialogsum_batch.cli:main"],
+        # Input formats, declared the way a plugin declares its own (dialogsum_batch/formats/__init__.py).
+        "dialogsum_batch.formats": [
+            "jsonl = dialogsum_batch.formats.plain:JSONL",
+            "text = dialogsum_batch.formats.plain:TEXT",
+            "csv = dialogsum_batch.formats.tabular:CSV",
+            "tsv = dialogsum_batch.formats.tabular:TSV",
+            "json = dialogsum_batch.formats.tabular:JSON",
+            "whatsapp = dialogsum_batch.formats.whatsapp:WHATSAPP",
+            "slack = dialogsum_batch.formats.slack:SLACK",
+            "telegram = dialogsum_batch.formats.telegram:TELEGRAM",
+            "discord = dialogsum_batch.formats.discord:DISCORD",
+            "srt = dialogsum_batch.formats.subtitles:SRT",
+            "vtt = dialogsum_batch.formats.subtitles:VTT",
+        ],
     },
 )

@@ -84,6 +84,13 @@ class LongSettings:
 
 
 @dataclass(frozen=True)
+class ChatSettings:
+    """How chat exports (WhatsApp, Slack, Telegram, Discord) and subtitles become dialogues."""
+
+    gap_minutes: float = 30.0  # a silence longer than this starts a new dialogue; 30-120 suits most chats
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     """Which model to load and how."""
 
@@ -134,6 +141,7 @@ class RunSettings:
     keep_fields: tuple[str, ...] = ()  # input fields copied to the output ("*" = all)
     on_error: str = "fail"  # fail | skip
     shard: ShardSettings | None = None  # None: the whole input
+    chats: ChatSettings = field(default_factory=ChatSettings)  # chat exports split into dialogues
 
 
 # ---------------------------------------------------------------------------- options by name
@@ -146,6 +154,7 @@ SECTIONS = {
     "batch": BatchSettings,
     "long": LongSettings,
     "fields": FieldNames,
+    "chats": ChatSettings,
     "run": RunSettings,
 }
 OPTION_FIELDS: dict[str, tuple[str, str]] = {
@@ -160,6 +169,7 @@ OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "text_field": ("fields", "text"),
     "id_field": ("fields", "id"),
     "reference_field": ("fields", "reference"),
+    "gap_minutes": ("chats", "gap_minutes"),
     **{name: ("run", name) for name in ("keep_fields", "on_error", "shard")},
 }
 

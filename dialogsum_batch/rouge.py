@@ -20,17 +20,15 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rouge_score import rouge_scorer, tokenize, tokenizers
-from rouge_score.scoring import Score
 
-try:  # rouge_score depends on nltk, but its punkt data is a separate download.
-    import nltk
-    from nltk.stem import porter
-except ImportError:  # pragma: no cover - rouge_score cannot import without nltk
-    nltk = None
-    porter = None
+if TYPE_CHECKING:
+    from rouge_score.scoring import Score
+
+# rouge_score imports nltk, which imports scipy: about 1.5 s. Both load on the first score, not on import,
+# so a command that scores nothing (no references, --help) does not pay for them.
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -44,7 +42,9 @@ def regex_sentences(text: str) -> list[str]:
 
 def _pick_splitter() -> tuple[str, Callable[[str], list[str]]]:
     """Use nltk punkt if its data is on disk (a LookupError means it is not)."""
-    if nltk is None:
+    try:  # rouge_score depends on nltk, but its punkt data is a separate download.
+        import nltk
+    except ImportError:  # pragma: no cover - rouge_score cannot import without nltk
         return "regex-fallback", regex_sentences
     try:
         nltk.sent_tokenize("Probe one. Probe two.")
@@ -53,29 +53,46 @@ def _pick_splitter() -> tuple[str, Callable[[str], list[str]]]:
     return "nltk-punkt", nltk.sent_tokenize
 
 
-SPLITTER, _split_sentences = _pick_splitter()
+@functools.cache
+def _splitter() -> tuple[str, Callable[[str], list[str]]]:
+    return _pick_splitter()
 
 
-class _CachedStemmer:
-    """Porter stemmer with memoised results: stemming is pure, so scores are unchanged."""
-
-    def __init__(self) -> None:
-        self.stem = functools.lru_cache(maxsize=1 << 16)(porter.PorterStemmer().stem)
+def _split_sentences(text: str) -> list[str]:
+    return _splitter()[1](text)
 
 
-class _CachedStemTokenizer(tokenizers.Tokenizer):
-    """rouge_score's DefaultTokenizer(use_stemmer=True), about 4x faster on repeated words."""
+def __getattr__(name: str) -> Any:
+    """``SPLITTER`` (which sentence splitter rougeLsum uses) and ``nltk``, found on first use."""
+    if name == "SPLITTER":
+        return _splitter()[0]
+    if name == "nltk":
+        import nltk
 
-    def __init__(self) -> None:
-        self._stemmer = _CachedStemmer()
-
-    def tokenize(self, text: str) -> list[str]:
-        return tokenize.tokenize(text, self._stemmer)
+        return nltk
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# Built once: score() runs per record in a hot loop. Passing a tokenizer makes
-# RougeScorer ignore use_stemmer; ours stems exactly like the default one does.
-_SCORER = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True, tokenizer=_CachedStemTokenizer())
+@functools.cache
+def _scorer() -> Any:
+    """Built once: score() runs per record in a hot loop. Passing a tokenizer makes RougeScorer ignore
+    use_stemmer; ours stems exactly like the default one, with the Porter stems memoised (about 4x faster
+    on repeated words; stemming is pure, so scores are unchanged)."""
+    from nltk.stem import porter
+    from rouge_score import rouge_scorer, tokenize, tokenizers
+
+    class CachedStemmer:
+        def __init__(self) -> None:
+            self.stem = functools.lru_cache(maxsize=1 << 16)(porter.PorterStemmer().stem)
+
+    class CachedStemTokenizer(tokenizers.Tokenizer):
+        def __init__(self) -> None:
+            self._stemmer = CachedStemmer()
+
+        def tokenize(self, text: str) -> list[str]:
+            return tokenize.tokenize(text, self._stemmer)
+
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True, tokenizer=CachedStemTokenizer())
 
 
 def prepare_text(text: str) -> str:
@@ -102,7 +119,7 @@ def score(prediction: str, reference: str | Sequence[str]) -> dict[str, float]:
     if not references:
         raise ValueError("score() needs at least one reference")
     prediction = prepare_text(prediction)
-    candidates = [_SCORER.score(prepare_text(ref), prediction) for ref in references]
+    candidates = [_scorer().score(prepare_text(ref), prediction) for ref in references]
     best = _best_per_type(candidates)
     return {rouge_type: best[rouge_type].fmeasure * 100 for rouge_type in ROUGE_TYPES}
 

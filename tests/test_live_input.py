@@ -249,5 +249,5 @@ def test_a_stop_while_a_cut_window_is_summarized_finishes_that_window(tmp_path):
 
 
 def test_live_input_is_on_by_default():
-    help_text = CliRunner().invoke(main, ["--help"]).output
+    help_text = CliRunner().invoke(main, ["summarize", "--help"]).output
     assert "--max-wait SECONDS" in help_text and "[default: 1.0" in help_text.split("--max-wait", 1)[1][:400]

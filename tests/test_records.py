@@ -307,11 +307,11 @@ def test_text_bad_utf8_line_is_a_bad_record(tmp_path):
     "path, first_line, expected",
     [
         ("a.jsonl", "A: hi", "jsonl"),
-        ("a.json", None, "jsonl"),
+        ("a.json", None, "json"),  # nothing to sniff: the name decides (an empty file is no records either way)
         ("a.ndjson", "x", "jsonl"),
         ("a.jsonl.gz", "x", "jsonl"),
-        ("a.txt", '{"dialogue": "x"}', "text"),
-        ("a.txt.gz", '{"dialogue": "x"}', "text"),
+        ("a.txt", '{"dialogue": "x"}', "jsonl"),  # content over name: JSON lines are never one text dialogue
+        ("a.txt.gz", '{"dialogue": "x"}', "jsonl"),
         ("data", '{"dialogue": "x"}', "jsonl"),
         ("data", '   {"dialogue": "x"}', "jsonl"),
         ("-", '{"dialogue": "x"}', "jsonl"),
@@ -320,7 +320,7 @@ def test_text_bad_utf8_line_is_a_bad_record(tmp_path):
         ("data", None, "text"),
     ],
 )
-def test_detect_format_by_name_else_first_line(path, first_line, expected):
+def test_detect_format_by_content_else_name(path, first_line, expected):
     assert detect_format(path, first_line) == expected
 
 
@@ -417,7 +417,7 @@ def test_missing_and_unreadable_files_are_bad_records_and_indices_run_across_fil
     assert [item.index for item in items] == [0, 1, 2, 3, 4]
     assert str(items[2].error) == f"{missing}: cannot open (No such file or directory)"
     assert items[2].error.line is None
-    assert str(items[3].error) == f"{folder}: cannot open (Is a directory)"
+    assert str(items[3].error).startswith(f"{folder}: a folder, and no format reads it (formats tried: ")
     assert (items[4].dialogue, items[4].id) == ("B: 3", f"{last}:1")
 
 

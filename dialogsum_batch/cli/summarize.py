@@ -12,6 +12,7 @@ import click
 from ..backends import registry
 from ..backends.ct2_convert import QUANTIZATIONS
 from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
+from ..formats import format_names
 from ..inference.job import JobFiles, written_files
 from ..inference.outputs import same_file
 from ..inference.records import MAX_LINE_BYTES, STDIN
@@ -54,7 +55,7 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 
 
 @click.command("summarize", epilog=EPILOG, context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False))
+@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))  # a folder: an unpacked Slack export
 @click.option(
     "-m",
     "--model",
@@ -73,9 +74,17 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option(
     "--format",
     "input_format",
-    type=click.Choice(["auto", "jsonl", "text"]),
+    type=click.Choice(["auto", *format_names()]),  # the built-ins and those of dialogsum_batch.formats entry points
     default="auto",
-    help="Input format; auto goes by file suffix, then by the first line.",
+    help="Input format (docs/formats.md); auto goes by content, then by file suffix, and says which it chose.",
+)
+@click.option(
+    "--gap",
+    "gap_minutes",
+    default=default_of("gap_minutes"),
+    type=click.FloatRange(0, min_open=True),
+    metavar="MINUTES",
+    help="Chat exports and subtitles: a silence longer than this starts a new dialogue.",
 )
 @click.option(
     "--max-line-bytes",

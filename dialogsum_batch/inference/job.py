@@ -49,7 +49,7 @@ class JobFiles:
     """Inputs and outputs of a job; ``-`` is stdin or stdout."""
 
     inputs: tuple[str, ...] = ()
-    input_format: str = "auto"  # auto | jsonl | text
+    input_format: str = "auto"  # auto, or a name in the formats registry (jsonl, text, csv, whatsapp, ...)
     output: str = "-"
     errors_out: str | None = None  # JSONL of bad records (with --on-error skip)
     metrics_out: str | None = None  # the final summary as JSON
@@ -219,7 +219,7 @@ def selected_input(
     those resumed or left to other shards. The feed is returned too: ``feed.cut`` says whether a stop ended
     the input."""
     paths, record_shard = this_shard(job_inputs(files, log), settings.shard, log)
-    feed = stack.enter_context(input_feed(paths, files, settings, stop, processes))
+    feed = stack.enter_context(input_feed(paths, files, settings, stop, processes, log))
     return feed, select(feed, stats, resumed.done, record_shard)
 
 
@@ -244,12 +244,18 @@ def open_writer(
 
 
 def input_feed(
-    paths: Iterable[str], files: JobFiles, settings: RunSettings, stop: StopFlag, processes: int = 1
+    paths: Iterable[str],
+    files: JobFiles,
+    settings: RunSettings,
+    stop: StopFlag,
+    processes: int = 1,
+    log: Log | None = None,
 ) -> Feed:
     """The records of ``paths``, read ahead on a thread that a stop never waits for; live input that leaves a
     record waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many
-    (whose windows hold ``sort_window`` records per process)."""
-    records = read_files(paths, files.input_format, settings.fields, files.max_line_bytes)
+    (whose windows hold ``sort_window`` records per process). ``log`` hears which format ``auto`` chose where
+    the content, not the name, decided."""
+    records = read_files(paths, files.input_format, settings.fields, files.max_line_bytes, settings.chats, log)
     return Feed(records, stop, max_wait=settings.batch.max_wait, window=settings.batch.sort_window * processes)
 
 

@@ -63,8 +63,10 @@ class Stats:
 
 
 def summary_row(record: Record, outcome: Outcome, keep_fields: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One output line: id and summary, the reference and ROUGE when the record has one, the kept fields."""
+    """One output line: id and summary, where a chat's dialogue came from (chat, start, end, source), the
+    reference and ROUGE when the record has one, the kept fields; ``dialogue`` kept is the text summarized."""
     row: dict[str, Any] = {"id": record.id, "summary": outcome.summary}
+    row.update((k, v) for k, v in record.meta.items() if k not in OUTPUT_FIELDS)
     if record.references:
         references = record.references
         row["reference"] = references[0] if len(references) == 1 else list(references)
@@ -76,6 +78,8 @@ def summary_row(record: Record, outcome: Outcome, keep_fields: tuple[str, ...] =
     kept = {
         k: v for k, v in record.extra.items() if ("*" in keep_fields or k in keep_fields) and k not in OUTPUT_FIELDS
     }
+    if "*" in keep_fields or "dialogue" in keep_fields:
+        kept["dialogue"] = record.dialogue  # as built and summarized, whatever field or format it came from
     return {**row, **kept}
 
 
