@@ -52,7 +52,7 @@ from .inference.job import (
     summary_line,
 )
 from .inference.outputs import ResultWriter, Stats, error_record
-from .inference.records import BadRecord, Item, file_records
+from .inference.records import BadRecord, Item, read_files
 from .inference.summarizer import Summarizer
 from .logs import Log
 
@@ -193,11 +193,12 @@ def stderr_line(line: str) -> None:
 def read_file(
     task: dict[str, Any], input_format: str, settings: RunSettings, max_line_bytes: int, done: Mapping[str, int]
 ) -> Iterator[dict[str, Any]]:
-    """A Ray read task: one input file through the command's reader (FILE:LINE ids, .gz, bad lines), less the
-    records already written; each as a job row (the record as JSON, or the bad record's error)."""
-    items = file_records(task["path"], 0, input_format, settings.fields, max_line_bytes)
+    """A Ray read task: one input (a file, or a folder such as a Slack export) through the command's readers
+    (every format, FILE:LINE ids, .gz, bad lines), less the records already written; each as a job row (the
+    record as JSON, or the bad record's error)."""
+    items = read_files([task["path"]], input_format, settings.fields, max_line_bytes, settings.chats)
     for item in select(items, Stats(), done):
-        yield job_row(item, settings)  # type: ignore[arg-type]  (file_records yields no CUT)
+        yield job_row(item, settings)  # type: ignore[arg-type]  (read_files yields no CUT)
 
 
 def job_row(item: Item, settings: RunSettings) -> dict[str, Any]:

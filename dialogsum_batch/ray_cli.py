@@ -12,6 +12,7 @@ import click
 
 from .config import MODEL_ENV, OPTION_FIELDS, RaySettings, RunSettings, default_of, run_settings
 from .errors import DialogsumError
+from .formats import format_names
 from .inference.job import JobFiles
 from .inference.records import MAX_LINE_BYTES
 from .logs import Log, library_bars, stderr_is_terminal
@@ -35,7 +36,7 @@ def option(*names: str, **kwargs: Any) -> Any:
 
 
 @click.command("ray", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())  # a folder: an unpacked Slack export
 @option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="JSONL file the summaries go to.")
 @option("-m", "--model", envvar=MODEL_ENV, show_envvar=True, help="Model folder or Hub id, as every node sees it.")
 @option("--address", envvar="RAY_ADDRESS", show_envvar=True, help="Ray cluster to run on  [default: a local Ray]")
@@ -53,7 +54,20 @@ def option(*names: str, **kwargs: Any) -> Any:
     help="GPUs per actor (0.5: two actors share one).",
 )
 @option("--batch-size", default=RaySettings.batch_size, type=click.IntRange(1), help="Rows Ray hands an actor at once.")
-@option("--format", "input_format", type=click.Choice(["auto", "jsonl", "text"]), default="auto", help="Input format.")
+@option(
+    "--format",
+    "input_format",
+    type=click.Choice(["auto", *format_names()]),
+    default="auto",
+    help="Input format (docs/formats.md); auto goes by content, then by file suffix.",
+)
+@option(
+    "--gap",
+    "gap_minutes",
+    type=click.FloatRange(0, min_open=True),
+    metavar="MINUTES",
+    help="Chat exports and subtitles: a silence longer than this starts a new dialogue.",
+)
 @option("--max-line-bytes", default=MAX_LINE_BYTES, type=click.IntRange(1), help="Longer lines are bad records.")
 @option("--text-field", help="JSONL field holding the dialogue.")
 @option("--id-field", help="JSONL field holding the record id (else FILE:LINE).")
@@ -85,8 +99,8 @@ def option(*names: str, **kwargs: Any) -> Any:
 @option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bar.")
 @option("--debug", is_flag=True, envvar="DIALOGSUM_DEBUG", help="Show tracebacks for expected errors too.")
 def ray_command(**options: Any) -> None:
-    """Summarize JSONL files on a Ray cluster: Ray reads the files and runs the model actors, the output is
-    written here, in input order, and a rerun with --resume goes on where a stopped one ended.
+    """Summarize files (JSONL, text, chat exports) on a Ray cluster: Ray reads them and runs the model actors,
+    the JSONL output is written here, in input order, and a rerun with --resume goes on where one stopped.
 
     Without --address or RAY_ADDRESS a local Ray is started on this machine. On a cluster, the model
     path and the dialogsum-batch install must be the same on every node; the inputs are read on this one.
@@ -116,7 +130,7 @@ def ray_command(**options: Any) -> None:
 
 def check_usage(options: dict[str, Any]) -> None:
     if "-" in options["inputs"]:
-        raise click.UsageError("dialogsum-batch ray reads files (Ray tasks read them), not stdin")
+        raise click.UsageError("dialogsum-batch ray reads files or folders (Ray tasks read them), not stdin")
     if options["errors_out"] and options["on_error"] != "skip":
         raise click.UsageError("--errors-out only applies with --on-error skip")
 
