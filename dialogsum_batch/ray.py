@@ -32,7 +32,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,8 @@ from .inference.job import (
     select,
     summary_line,
 )
-from .inference.outputs import ResultWriter, Stats, error_record
-from .inference.records import BadRecord, Item, read_files
+from .inference.outputs import ResultWriter, Stats, error_record, summary_row
+from .inference.records import BadRecord, Item, Record, read_files
 from .inference.summarizer import Summarizer
 from .logs import Log
 
@@ -198,43 +198,49 @@ def read_file(
     record as JSON, or the bad record's error)."""
     items = read_files([task["path"]], input_format, settings.fields, max_line_bytes, settings.chats)
     for item in select(items, Stats(), done):
-        yield job_row(item, settings)  # type: ignore[arg-type]  (read_files yields no CUT)
+        yield job_row(item)  # type: ignore[arg-type]  (read_files yields no CUT)
 
 
-def job_row(item: Item, settings: RunSettings) -> dict[str, Any]:
-    """A record as the mapping ``Summarizer`` reads (its id made explicit), with where it came from."""
+def job_row(item: Item) -> dict[str, str]:
+    """An item as a job row: a record whole (its id, dialogue, references, where it came from, the fields
+    kept and written with it) or a bad record's error, as JSON, which Ray's blocks carry as plain text."""
     if isinstance(item, BadRecord):
-        bad = json.dumps(error_record(item.error), ensure_ascii=False)
-        return {"record": None, "bad": bad, "source": item.error.source, "line": item.error.line or 0}
-    names = settings.fields
-    record = {**item.extra, names.id: item.id, names.text: item.dialogue}
-    if item.references:
-        record[names.reference] = list(item.references)
-    return {"record": json.dumps(record, ensure_ascii=False), "bad": None, "source": item.source, "line": item.line}
+        return {"item": json.dumps({"bad": error_record(item.error)}, ensure_ascii=False)}
+    return {"item": json.dumps({"record": asdict(item)}, ensure_ascii=False)}
+
+
+def job_item(text: str) -> Item:
+    """A job row back as the item the engine takes."""
+    data = json.loads(text)
+    if "bad" in data:
+        error = data["bad"]
+        return BadRecord(0, InputError(error["source"], error["line"], error["reason"], error["raw"]))
+    record = data["record"]
+    return Record(**{**record, "references": tuple(record["references"])})
 
 
 class JobBatch:
-    """The job's model actor: job rows in, the command's output rows (JSON) or error records (JSON) out."""
+    """The job's model actor: job rows in, through the engine the command runs, its output rows or error
+    records out (JSON, in the rows' order)."""
 
     def __init__(self, settings: RunSettings):
         threads = settings.model.threads or actor_threads()
         settings = replace(settings, on_error="row", model=replace(settings.model, threads=threads))
         self.summarizer = Summarizer.from_settings(settings, log=stderr_line)
+        self.keep_fields = settings.keep_fields
         note_pid()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str | None]]:
-        rows = batch_rows(batch)
-        good = [json.loads(row["record"]) for row in rows if row["record"] is not None]
-        summaries = self.summarizer.summarize(good)
+        items = [job_item(text) for text in plain(batch["item"])]
         out: dict[str, list[str | None]] = {"row": [], "bad": []}
-        for row in rows:
-            summary = next(summaries) if row["record"] is not None else None
-            if summary is not None and "error" in summary:  # out of memory even alone: say which record
-                error = InputError(row["source"], row["line"] or None, summary["reason"], summary.get("raw"))
-                row = {**row, "bad": json.dumps(error_record(error), ensure_ascii=False)}
-                summary = None
-            out["row"].append(json.dumps(summary, ensure_ascii=False) if summary is not None else None)
-            out["bad"].append(row["bad"])
+        for outcome in self.summarizer.engine().run(items):
+            if outcome.error is None:
+                row = summary_row(outcome.item, outcome, self.keep_fields)  # type: ignore[arg-type]
+                out["row"].append(json.dumps(row, ensure_ascii=False))
+                out["bad"].append(None)
+            else:  # unreadable, or out of memory even alone
+                out["row"].append(None)
+                out["bad"].append(json.dumps(error_record(outcome.error), ensure_ascii=False))
         return out
 
 

@@ -71,6 +71,20 @@ def chats(tmp_path: Path, files: int, per_file: int, bad_line: bool = False) -> 
     return paths
 
 
+def whatsapp_export(tmp_path: Path) -> Path:
+    """A WhatsApp export of two conversations (a silence over --gap between them)."""
+    path = tmp_path / "whatsapp.txt"
+    path.write_text(
+        "[12/03/2024, 09:15:02] Anna: are we still on for lunch?\n"
+        "[12/03/2024, 09:16:40] Ben: yes, 12:30 at the usual place\n"
+        "[12/03/2024, 09:17:05] Anna: great, see you there\n"
+        "[12/03/2024, 18:40:00] Ben: did you get the tickets?\n"
+        "[12/03/2024, 18:42:13] Anna: yes, two for Friday\n",
+        encoding="utf-8",
+    )
+    return path
+
+
 def command(*args: str, module: str = "dialogsum_batch") -> list[str]:
     return [sys.executable, "-m", module, *map(str, args)]
 
@@ -174,7 +188,7 @@ def test_a_missing_model_folder_fails_before_ray_starts(tmp_path):
 def test_the_ray_job_writes_what_the_local_command_writes(cluster, tiny_model_dir, tmp_path, backend):
     """Same summaries, ids, ROUGE, kept fields, order and bad-record handling as the local command, from
     files with a bad line, in Ray batches smaller than a file; with either backend."""
-    inputs = chats(tmp_path, files=3, per_file=9, bad_line=True)
+    inputs = chats(tmp_path, files=3, per_file=9, bad_line=True) + [whatsapp_export(tmp_path)]
     options = ["--on-error", "skip", "--keep-fields", "topic", *backend]
     expected = local_rows(tiny_model_dir, inputs, tmp_path, *options, "--errors-out", tmp_path / "local-bad.jsonl")
     output = tmp_path / "ray.jsonl"
@@ -184,11 +198,12 @@ def test_the_ray_job_writes_what_the_local_command_writes(cluster, tiny_model_di
     )
     assert done.returncode == 3, done.stderr  # partial: one bad record skipped, as locally
     assert read_jsonl(output.read_text(encoding="utf-8")) == expected
-    assert len(expected) == 27 and [row["id"] for row in expected][:2] == ["syn-000000", "syn-000001"]
+    assert len(expected) == 29 and [row["id"] for row in expected][:2] == ["syn-000000", "syn-000001"]
+    assert expected[-1]["format"] == "whatsapp" and expected[-1]["turns"] == 2  # a chat's metadata travels too
     assert read_jsonl(errors.read_text(encoding="utf-8")) == read_jsonl(
         (tmp_path / "local-bad.jsonl").read_text(encoding="utf-8")
     )
-    assert "27 summarized, 1 errors" in done.stderr
+    assert "29 summarized, 1 errors" in done.stderr
 
 
 @needs_ray
