@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..backends import Backend, load_backend
+from ..backends import Backend, load_backend, serving
 from ..config import RunSettings
 from ..logs import Log
 from .engine import Engine, Interrupted
@@ -21,7 +21,7 @@ def run_local(
         resumed = claim(files, stack, log)  # before the model loads: a foreign output fails in a second
         stack.enter_context(stop.installed())
         backend = backend or load_backend(settings.model, settings.decode, log=log.info)
-        log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
+        log.info(f"model {settings.model.name} on {backend.device} ({serving(backend)})")
         writer = open_writer(files, settings, resumed, log, progress, stack)
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
         # A stop while the input is stalled ends the input (feed.cut): the records taken are still finished.

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from ..backends import Backend, load_backend
+from ..backends import Backend, load_backend, serving
 from ..config import ModelSettings, RunSettings
 from ..errors import DialogsumError
 from ..logs import Log
@@ -269,7 +269,8 @@ def _job(
         backend = _on_every_rank(link, lambda: backend or load_backend(settings.model, settings.decode, log=log.info))
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
-        log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here ({backend.name})")
+        where = f"{link.world.size} processes, {backend.device} here"
+        log.info(f"model {settings.model.name} on {where} ({serving(backend)})")
         return _lead(link, files, settings, backend, resumed, log, progress)
 
 
