@@ -62,7 +62,7 @@ def summaries(stdout: str) -> list[str]:
 
 def test_auto_picks_ctranslate2_float32_for_a_pegasus_folder_on_the_cpu(tiny_model_dir, cache, tmp_path):
     choice = choose_backend(ModelSettings(name=str(tiny_model_dir)), str(tiny_model_dir))
-    assert (choice.backend, choice.fallback) == ("ctranslate2", False)
+    assert (choice.backend, choice.note) == ("ctranslate2", None)  # the tiny model decodes greedily
     metrics = tmp_path / "metrics.json"
     result = CliRunner().invoke(
         main, ["-m", str(tiny_model_dir), "--metrics-out", str(metrics), *GREEDY, "-"], input="A: hi\nB: hey\n"
@@ -97,7 +97,7 @@ def test_without_the_package_auto_falls_back_to_transformers_in_one_line(tiny_mo
 )
 def test_settings_only_transformers_has_fall_back(tiny_model_dir, settings, reason):
     choice = choose_backend(ModelSettings(name=str(tiny_model_dir), **settings), str(tiny_model_dir))
-    assert choice.backend == "transformers" and choice.fallback and reason in choice.reason
+    assert choice.backend == "transformers" and reason in choice.reason and choice.note.startswith("serving with")
 
 
 def test_models_and_decoding_not_checked_with_ctranslate2_fall_back(tiny_model_dir, tmp_path):
@@ -118,7 +118,13 @@ def test_asked_for_backends_and_quantizations_are_taken_as_asked(tiny_model_dir)
     assert choose_backend(ModelSettings(backend="transformers"), path).backend == "transformers"
     assert choose_backend(ModelSettings(backend="ctranslate2", dtype="bfloat16"), path).backend == "ctranslate2"
     fast = choose_backend(ModelSettings(quantization="int8", device="cuda"), path)  # int8 is CTranslate2's
-    assert fast.backend == "ctranslate2" and not fast.fallback
+    assert fast.backend == "ctranslate2" and fast.note is None
+
+
+def test_beam_search_through_ctranslate2_says_it_may_differ(tiny_model_dir):
+    beams = choose_backend(ModelSettings(), str(tiny_model_dir), DecodeSettings(num_beams=4))
+    assert beams.backend == "ctranslate2" and "4 beams" in beams.note and "--backend transformers" in beams.note
+    assert choose_backend(ModelSettings(), str(tiny_model_dir), DecodeSettings(num_beams=1)).note is None
 
 
 def test_fast_is_int8_through_ctranslate2(tiny_model_dir, cache, tmp_path):

@@ -95,9 +95,9 @@ def load_backend(model: ModelSettings, decode: DecodeSettings, log: Say | None =
     loaders = registry()
     if model.backend == "auto":
         path = model_folder(model, log)
-        choice = choose_backend(model, path)
-        if choice.fallback and log:
-            log(choice.reason)
+        choice = choose_backend(model, path, decode)
+        if choice.note and log:
+            log(choice.note)
         model = replace(model, name=path, backend=choice.backend)
     if model.backend not in loaders:
         raise ModelError(f"unknown backend '{model.backend}'; known: {', '.join(sorted(loaders))}")

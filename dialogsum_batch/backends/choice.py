@@ -9,9 +9,10 @@ summaries:
 * a transformers folder (local or a Hub snapshot) on the CPU is converted once into the cache as float32
   and served by CTranslate2: greedy summaries identical to transformers fp32 (200/200 on the trained tiny
   model, 96/96 on the mid benchmark model), 1.4x faster through the engine, and a process that never
-  imports torch once the conversion is cached. Beam search keeps float32 too: CTranslate2's beam search
-  is not transformers', so 4-beam summaries matched on 188/200 (trained tiny) with ROUGE-1 within 0.1,
-  at 2x the speed; int8 lowers it a little more (bench/results/bench_ct2_cache.md, bench/README.md);
+  imports torch once the conversion is cached. Beam search keeps CTranslate2 float32 too, and says so in
+  one line: CTranslate2's beam search is not transformers', so 4-beam summaries matched on 188/200 (the
+  tiny model fine-tuned) with ROUGE-1 83.67 against 83.76, at 2x the speed (0.81 identical on the random
+  mid model); int8 scored 83.64 (bench/README.md, bench/results/bench_ct2_cache.md);
 * everything else falls back to transformers, with one line saying why: ctranslate2 missing, a GPU
   (bf16 transformers until ``bench/gpu_check.py`` measures otherwise), a ``--dtype`` other than float32,
   ``--trust-remote-code``, a model type whose CTranslate2 output is not checked here, or decoding settings
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelSettings
+from ..config import DecodeSettings, ModelSettings
 from ..errors import ModelError
 from ..modelfiles import read_object
 from .common import is_ctranslate2_dir
@@ -56,15 +57,16 @@ UNSUPPORTED_GENERATION = {
 
 @dataclass(frozen=True)
 class Choice:
-    """The backend that serves, and why (the log line of a fallback)."""
+    """The backend that serves, why, and what the log should say about it."""
 
     backend: str  # a registry name: transformers, ctranslate2 or a plugin's
     reason: str  # one line: what made this the backend
-    fallback: bool = False  # auto wanted CTranslate2 and could not have it: say so once
+    note: str | None = None  # one line for the log: a fallback, or beam search that may differ from transformers'
 
 
-def choose_backend(model: ModelSettings, path: str) -> Choice:
-    """The backend for ``model``, whose files are in ``path`` (a local folder: resolved already)."""
+def choose_backend(model: ModelSettings, path: str, decode: DecodeSettings | None = None) -> Choice:
+    """The backend for ``model``, whose files are in ``path`` (a local folder: resolved already); ``decode`` is
+    the user's decoding overrides (beam search is worth a line in the log)."""
     if model.backend != "auto":
         return Choice(model.backend, f"--backend {model.backend}")
     if is_ctranslate2_dir(path):
@@ -73,8 +75,25 @@ def choose_backend(model: ModelSettings, path: str) -> Choice:
         return Choice("ctranslate2", f"--quantization {model.quantization} asks for CTranslate2 weights")
     reason = why_not_ctranslate2(model, path)
     if reason:
-        return Choice("transformers", f"serving with transformers: {reason}", fallback=True)
-    return Choice("ctranslate2", "CPU: CTranslate2 float32 gives transformers fp32's summaries, faster")
+        return Choice("transformers", reason, note=f"serving with transformers: {reason}")
+    beams = beam_size(path, decode or DecodeSettings())
+    note = (
+        f"beam search ({beams} beams) through CTranslate2 float32: a few summaries may differ from transformers' "
+        "(4 beams: 188/200 identical, ROUGE-1 -0.09 on the trained tiny model); --backend transformers for its own"
+        if beams > 1
+        else None
+    )
+    return Choice("ctranslate2", "CPU: CTranslate2 float32 gives transformers fp32's summaries, faster", note)
+
+
+def beam_size(path: str, decode: DecodeSettings) -> int:
+    """The beams a run will use: ``--num-beams``, else the folder's decoding settings (1 when unset)."""
+    if decode.num_beams is not None:
+        return decode.num_beams
+    folder = Path(path)
+    settings = settings_file(folder / "generation_config.json") or settings_file(folder / "config.json")
+    beams = settings.get("num_beams")
+    return beams if isinstance(beams, int) and beams > 0 else 1
 
 
 def why_not_ctranslate2(model: ModelSettings, path: str) -> str | None:
