@@ -152,6 +152,7 @@ def test_the_default_summaries_equal_transformers_greedy(tiny_model_dir, cache, 
     assert summaries(default.stdout) == summaries(torch.stdout)
 
 
+@pytest.mark.slow
 def test_a_cached_conversion_serves_without_torch_or_transformers(tiny_model_dir, cache, chats):
     """Importing them costs ~2.7 s a process; with the conversion cached, neither may be imported at all."""
     warm = command("-m", str(tiny_model_dir), *GREEDY, str(chats))
@@ -164,6 +165,7 @@ def test_a_cached_conversion_serves_without_torch_or_transformers(tiny_model_dir
     assert cold.returncode != 0  # the hook has teeth: converting needs them
 
 
+@pytest.mark.slow
 def test_two_first_runs_at_once_leave_one_entry_and_the_same_summaries(tiny_model_dir, cache, chats):
     args = [sys.executable, "-m", "dialogsum_batch", "-m", str(tiny_model_dir), *GREEDY, str(chats)]
     runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=launch_env())]
