@@ -10,7 +10,7 @@ from dataclasses import replace
 import click
 
 from ..backends import registry
-from ..backends.ct2_convert import QUANTIZATIONS
+from ..backends.ct2_convert import FAST_QUANTIZATION, QUANTIZATIONS
 from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
 from ..formats import format_names
 from ..inference.job import JobFiles, written_files
@@ -112,7 +112,8 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     envvar="DIALOGSUM_BACKEND",
     show_envvar=True,
     callback=parse_backend,
-    help="auto, transformers, ctranslate2 or a plugin's; auto picks CTranslate2 for a folder holding model.bin.",
+    help="auto, transformers, ctranslate2 or a plugin's; auto serves on the CPU through CTranslate2 float32 "
+    "(converted once into the cache; the summaries of transformers fp32), else transformers, saying why.",
 )
 @click.option("--device", default=default_of("device"), callback=parse_device, help="auto, cpu, cuda or cuda:N.")
 @click.option(
@@ -125,8 +126,14 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option(
     "--quantization",
     type=click.Choice(QUANTIZATIONS),
-    help="CTranslate2 weights: --backend ctranslate2 converts a transformers folder once into the cache "
-    "(int8 unless set); a CTranslate2 folder loads as this compute type.",
+    help="CTranslate2 weights: a transformers folder is converted once into the cache with them "
+    "(float32 unless set); a CTranslate2 folder loads as this compute type.",
+)
+@click.option(
+    "--fast",
+    is_flag=True,
+    help=f"Same as --quantization {FAST_QUANTIZATION}: about 1.8x the default's speed on the CPU; summaries may "
+    "differ a little (ROUGE-1 -0.3 on the trained tiny model).",
 )
 @click.option(
     "--threads",
@@ -250,6 +257,10 @@ def check_usage(options: dict) -> None:
         raise click.UsageError(
             "--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or add --force-dtype"
         )
+    if options["fast"] and options["quantization"] not in (None, FAST_QUANTIZATION):
+        raise click.UsageError(f"--fast is --quantization {FAST_QUANTIZATION}; pass one of them")
+    if options["fast"] and options["backend"] == "transformers":
+        raise click.UsageError("--fast runs int8 through CTranslate2; it does not apply to --backend transformers")
     check_shard(options)
     check_written_files(job_files(options))
 
@@ -293,6 +304,8 @@ def check_written_files(files: JobFiles) -> None:
 def build_settings(options: dict) -> RunSettings:
     """One frozen RunSettings from the parsed options (named as ``config.OPTION_FIELDS`` names them)."""
     named = {name: value for name, value in options.items() if name in OPTION_FIELDS}
+    if options["fast"]:
+        named["quantization"] = FAST_QUANTIZATION
     return run_settings(**{**named, "shard": shard_settings(options)})
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from ..backends import Backend
+from ..backends import Backend, serving
 from ..config import ModelSettings, RunSettings
 from ..errors import DialogsumError
 from ..logs import Log
@@ -264,7 +264,8 @@ def _job(
         backend = _on_every_rank(link, lambda: Summarizer.from_settings(settings, backend, log=log.info).backend)
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
-        log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here ({backend.name})")
+        where = f"{link.world.size} processes, {backend.device} here"
+        log.info(f"model {settings.model.name} on {where} ({serving(backend)})")
         return _lead(link, files, settings, backend, resumed, log, progress)
 
 
