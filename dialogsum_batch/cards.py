@@ -16,10 +16,10 @@ from urllib.parse import urlparse
 import yaml
 
 from .hub import is_hub_id, resolve_hub_id
+from .rouge import ROUGE_LABELS
 
 DATA_SUFFIXES = (".7z", ".csv", ".json", ".jsonl", ".parquet", ".gz", ".txt")  # files, never dataset ids
 DATASET_NAMES = {"knkarthick/samsum": "SAMSum"}  # pretty names for the results table
-ROUGE_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 SUMMARIZATION = {"type": "summarization", "name": "Summarization"}
 SYNTHETIC = "synthetic chats"
 
@@ -100,7 +100,7 @@ def rouge_result(scores: Mapping[str, Any], dataset: Mapping[str, str]) -> dict[
     ``scores`` maps rouge1 ... rougeLsum to a number, or to ``{"mean": ...}`` as ``invoke evaluate`` writes.
     """
     metrics = []
-    for key, label in ROUGE_NAMES.items():
+    for key, label in ROUGE_LABELS.items():
         value = scores.get(key)
         value = value.get("mean") if isinstance(value, Mapping) else value
         if isinstance(value, (int, float)) and not isinstance(value, bool):

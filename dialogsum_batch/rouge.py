@@ -30,9 +30,26 @@ if TYPE_CHECKING:
 # rouge_score imports nltk, which imports scipy: about 1.5 s. Both load on the first score, not on import,
 # so a command that scores nothing (no references, --help) does not pay for them.
 
-ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+ROUGE_LABELS: dict[str, str] = {
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+}
+ROUGE_TYPES: tuple[str, ...] = tuple(ROUGE_LABELS)  # rouge_score's names, in the order every table shows them
+SHORT_TYPES = ROUGE_TYPES[:3]  # where room is short (log lines, curves): rougeLsum, close to rougeL, left out
 
 _REGEX_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+
+
+def heading(types: Sequence[str] = ROUGE_TYPES) -> str:
+    """``ROUGE-1/2/L/Lsum`` (for ``types``), the head of a line of figures."""
+    return "ROUGE-" + "/".join(ROUGE_LABELS[t].removeprefix("ROUGE-") for t in types)
+
+
+def figures(scores: Mapping[str, float], types: Sequence[str] = ROUGE_TYPES, sep: str = " / ", prefix: str = "") -> str:
+    """The scores of ``types`` (keyed ``prefix`` + type, as the Trainer's ``eval_``) to two decimals; nan if missing."""
+    return sep.join(f"{scores.get(prefix + t, float('nan')):.2f}" for t in types)
 
 
 def regex_sentences(text: str) -> list[str]:

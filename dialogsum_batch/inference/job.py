@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import rouge
 from ..backends import Backend
 from ..config import RunSettings, ShardSettings
 from ..errors import DataError
@@ -295,10 +296,7 @@ def summary_line(report: dict[str, Any]) -> str:
     if report.get("padding_efficiency") is not None:
         line += f", padding efficiency {report['padding_efficiency']:.2f}"
     if "rouge" in report:
-        scores = report["rouge"]
-        line += " | ROUGE-1/2/L/Lsum " + " / ".join(
-            f"{scores[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")
-        )
+        line += f" | {rouge.heading()} {rouge.figures(report['rouge'])}"
     return line
 
 

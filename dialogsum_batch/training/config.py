@@ -18,11 +18,12 @@ from typing import Any, Union
 
 from ..errors import ConfigError
 from ..hub import SAMSUM_CORPUS_URL
+from ..rouge import ROUGE_TYPES
 
 UNION_TYPES = (Union, types.UnionType)  # Optional[int] and int | None
 TINY_MODEL = "tiny"  # base_model value that builds the tiny random Pegasus into the run folder
 OPTIMIZERS = ("adamw", "adafactor")
-BEST_METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")
+BEST_METRICS = (*ROUGE_TYPES, "loss")
 SCHEDULES = (
     "linear",
     "cosine",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import cards
+from .. import cards, rouge
 from ..plots import Panel, Series, plot_lines
 from ..version import __version__
 from .config import TINY_MODEL, TrainConfig
@@ -17,7 +17,6 @@ CONFIG_FILE = "train_config.json"
 HISTORY_FILE = "metrics.jsonl"
 CURVES_FILE = "training_curves.png"
 CARD_FILE = "README.md"
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 @dataclass(frozen=True)
@@ -64,10 +63,10 @@ def history_panels(log_history: Sequence[Mapping[str, Any]]) -> list[Panel]:
         "cross-entropy",
         [Series("train", _points(log_history, "loss")), Series("validation", _points(log_history, "eval_loss"))],
     )
-    rouge = [Series(key, _points(log_history, f"eval_{key}")) for key in ("rouge1", "rouge2", "rougeL")]
-    if not any(series.points for series in rouge):
+    curves = [Series(key, _points(log_history, f"eval_{key}")) for key in rouge.SHORT_TYPES]
+    if not any(series.points for series in curves):
         return [loss]
-    return [loss, Panel("Validation ROUGE (F x100)", "ROUGE", rouge)]
+    return [loss, Panel("Validation ROUGE (F x100)", "ROUGE", curves)]
 
 
 def write_curves(run_dir: Path, log_history: Sequence[Mapping[str, Any]], title: str) -> Path:
@@ -122,8 +121,8 @@ def _results_lines(summary: RunSummary, config: TrainConfig) -> list[str]:
     ]
     scores = summary.eval_metrics
     if scores:
-        rouge = " / ".join(f"{scores.get(f'eval_{key}', float('nan')):.2f}" for key in ROUGE_KEYS)
-        lines.append(f"- validation ROUGE-1/2/L/Lsum (F x100, saved decoding): {rouge}")
+        figures = rouge.figures(scores, prefix="eval_")
+        lines.append(f"- validation {rouge.heading()} (F x100, saved decoding): {figures}")
         lines.append(f"- best checkpoint by {config.metric_for_best_model}: `{summary.best_checkpoint}`")
     else:
         lines.append("- no validation split: the weights are those of the last step")
