@@ -12,6 +12,7 @@ import click
 from ..backends import registry
 from ..backends.ct2_convert import QUANTIZATIONS
 from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
+from ..errors import ModelError, refuse_float16
 from ..inference.job import JobFiles, written_files
 from ..inference.outputs import same_file
 from ..inference.records import MAX_LINE_BYTES, STDIN
@@ -237,10 +238,10 @@ def check_usage(options: dict) -> None:
         raise click.UsageError("--resume needs -o/--output FILE: stdout cannot be read back")
     if options["errors_out"] and options["on_error"] != "skip":
         raise click.UsageError("--errors-out only applies with --on-error skip")
-    if options["dtype"] == "float16" and not options["force_dtype"]:
-        raise click.UsageError(
-            "--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or add --force-dtype"
-        )
+    try:
+        refuse_float16(options["dtype"], options["force_dtype"])
+    except ModelError as error:
+        raise click.UsageError(f"--dtype {error}") from None
     check_shard(options)
     check_written_files(job_files(options))
 
