@@ -585,7 +585,7 @@ def test_the_feed_ends_at_a_stop_and_hands_on_a_reader_failure():
             taken.append(item)
             if len(taken) == 2:
                 stop.set()
-        assert taken == [1, 2] and feed.cut
+        assert taken == [1, 2] and feed.stopped
 
     def broken():
         yield "a"
@@ -594,4 +594,4 @@ def test_the_feed_ends_at_a_stop_and_hands_on_a_reader_failure():
     with Feed(broken(), lambda: False) as feed, pytest.raises(RuntimeError, match="reader bug"):
         list(feed)
     with Feed(iter(range(1000)), lambda: False, size=4) as feed:
-        assert list(feed) == list(range(1000)) and not feed.cut
+        assert list(feed) == list(range(1000)) and not feed.stopped

@@ -304,7 +304,7 @@ def test_torn_last_line_is_found_by_scan_and_cut_only_by_written_cut(tmp_path, t
     assert written.rows == [("c0",), ("c1",)]
     assert written.torn == len(whole)
     assert path.read_bytes() == whole + torn, "scanning changes nothing"
-    written.cut()
+    written.drop_torn_line()
     assert path.read_bytes() == whole
 
 
@@ -338,7 +338,7 @@ def test_a_complete_file_is_not_cut(tmp_path):
     path.write_bytes(whole)
     written = scan_written(str(path), OUTPUT_KEYS)
     assert written.torn is None
-    written.cut()
+    written.drop_torn_line()
     assert path.read_bytes() == whole
 
 
@@ -357,12 +357,12 @@ def test_a_complete_file_is_not_cut(tmp_path):
         (
             lines({"id": "a"}) + b"plain text without a newline",
             2,
-            "the last line is cut short and does not start like ours",
+            "the last line is torn and does not start like ours",
         ),
         (
             lines({"id": "a"}) + b'{"summary": "s", "id": "x',
             2,
-            "the last line is cut short and does not start like ours",
+            "the last line is torn and does not start like ours",
         ),
     ],
 )
@@ -443,7 +443,7 @@ def test_cut_of_a_file_gone_read_only_is_a_data_error(tmp_path):
     path.unlink()
     path.mkdir()  # now a folder: truncate fails
     with pytest.raises(DataError, match=r"out.jsonl: cannot resume \(Is a directory\)$"):
-        written.cut()
+        written.drop_torn_line()
 
 
 # ---------------------------------------------------------------------------- OutputLock

@@ -158,7 +158,7 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     "long",
     type=click.Choice(["truncate", "chunk"]),
     default=default_of("long"),
-    help="A dialogue longer than --max-source-length: cut it (flagged truncated), or summarize it in "
+    help="A dialogue longer than --max-source-length: truncate it (flagged truncated), or summarize it in "
     "pieces at turn boundaries and then their joined summaries (chunks: N).",
 )
 @click.option(

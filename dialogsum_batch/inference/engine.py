@@ -1,6 +1,6 @@
 """The batch engine: items in, one outcome per item out, in input order. No I/O, no ROUGE, no formatting.
 
-A bounded window of items is read at a time, its records sorted by token length and cut into batches
+A bounded window of items is read at a time, its records sorted by token length and grouped into batches
 under a token budget (longest first, so an out-of-memory shows up at once); each batch is generated and
 its outcomes released as soon as every earlier item's outcome is out. Rows, ROUGE and counts of what was
 written live with the outputs (``outputs.py``); the engine counts only its own work (``EngineCounts``).
@@ -20,12 +20,12 @@ from ..backends import Backend, Encoded, Generated, OutOfMemory
 from ..config import BatchSettings, LongSettings
 from ..errors import InputError
 from ..logs import Say
-from .batching import Cut, InOrder, padded_size, plan_batches, spread, windows
-from .chunking import split_dialogue
+from .batching import Flush, InOrder, padded_size, plan_batches, spread, windows
+from .chunking import dialogue_pieces
 from .records import BadRecord, Item, Record
 
 MAX_ROUNDS = 4  # --long chunk: rounds of summarizing joined summaries again, at most (each shrinks them)
-MIN_BUDGET = 8  # tokens: a piece budget below this is not worth cutting for
+MIN_BUDGET = 8  # tokens: a piece budget below this is not worth chunking for
 
 
 class Interrupted(Exception):
@@ -40,7 +40,7 @@ class Outcome:
     item: Item | None  # None only on the way between processes (the main process holds the items)
     summary: str | None = None
     error: InputError | None = None  # unreadable, or out of memory even alone
-    truncated: bool = False  # the source was cut to the model's limit
+    truncated: bool = False  # the source was truncated to the model's limit
     tokens: int = 0  # summary tokens generated (every piece and round of a long record)
     chunks: int = 0  # --long chunk: the pieces a record longer than the model was summarized in
 
@@ -157,7 +157,7 @@ class Engine:
 
     ``should_stop`` is looked at between batches: when it turns true, the outcomes already finished are
     yielded (gaps skipped; unreadable items are left to be read again) and Interrupted is raised. A window
-    that a stalled input cut short (live input) is finished first: its records came from a producer that
+    that a stalled input ended early (live input: a FLUSH) is finished first: its records came from a producer that
     cannot send them again, and there are only as many as arrived in about ``max_wait`` seconds.
     ``close_on_bad``: an unreadable item ends its window, so under ``--on-error fail`` every record before
     it is finished before the failure is reported. A backend that runs batches side by side
@@ -184,8 +184,8 @@ class Engine:
         self.counts = EngineCounts()
         self.lanes = max(1, getattr(backend, "concurrent_batches", 1))  # batches generated side by side
 
-    def run(self, items: Iterable[Item | Cut]) -> Iterator[Outcome]:
-        """Summarize everything, a window at a time (a CUT in ``items`` ends one early)."""
+    def run(self, items: Iterable[Item | Flush]) -> Iterator[Outcome]:
+        """Summarize everything, a window at a time (a FLUSH in ``items`` ends one early)."""
         closes = (lambda item: isinstance(item, BadRecord)) if self.close_on_bad else (lambda _: False)
         offset = 0
         for window in windows(items, self.batch.sort_window, closes):
@@ -211,7 +211,7 @@ class Engine:
 
     def _round(self, state: Pass, rows: list[Row], finish: bool) -> Generator[Outcome, None, list[Row]]:
         """Generate ``rows`` in batches, yielding the outcomes they release; returns the rows of the next round
-        (joined piece summaries still too long). Raises Interrupted once a stop cut the round short."""
+        (joined piece summaries still too long). Raises Interrupted once a stop ended the round early."""
         later: list[Row] = []
         lengths = [len(row.ids) for row in rows]
         plan = spread(plan_batches(lengths, self.batch.batch_tokens, self.batch.max_batch_size), self.lanes)
@@ -258,10 +258,10 @@ class Engine:
 
     def _pieces(self, text: str) -> list[Encoded]:
         """A text in pieces that fit the model, encoded; where the joins cost tokens the counts did not show,
-        it is cut again on a smaller budget."""
+        it is divided again on a smaller budget."""
         budget = self.backend.max_source_length
         while True:
-            found = self.backend.encode(split_dialogue(text, self._count, budget, self.long.overlap))
+            found = self.backend.encode(dialogue_pieces(text, self._count, budget, self.long.overlap))
             if not any(e.truncated for e in found) or budget <= MIN_BUDGET:
                 return found
             budget = budget * 3 // 4
@@ -291,7 +291,7 @@ class Engine:
         return Outcome(position, record, joined, tokens=tally.tokens, chunks=tally.chunks)
 
     def _count(self, texts: Sequence[str]) -> list[int]:
-        """Source tokens of each text; one more than the limit for a text the model would cut."""
+        """Source tokens of each text; one more than the limit for a text the model would truncate."""
         limit = self.backend.max_source_length
         return [limit + 1 if e.truncated else len(e.ids) for e in self.backend.encode(list(texts))]
 

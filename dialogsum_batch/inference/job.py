@@ -142,7 +142,7 @@ class Resumed:
 def read_resumed(files: JobFiles, log: Log) -> Resumed:
     """What earlier runs wrote to OUTPUT and to the errors file, for --resume.
 
-    Both files are checked whole before either changes (a torn last line is cut only then), and before the
+    Both files are checked whole before either changes (a torn last line is dropped only then), and before the
     model loads: a file that is not ours fails at once, as one line, and is left as it was.
     """
     if not files.resume:
@@ -151,7 +151,7 @@ def read_resumed(files: JobFiles, log: Log) -> Resumed:
     errors = scan_written(files.errors_out, ERROR_KEYS) if files.errors_out else None
     for written in (output, errors):
         if written is not None:
-            written.cut()
+            written.drop_torn_line()
     done = Counter(str(key) for (key,) in output.rows)
     if done:
         log.info(f"resuming: {sum(done.values())} records already in {files.output}")
@@ -248,7 +248,7 @@ def input_feed(
     paths: Iterable[str], files: JobFiles, settings: RunSettings, stop: StopFlag, processes: int = 1
 ) -> Feed:
     """The records of ``paths``, read ahead on a thread that a stop never waits for; live input that leaves a
-    record waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many
+    record waiting ``max_wait`` seconds flushes the window read so far (a FLUSH in the feed), in one process or many
     (whose windows hold ``sort_window`` records per process)."""
     records = read_files(paths, files.input_format, settings.fields, files.max_line_bytes)
     return Feed(records, stop, max_wait=settings.batch.max_wait, window=settings.batch.sort_window * processes)

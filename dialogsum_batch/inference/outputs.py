@@ -255,9 +255,9 @@ RESUME_LINE_BYTES = 8 * MAX_LINE_BYTES
 
 
 def done_ids(path: str, limit: int = RESUME_LINE_BYTES) -> Counter[str]:
-    """How often each id was already written to ``path``: the file is checked whole, then a torn last line cut."""
+    """How often each id was already written to ``path``: the file is checked whole, then a torn last line dropped."""
     written = scan_written(path, OUTPUT_KEYS, limit)
-    written.cut()
+    written.drop_torn_line()
     return Counter(str(key) for (key,) in written.rows)
 
 
@@ -266,7 +266,7 @@ def done_errors(path: str | None, limit: int = RESUME_LINE_BYTES) -> set[tuple[s
     if not path:
         return set()
     written = scan_written(path, ERROR_KEYS, limit)
-    written.cut()
+    written.drop_torn_line()
     return set(written.rows)  # type: ignore[arg-type]
 
 
@@ -278,7 +278,7 @@ class Written:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     torn: int | None = None  # offset of a torn last line (a crash mid-write)
 
-    def cut(self) -> None:
+    def drop_torn_line(self) -> None:
         """Drop the torn last line; called once every file of the job has checked out."""
         if self.torn is None:
             return
@@ -292,7 +292,7 @@ def scan_written(path: str, keys: dict, limit: int = RESUME_LINE_BYTES) -> Writt
     """The ``keys`` of every line a previous run wrote to ``path``, changing nothing.
 
     A file that is not ours is one DataError naming its first bad line. The one defect tolerated is a torn
-    last line, which ``Written.cut`` removes.
+    last line, which ``Written.drop_torn_line`` removes.
     """
     file = Path(path)
     if not file.exists():
@@ -316,7 +316,7 @@ def read_written(stream: IO[bytes], path: str, keys: dict, limit: int) -> tuple[
         if not raw.endswith(b"\n"):
             if torn_like(raw, keys):
                 return rows, offset
-            raise not_ours(path, number, "the last line is cut short and does not start like ours")
+            raise not_ours(path, number, "the last line is torn and does not start like ours")
         if raw.strip(JSON_BLANKS):
             rows.append(row_keys(parse_written(raw, path, number), keys, path, number))
         offset += len(raw)
@@ -352,7 +352,7 @@ def row_keys(row: Any, keys: dict, path: str, number: int) -> tuple[Any, ...]:
 
 
 def torn_like(tail: bytes, keys: dict) -> bool:
-    """Whether a last line without its newline is one of ours cut short: it starts as our writers start a line
+    """Whether a last line without its newline is one of ours, torn: it starts as our writers start a line
     (``{"id": ``), or it is the zeros a filesystem can leave at the end of a file after a power cut."""
     start = f'{{"{next(iter(keys))}": '.encode()
     return tail[: len(start)] == start[: len(tail)] or not tail.strip(b"\0")
