@@ -14,7 +14,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +27,17 @@ from ..shards import describe, plan_files
 from .batching import Cut
 from .feed import Feed
 from .outputs import (
-    ERROR_KEYS,
-    OUTPUT_KEYS,
     ErrorSink,
     JsonlWriter,
     OutputLock,
     ResultWriter,
+    Resumed,
     Stats,
     closing_output,
     open_output,
+    read_resumed,
+    resume_limit,
     same_file,
-    scan_written,
 )
 from .records import MAX_LINE_BYTES, STDIN, Item, Record, expand, read_files
 
@@ -125,45 +125,18 @@ def job_inputs(files: JobFiles, log: Log) -> list[str]:
     return inputs
 
 
-def resume_limit(files: JobFiles) -> int:
-    """Longest line a resumed output may hold: its input line escaped (up to 6x) and the summary."""
-    return 8 * max(files.max_line_bytes, MAX_LINE_BYTES)
-
-
-@dataclass(frozen=True)
-class Resumed:
-    """What earlier runs wrote, for --resume: how often each id is in OUTPUT, and the bad records already in
-    the errors file (by source and line)."""
-
-    done: Counter[str] = field(default_factory=Counter)
-    seen: set[tuple[str, int | None]] = field(default_factory=set)
-
-
-def read_resumed(files: JobFiles, log: Log) -> Resumed:
-    """What earlier runs wrote to OUTPUT and to the errors file, for --resume.
-
-    Both files are checked whole before either changes (a torn last line is dropped only then), and before the
-    model loads: a file that is not ours fails at once, as one line, and is left as it was.
-    """
-    if not files.resume:
-        return Resumed()
-    output = scan_written(files.output, OUTPUT_KEYS, resume_limit(files))
-    errors = scan_written(files.errors_out, ERROR_KEYS) if files.errors_out else None
-    for written in (output, errors):
-        if written is not None:
-            written.drop_torn_line()
-    done = Counter(str(key) for (key,) in output.rows)
-    if done:
-        log.info(f"resuming: {sum(done.values())} records already in {files.output}")
-    return Resumed(done, set(errors.rows) if errors else set())  # type: ignore[arg-type]
-
-
 def claim(files: JobFiles, stack: contextlib.ExitStack, log: Log) -> Resumed:
-    """Take the output's lock (held until ``stack`` closes) and read what earlier runs wrote."""
+    """Take the output's lock (held until ``stack`` closes) and, under --resume, read what earlier runs wrote
+    (``outputs.read_resumed``), before the model loads: a file that is not ours fails in a second."""
     path = lock_path(files)
     if path:
         stack.enter_context(OutputLock(path))
-    return read_resumed(files, log)
+    if not files.resume:
+        return Resumed()
+    resumed = read_resumed(files.output, files.errors_out, resume_limit(files.max_line_bytes))
+    if resumed.done:
+        log.info(f"resuming: {sum(resumed.done.values())} records already in {files.output}")
+    return resumed
 
 
 # ---------------------------------------------------------------------------- selection

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -89,12 +89,11 @@ class ErrorSink:
         log: Log,
         stack: contextlib.ExitStack,
         append: bool,
-        seen: set[tuple[str, int | None]] | None = None,
+        seen: Collection[tuple[str, int | None]] = (),
     ):
         self.policy = policy
         self.log = log
-        # Those already in the file (``seen``, else read here): a rerun with --resume does not repeat them.
-        self.seen = seen if seen is not None else done_errors(path) if append else set()
+        self.seen = seen  # already in the file (Resumed.seen): a rerun with --resume does not repeat them
         self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path else None
 
     def report(self, error: InputError) -> None:
@@ -250,24 +249,35 @@ ERROR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "source": ((str,), "a string"),
     "line": ((int, type(None)), "an integer or null"),
 }
-# An output line holds its input line (escaped: up to 6x for control characters) and a short summary.
-RESUME_LINE_BYTES = 8 * MAX_LINE_BYTES
 
 
-def done_ids(path: str, limit: int = RESUME_LINE_BYTES) -> Counter[str]:
-    """How often each id was already written to ``path``: the file is checked whole, then a torn last line dropped."""
-    written = scan_written(path, OUTPUT_KEYS, limit)
-    written.drop_torn_line()
-    return Counter(str(key) for (key,) in written.rows)
+def resume_limit(max_line_bytes: int = MAX_LINE_BYTES) -> int:
+    """Longest line a resumed file may hold: an input line escaped (up to 6x for control characters) and the
+    summary, for input lines of up to ``max_line_bytes`` (never less than the default)."""
+    return 8 * max(max_line_bytes, MAX_LINE_BYTES)
 
 
-def done_errors(path: str | None, limit: int = RESUME_LINE_BYTES) -> set[tuple[str, int | None]]:
-    """(source, line) of the bad records already in an errors file, checked the same way."""
-    if not path:
-        return set()
-    written = scan_written(path, ERROR_KEYS, limit)
-    written.drop_torn_line()
-    return set(written.rows)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Resumed:
+    """What earlier runs wrote, for --resume: how often each id is in the output, and the bad records already in
+    the errors file (by source and line)."""
+
+    done: Counter[str] = field(default_factory=Counter)
+    seen: set[tuple[str, int | None]] = field(default_factory=set)
+
+
+def read_resumed(output: str, errors_out: str | None = None, limit: int | None = None) -> Resumed:
+    """What earlier runs wrote to ``output`` and to the errors file: the one place resume state is read.
+
+    Both files are checked whole before either changes (a torn last line is dropped only then), so a file that
+    is not ours fails at once, as one line, and both are left as they were. ``limit``: the longest line a file
+    may hold (``resume_limit()`` by default).
+    """
+    written = scan_written(output, OUTPUT_KEYS, limit)
+    errors = scan_written(errors_out, ERROR_KEYS, limit) if errors_out else Written("")  # no file: nothing seen
+    for checked in (written, errors):
+        checked.drop_torn_line()
+    return Resumed(Counter(str(key) for (key,) in written.rows), set(errors.rows))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -288,7 +298,7 @@ class Written:
             raise DataError(f"{self.path}: cannot resume ({exc.strerror or exc})") from exc
 
 
-def scan_written(path: str, keys: dict, limit: int = RESUME_LINE_BYTES) -> Written:
+def scan_written(path: str, keys: dict, limit: int | None = None) -> Written:
     """The ``keys`` of every line a previous run wrote to ``path``, changing nothing.
 
     A file that is not ours is one DataError naming its first bad line. The one defect tolerated is a torn
@@ -301,7 +311,7 @@ def scan_written(path: str, keys: dict, limit: int = RESUME_LINE_BYTES) -> Writt
         raise DataError(f"{path}: cannot resume: not a regular file")
     try:
         with open(file, "rb") as stream:
-            return Written(path, *read_written(stream, path, keys, limit))
+            return Written(path, *read_written(stream, path, keys, limit or resume_limit()))
     except OSError as exc:
         raise DataError(f"{path}: cannot resume ({exc.strerror or exc})") from exc
 
