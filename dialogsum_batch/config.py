@@ -65,7 +65,7 @@ class DecodeSettings:
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How records are windowed, sorted and cut into batches."""
+    """How records are windowed, sorted and grouped into batches."""
 
     batch_tokens: int = 8192  # padded source tokens per batch (rows x longest row)
     max_batch_size: int = 64  # rows per batch, whatever their length
@@ -78,7 +78,7 @@ class BatchSettings:
 class LongSettings:
     """What becomes of a dialogue longer than the model's source limit."""
 
-    mode: str = "truncate"  # truncate: cut at the limit (flagged); chunk: summarize pieces, then their summaries
+    mode: str = "truncate"  # truncate: truncated at the limit (flagged); chunk: summarize pieces, then their summaries
     overlap: int = 1  # chunk: turns repeated at the start of the next piece, so a reply keeps its question
     target: int = 128  # chunk: joined piece summaries longer than this many tokens are summarized again
 

@@ -27,7 +27,14 @@ import numpy as np
 if TYPE_CHECKING:
     from rouge_score.scoring import Score
 
-ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+ROUGE_LABELS: dict[str, str] = {
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+}
+ROUGE_TYPES: tuple[str, ...] = tuple(ROUGE_LABELS)  # rouge_score's names, in the order every table shows them
+SHORT_TYPES = ROUGE_TYPES[:3]  # where room is short (log lines, curves): rougeLsum, close to rougeL, left out
 
 _REGEX_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 
@@ -48,6 +55,16 @@ def _nltk() -> Any:
     except ImportError:  # pragma: no cover - rouge_score cannot import without nltk
         return None
     return nltk
+
+
+def heading(types: Sequence[str] = ROUGE_TYPES) -> str:
+    """``ROUGE-1/2/L/Lsum`` (for ``types``), the head of a line of figures."""
+    return "ROUGE-" + "/".join(ROUGE_LABELS[t].removeprefix("ROUGE-") for t in types)
+
+
+def figures(scores: Mapping[str, float], types: Sequence[str] = ROUGE_TYPES, sep: str = " / ", prefix: str = "") -> str:
+    """The scores of ``types`` (keyed ``prefix`` + type, as the Trainer's ``eval_``) to two decimals; nan if missing."""
+    return sep.join(f"{scores.get(prefix + t, float('nan')):.2f}" for t in types)
 
 
 def regex_sentences(text: str) -> list[str]:

@@ -85,7 +85,7 @@ def test_long_dialogue_is_truncated_at_max_source_length(tiny_model_dir):
 
 def test_float16_is_refused_with_a_reason_unless_forced(tiny_model_dir):
     result = CliRunner().invoke(main, ["-m", str(tiny_model_dir), "--dtype", "float16"], input="")
-    assert result.exit_code == 2 and "overflow" in result.stderr
+    assert result.exit_code == 2 and "--dtype float16 makes Pegasus overflow (blank or NaN output)" in result.stderr
 
 
 def test_python_dash_m_runs_the_same_command(tiny_model_dir):

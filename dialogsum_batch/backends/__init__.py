@@ -116,14 +116,14 @@ def convert_for_serving(path: str, model: ModelSettings, log: Say | None) -> tup
     The conversion takes ``--quantization`` (float32 by default: transformers fp32's summaries; ``--fast`` is
     int8); the folder it gives then serves with its own weight type, so the setting is not applied a second time.
     """
+    from ..errors import refuse_float16
     from .ct2_cache import Conversion, cached_conversion
     from .ct2_convert import QUANTIZATIONS, SERVING_QUANTIZATION
-    from .ctranslate2 import check_overflow
 
     quantization = model.quantization or SERVING_QUANTIZATION
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantization '{quantization}'; choose one of {', '.join(QUANTIZATIONS)}")
-    check_overflow(quantization, model.force_dtype)
+    refuse_float16(quantization, model.force_dtype)
     conversion = Conversion(
         source=Path(path), quantization=quantization, model=model.name, allow_pickle=model.allow_pickle
     )

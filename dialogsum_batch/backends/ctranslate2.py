@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DecodeSettings, ModelSettings
-from ..errors import ModelError, first_line
+from ..errors import ModelError, first_line, refuse_float16
 from ..modelfiles import read_object
 from .common import (
     DEFAULT_SOURCE_LIMIT,
@@ -37,8 +37,6 @@ from .common import (
 )
 from .ct2_convert import INSTALL_CT2, read_info
 from .tokenizer import load_light_tokenizer
-
-OVERFLOWING = ("float16", "int8_float16")  # compute types whose activations overflow in Pegasus
 
 
 @dataclass(frozen=True)
@@ -112,17 +110,10 @@ def pick_device(ct2: Any, asked: str) -> tuple[str, int]:
     return "cuda", int(index or 0)
 
 
-def check_overflow(compute_type: str, forced: bool) -> None:
-    """float16 activations make Pegasus overflow: refuse them unless forced."""
-    if compute_type in OVERFLOWING and not forced:
-        raise ModelError(f"{compute_type} makes Pegasus overflow (blank or NaN output); use bfloat16, or --force-dtype")
-
-
 def pick_compute_type(ct2: Any, model: ModelSettings, device: str, index: int, quantization: str | None) -> str:
     """The export's own type (``default``) unless --dtype or --quantization says otherwise; bf16 for float32
     exports on GPUs. ``quantization`` is the export's (from its info file)."""
-    if model.dtype == "float16" and not model.force_dtype:
-        raise ModelError("float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or --force-dtype")
+    refuse_float16(model.dtype, model.force_dtype)
     if model.quantization:
         return asked_compute_type(model)
     int8 = bool(quantization and quantization.startswith("int8"))
@@ -138,7 +129,7 @@ def asked_compute_type(model: ModelSettings) -> str:
     """--quantization on a CTranslate2 folder: CTranslate2 converts the weights to that type as it loads them."""
     if model.dtype != "auto":
         raise ModelError("--quantization and --dtype both set the compute type of a CTranslate2 folder; pass one")
-    check_overflow(str(model.quantization), model.force_dtype)
+    refuse_float16(str(model.quantization), model.force_dtype)
     return str(model.quantization)
 
 

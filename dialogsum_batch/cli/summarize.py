@@ -12,6 +12,7 @@ import click
 from ..backends import registry
 from ..backends.ct2_convert import FAST_QUANTIZATION, QUANTIZATIONS
 from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
+from ..errors import ModelError, refuse_float16
 from ..formats import format_names
 from ..inference.job import JobFiles, written_files
 from ..inference.outputs import same_file
@@ -173,7 +174,7 @@ def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     "long",
     type=click.Choice(["truncate", "chunk"]),
     default=default_of("long"),
-    help="A dialogue longer than --max-source-length: cut it (flagged truncated), or summarize it in "
+    help="A dialogue longer than --max-source-length: truncate it (flagged truncated), or summarize it in "
     "pieces at turn boundaries and then their joined summaries (chunks: N).",
 )
 @click.option(
@@ -253,10 +254,10 @@ def check_usage(options: dict) -> None:
         raise click.UsageError("--resume needs -o/--output FILE: stdout cannot be read back")
     if options["errors_out"] and options["on_error"] != "skip":
         raise click.UsageError("--errors-out only applies with --on-error skip")
-    if options["dtype"] == "float16" and not options["force_dtype"]:
-        raise click.UsageError(
-            "--dtype float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or add --force-dtype"
-        )
+    try:
+        refuse_float16(options["dtype"], options["force_dtype"])
+    except ModelError as error:
+        raise click.UsageError(f"--dtype {error}") from None
     if options["fast"] and options["quantization"] not in (None, FAST_QUANTIZATION):
         raise click.UsageError(f"--fast is --quantization {FAST_QUANTIZATION}; pass one of them")
     if options["fast"] and options["backend"] == "transformers":
