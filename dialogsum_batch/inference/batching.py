@@ -18,7 +18,6 @@ class Flush:
 
 
 FLUSH = Flush()
-Cut = Flush  # the old name, left only for job.select (shard code being changed elsewhere); goes with it
 
 
 class Window(list):

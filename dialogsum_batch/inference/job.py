@@ -24,7 +24,7 @@ from ..config import RunSettings, ShardSettings
 from ..errors import DataError
 from ..logs import Log
 from ..shards import describe, plan_files
-from .batching import Cut
+from .batching import Flush
 from .feed import Feed
 from .outputs import (
     ErrorSink,
@@ -155,20 +155,20 @@ def item_key(item: Item) -> str:
 
 
 def select(
-    items: Iterable[Item | Cut],
+    items: Iterable[Item | Flush],
     stats: Stats,
     done: Mapping[str, int] | None = None,
     shard: tuple[int, int] | None = None,
-) -> Iterator[Item | Cut]:
+) -> Iterator[Item | Flush]:
     """Drop records already in the output (resume) and those of other record shards (``(index, count)``),
     counting both.
 
     ``done`` counts each id written so far: a repeated id is skipped only as often as it was
-    written, so duplicates in the input are each summarized once. A CUT (a stalled input) passes through.
+    written, so duplicates in the input are each summarized once. A FLUSH (a stalled input) passes through.
     """
     pending = Counter(done or {})
     for item in items:
-        if isinstance(item, Cut):
+        if isinstance(item, Flush):
             yield item
         elif shard and shard_of(item_key(item), shard[1]) != shard[0]:
             stats.other_shards += 1
@@ -188,9 +188,9 @@ def selected_input(
     log: Log,
     stack: contextlib.ExitStack,
     processes: int = 1,
-) -> tuple[Feed, Iterator[Item | Cut]]:
+) -> tuple[Feed, Iterator[Item | Flush]]:
     """The job's records as the engine takes them: read ahead (``input_feed``) from this shard's files, less
-    those resumed or left to other shards. The feed is returned too: ``feed.cut`` says whether a stop ended
+    those resumed or left to other shards. The feed is returned too: ``feed.stopped`` says whether a stop ended
     the input."""
     paths, record_shard = this_shard(job_inputs(files, log), settings.shard, log)
     feed = stack.enter_context(input_feed(paths, files, settings, stop, processes, log))
