@@ -1,9 +1,17 @@
-"""Install dialogsum-batch: `pip install -e .[test]` for development, `.[ct2]` for CTranslate2 serving,
-`.[ray]` for Ray Data (dialogsum_batch.ray)."""
+"""Install dialogsum-batch: `pip install -e .[test]` for development, `.[ray]` for Ray Data (dialogsum_batch.ray)."""
 
 from pathlib import Path
 
 from setuptools import find_packages, setup
+
+# CTranslate2 serves the default command on CPUs (docs/fast-default.md). Its wheels (checked on PyPI for 4.8.5):
+# Linux x86_64 and aarch64 (glibc 2.27+; older glibc resolves to 4.6.2's manylinux2014 wheels), macOS arm64 and
+# Windows AMD64 for CPython 3.10-3.14; macOS x86_64 only up to 4.6.0 (CPython 3.10-3.13). Elsewhere it is left
+# out: the install still works and `--backend auto` serves with transformers, saying why in one line.
+CT2_WHEELS = (
+    '(platform_machine == "x86_64" and (sys_platform != "darwin" or python_version < "3.14"))'
+    ' or platform_machine == "AMD64" or platform_machine == "aarch64" or platform_machine == "arm64"'
+)
 
 version = {}
 exec(Path("dialogsum_batch/version.py").read_text(encoding="utf-8"), version)
@@ -32,6 +40,8 @@ setup(
         "pyarrow>=15",  # Parquet corpora, read directly
         "accelerate>=1.0",
         "sentencepiece>=0.2",
+        "tokenizers>=0.20",  # tokenizer.json read directly when CTranslate2 serves: no transformers import
+        f"ctranslate2>=4.5; {CT2_WHEELS}",  # the default CPU backend
         "safetensors>=0.4",  # legacy-layout fixtures read and write weights directly
         "protobuf>=4",  # spiece.model -> fast tokenizer for legacy Pegasus checkpoints
         "rouge_score>=0.1.2",
@@ -54,7 +64,7 @@ setup(
             "import-linter>=2.1",
             "ray[data]>=2.50",
         ],
-        "ct2": ["ctranslate2>=4.5"],
+        "ct2": [],  # ctranslate2 is a dependency now; kept so that `pip install dialogsum-batch[ct2]` still works
         "ray": ["ray[data]>=2.50"],  # dialogsum_batch.ray: SummarizeBatch for map_batches, `dialogsum-batch ray`
         "nltk": ["nltk>=3.8"],
     },

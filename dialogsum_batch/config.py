@@ -65,7 +65,7 @@ class DecodeSettings:
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How records are windowed, sorted and cut into batches."""
+    """How records are windowed, sorted and grouped into batches."""
 
     batch_tokens: int = 8192  # padded source tokens per batch (rows x longest row)
     max_batch_size: int = 64  # rows per batch, whatever their length
@@ -78,7 +78,7 @@ class BatchSettings:
 class LongSettings:
     """What becomes of a dialogue longer than the model's source limit."""
 
-    mode: str = "truncate"  # truncate: cut at the limit (flagged); chunk: summarize pieces, then their summaries
+    mode: str = "truncate"  # truncate: truncated at the limit (flagged); chunk: summarize pieces, then their summaries
     overlap: int = 1  # chunk: turns repeated at the start of the next piece, so a reply keeps its question
     target: int = 128  # chunk: joined piece summaries longer than this many tokens are summarized again
 
@@ -95,7 +95,7 @@ class ModelSettings:
     """Which model to load and how."""
 
     name: str = DEFAULT_MODEL  # local folder or Hub id
-    backend: str = "auto"  # auto | transformers | ctranslate2
+    backend: str = "auto"  # auto (backends/choice.py: CTranslate2 float32 on a CPU) | transformers | ctranslate2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 (float16 only when forced)
     force_dtype: bool = False  # allow float16 despite Pegasus overflowing in it
@@ -104,7 +104,8 @@ class ModelSettings:
     allow_pickle: bool = False  # load *.bin (pickle) weights when no safetensors exist
     threads: int = 0  # CPU threads for inference; 0 = automatic: 1 for small models, else the idle cores
     # CTranslate2 only: a transformers folder is converted (once, into the cache) with these weights; a
-    # CTranslate2 folder is loaded with this compute type. None: int8 for conversions, the folder's own type.
+    # CTranslate2 folder is loaded with this compute type. None: float32 for conversions (transformers fp32's
+    # summaries), the folder's own type. int8 is --fast. Set under --backend auto, it picks CTranslate2.
     quantization: str | None = None
 
 

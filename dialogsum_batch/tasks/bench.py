@@ -244,6 +244,42 @@ def bench_threads(
     )
 
 
+DEFAULT_HELP = {
+    "model": "Benchmark model: tiny, mid or large",
+    "records": "Records per process (the same file for every system)",
+    "source": "synthetic, dialogsum (../shared/data, real lengths) or a JSONL path [default: dialogsum if present]",
+    "threads": "Comma list of thread counts, each for every system",
+    "beams": "Comma list of beam sizes",
+    "repeats": "Rounds of all systems; the best counts",
+    "quality": "Also ROUGE-1 of float32 and int8 on the trained tiny model",
+    "output_dir": "Where the JSON and Markdown results go",
+    "work_dir": "Where models, the benchmark's cache and outputs are kept [default: $TMPDIR/dialogsum-bench]",
+}
+
+
+@register(help=DEFAULT_HELP)
+def bench_default(
+    c,
+    model="mid",
+    records=160,
+    source="",
+    threads="1,2",
+    beams="1",
+    repeats=3,
+    quality=True,
+    output_dir="bench/results",
+    work_dir="",
+):
+    """The default command (and --fast) against a fixed-8 transformers loop: whole processes, equal threads.
+
+    invoke bench-default --threads 1,2 --repeats 3
+    """
+    args = ["--model", str(model), "--records", str(records), "--threads", str(threads), "--beams", str(beams)]
+    args += ["--repeats", str(repeats), "--output-dir", str(output_dir)]
+    args += (["--source", str(source)] if source else []) + ([] if quality else ["--no-quality"])
+    python(c, "bench/bench_default.py", args, work_dir)
+
+
 @register(
     help={
         "model": "Benchmark model: tiny, mid, large",
