@@ -429,8 +429,8 @@ def write_metrics(files: JobFiles, report: dict[str, Any], code: int, workers: i
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # ``python -m dialogsum_batch.ray``: the command lives above this module (ray_cli imports it), so it is
+    # ``python -m dialogsum_batch.ray``: the command lives above this module (cli.ray imports it), so it is
     # looked up by name only when this file runs as a script, never when it is imported.
     import importlib
 
-    importlib.import_module("dialogsum_batch.ray_cli").ray_command(prog_name="python -m dialogsum_batch.ray")
+    importlib.import_module("dialogsum_batch.cli.ray").ray_command(prog_name="python -m dialogsum_batch.ray")

@@ -162,7 +162,7 @@ def test_on_error_fail_is_refused_inside_ray(tiny_model_dir):
 
 
 def test_the_command_reads_files_not_stdin():
-    from dialogsum_batch.ray_cli import ray_command
+    from dialogsum_batch.cli.ray import ray_command
 
     result = CliRunner().invoke(ray_command, ["-", "-o", "out.jsonl"])
     assert result.exit_code == 2
@@ -171,7 +171,7 @@ def test_the_command_reads_files_not_stdin():
 
 @needs_ray
 def test_a_missing_model_folder_fails_before_ray_starts(tmp_path):
-    from dialogsum_batch.ray_cli import ray_command
+    from dialogsum_batch.cli.ray import ray_command
 
     inputs = chats(tmp_path, files=1, per_file=2)
     result = CliRunner().invoke(ray_command, [*map(str, inputs), "-o", str(tmp_path / "out.jsonl"), "-m", "./nowhere"])

@@ -20,7 +20,7 @@ from ..inference.records import MAX_LINE_BYTES, STDIN
 from ..inference.runner import run_job
 from ..logs import library_bars, stderr_is_terminal
 from ..shards import COUNT_ENV, from_scheduler
-from .common import CONTEXT, EPILOG, command_log, errors_shown, log_options
+from .common import CONTEXT, EPILOG, command_log, errors_shown, job_files, log_options, parse_keep
 
 # A second signal stops at once: --resume still finds every whole line.
 INTERRUPTED_AGAIN = "interrupted again: stopped at once; rerun with --resume to go on"
@@ -49,10 +49,6 @@ def parse_backend(ctx: click.Context, param: click.Parameter, value: str) -> str
     if value not in known:
         raise click.BadParameter(f"expected one of {', '.join(known)}, got {value!r}")
     return value
-
-
-def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(name.strip() for item in value for name in item.split(",") if name.strip())
 
 
 @click.command("summarize", epilog=EPILOG, context_settings=CONTEXT)
@@ -273,20 +269,6 @@ def check_shard(options: dict) -> None:
         raise click.UsageError("--shard-count only applies with --shard auto")
     if options["shard_by"] == "file" and (not options["inputs"] or STDIN in options["inputs"]):
         raise click.UsageError("--shard-by file needs input files: stdin can only be split by record")
-
-
-def job_files(options: dict) -> JobFiles:
-    """The job's inputs and outputs from the parsed options."""
-    return JobFiles(
-        inputs=tuple(options["inputs"]),
-        input_format=options["input_format"],
-        output=options["output"],
-        errors_out=options["errors_out"],
-        metrics_out=options["metrics_out"],
-        lock=options["lock_file"],
-        resume=options["resume"],
-        max_line_bytes=options["max_line_bytes"],
-    )
 
 
 def check_written_files(files: JobFiles) -> None:

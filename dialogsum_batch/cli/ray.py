@@ -10,21 +10,13 @@ from typing import Any
 
 import click
 
-from .config import MODEL_ENV, OPTION_FIELDS, RaySettings, RunSettings, default_of, run_settings
-from .errors import DialogsumError
-from .formats import format_names
-from .inference.job import JobFiles
-from .inference.records import MAX_LINE_BYTES
-from .logs import Log, library_bars, stderr_is_terminal
+from ..config import MODEL_ENV, OPTION_FIELDS, RaySettings, RunSettings, default_of, run_settings
+from ..formats import format_names
+from ..inference.records import MAX_LINE_BYTES
+from ..logs import library_bars, stderr_is_terminal
+from .common import CONTEXT, EPILOG, command_log, errors_shown, job_files, log_options, parse_keep
 
-EPILOG = """\b
-Exit codes: 0 every record summarized, 1 failed, 2 usage error, 3 some records were bad and
-skipped (--on-error skip), 75 another run holds the output, 130/143 interrupted (rerun with --resume).
-"""
-
-
-def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(name.strip() for item in value for name in item.split(",") if name.strip())
+INTERRUPTED = "interrupted: the rows written are whole; rerun with --resume to go on"
 
 
 def option(*names: str, **kwargs: Any) -> Any:
@@ -35,7 +27,7 @@ def option(*names: str, **kwargs: Any) -> Any:
     return click.option(*names, **kwargs)
 
 
-@click.command("ray", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("ray", epilog=EPILOG, context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())  # a folder: an unpacked Slack export
 @option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="JSONL file the summaries go to.")
 @option("-m", "--model", envvar=MODEL_ENV, show_envvar=True, help="Model folder or Hub id, as every node sees it.")
@@ -95,9 +87,7 @@ def option(*names: str, **kwargs: Any) -> Any:
 @option("--metrics-out", type=click.Path(dir_okay=False), help="Write the final summary here as JSON.")
 @option("--trust-remote-code", is_flag=True, help="Run code shipped with a Hub model.")
 @option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights when no safetensors exist.")
-@option("--log-format", type=click.Choice(["text", "json"]), default="text", help="stderr log lines.")
-@option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bar.")
-@option("--debug", is_flag=True, envvar="DIALOGSUM_DEBUG", help="Show tracebacks for expected errors too.")
+@log_options
 def ray_command(**options: Any) -> None:
     """Summarize files (JSONL, text, chat exports) on a Ray cluster: Ray reads them and runs the model actors,
     the JSONL output is written here, in input order, and a rerun with --resume goes on where one stopped.
@@ -109,22 +99,14 @@ def ray_command(**options: Any) -> None:
       dialogsum-batch ray 'chats/*.jsonl.gz' -m runs/pegasus-samsum -o summaries.jsonl --resume
       RAY_ADDRESS=head:6379 dialogsum-batch ray 'chats/*.jsonl' -o out.jsonl --workers 8 --gpus-per-worker 1
     """
-    from .ray import run_ray_job  # Ray itself is imported only when the job starts
+    from ..ray import run_ray_job  # Ray itself is imported only when the job starts
 
     check_usage(options)
-    log = Log(options["log_format"], options["quiet"])
+    log = command_log(options)
     progress = not options["quiet"] and stderr_is_terminal()
-    try:
-        with library_bars(show=progress):
-            code, _ = run_ray_job(job_files(options), build_settings(options), ray_settings(options), log, progress)
-    except DialogsumError as exc:
-        if options["debug"]:
-            raise
-        log.error(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # Ray's driver raises it on SIGINT wherever the main thread is
-        log.error("interrupted: the rows written are whole; rerun with --resume to go on")
-        sys.exit(130)
+    # Ray's driver raises KeyboardInterrupt on SIGINT wherever the main thread is.
+    with errors_shown(log, options["debug"], INTERRUPTED), library_bars(show=progress):
+        code, _ = run_ray_job(job_files(options), build_settings(options), ray_settings(options), log, progress)
     sys.exit(code)
 
 
@@ -133,19 +115,6 @@ def check_usage(options: dict[str, Any]) -> None:
         raise click.UsageError("dialogsum-batch ray reads files or folders (Ray tasks read them), not stdin")
     if options["errors_out"] and options["on_error"] != "skip":
         raise click.UsageError("--errors-out only applies with --on-error skip")
-
-
-def job_files(options: dict[str, Any]) -> JobFiles:
-    return JobFiles(
-        inputs=tuple(options["inputs"]),
-        input_format=options["input_format"],
-        output=options["output"],
-        errors_out=options["errors_out"],
-        metrics_out=options["metrics_out"],
-        lock=options["lock_file"],
-        resume=options["resume"],
-        max_line_bytes=options["max_line_bytes"],
-    )
 
 
 def build_settings(options: dict[str, Any]) -> RunSettings:
