@@ -1,8 +1,17 @@
-"""Install dialogsum-batch: `pip install -e .[test]` for development, `.[ct2]` for CTranslate2 serving."""
+"""Install dialogsum-batch: `pip install -e .[test]` for development, `.[ray]` for Ray Data (dialogsum_batch.ray)."""
 
 from pathlib import Path
 
 from setuptools import find_packages, setup
+
+# CTranslate2 serves the default command on CPUs (docs/fast-default.md). Its wheels (checked on PyPI for 4.8.5):
+# Linux x86_64 and aarch64 (glibc 2.27+; older glibc resolves to 4.6.2's manylinux2014 wheels), macOS arm64 and
+# Windows AMD64 for CPython 3.10-3.14; macOS x86_64 only up to 4.6.0 (CPython 3.10-3.13). Elsewhere it is left
+# out: the install still works and `--backend auto` serves with transformers, saying why in one line.
+CT2_WHEELS = (
+    '(platform_machine == "x86_64" and (sys_platform != "darwin" or python_version < "3.14"))'
+    ' or platform_machine == "AMD64" or platform_machine == "aarch64" or platform_machine == "arm64"'
+)
 
 version = {}
 exec(Path("dialogsum_batch/version.py").read_text(encoding="utf-8"), version)
@@ -31,6 +40,8 @@ setup(
         "pyarrow>=15",  # Parquet corpora, read directly
         "accelerate>=1.0",
         "sentencepiece>=0.2",
+        "tokenizers>=0.20",  # tokenizer.json read directly when CTranslate2 serves: no transformers import
+        f"ctranslate2>=4.5; {CT2_WHEELS}",  # the default CPU backend
         "safetensors>=0.4",  # legacy-layout fixtures read and write weights directly
         "protobuf>=4",  # spiece.model -> fast tokenizer for legacy Pegasus checkpoints
         "rouge_score>=0.1.2",
@@ -44,11 +55,34 @@ setup(
     ],
     extras_require={
         # ruff and import-linter: `invoke test` lints (style, format, the layers) before the suite runs.
-        "test": ["pytest>=8", "hypothesis>=6", "ctranslate2>=4.5", "ruff>=0.6", "import-linter>=2.1"],
-        "ct2": ["ctranslate2>=4.5"],
+        # ray: tests/test_ray.py runs a real local Ray (marked slow).
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "ctranslate2>=4.5",
+            "ruff>=0.6",
+            "import-linter>=2.1",
+            "ray[data]>=2.50",
+        ],
+        "ct2": [],  # ctranslate2 is a dependency now; kept so that `pip install dialogsum-batch[ct2]` still works
+        "ray": ["ray[data]>=2.50"],  # dialogsum_batch.ray: SummarizeBatch for map_batches, `dialogsum-batch ray`
         "nltk": ["nltk>=3.8"],
     },
     entry_points={
         "console_scripts": ["dialogsum-batch=dialogsum_batch.cli:main"],
+        # Input formats, declared the way a plugin declares its own (dialogsum_batch/formats/__init__.py).
+        "dialogsum_batch.formats": [
+            "jsonl = dialogsum_batch.formats.plain:JSONL",
+            "text = dialogsum_batch.formats.plain:TEXT",
+            "csv = dialogsum_batch.formats.tabular:CSV",
+            "tsv = dialogsum_batch.formats.tabular:TSV",
+            "json = dialogsum_batch.formats.tabular:JSON",
+            "whatsapp = dialogsum_batch.formats.whatsapp:WHATSAPP",
+            "slack = dialogsum_batch.formats.slack:SLACK",
+            "telegram = dialogsum_batch.formats.telegram:TELEGRAM",
+            "discord = dialogsum_batch.formats.discord:DISCORD",
+            "srt = dialogsum_batch.formats.subtitles:SRT",
+            "vtt = dialogsum_batch.formats.subtitles:VTT",
+        ],
     },
 )

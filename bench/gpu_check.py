@@ -16,6 +16,11 @@ Sections, each timed and recorded even when another one fails:
   fit: they must be split (``oom_splits`` > 0) and every record must still come back.
 * ``throughput``: a random Pegasus with pegasus-large dimensions in bf16: dialogues/s of the Engine
   at its default budget and a larger one, beside fixed batches of 8.
+* ``backends``: what ``--backend auto`` should serve on a GPU. The same pegasus-large-sized weights through
+  the Engine as transformers bf16 (today's GPU default, ``backends/choice.py``) and as CTranslate2
+  bfloat16 and int8_bfloat16 (converted by the conversion cache's own code): dialogues/s and the share
+  of summaries identical to transformers bf16's, greedy and 4 beams. CTranslate2 becomes the GPU default
+  only if it is faster with the same summaries (random weights make near ties: read the share with that).
 
 Figures go to ``$OUT/gpu_check.json`` when ``OUT`` is set, else ``bench/results/gpu_check.json``;
 the file is rewritten after every section so a run cut short still leaves what it measured.
@@ -43,7 +48,7 @@ from typing import Any  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MODELS, RESULTS_DIR, ModelSpec, dialogues, environment, padded_vocab  # noqa: E402
 
-SECTIONS = ("allocator", "oom", "train", "throughput")
+SECTIONS = ("allocator", "oom", "train", "throughput", "backends")
 DEADLINE_S = 330  # sections (and throughput cases) not started by then are skipped: under 8 minutes in all
 
 
@@ -362,7 +367,57 @@ def check_throughput(check: Check) -> dict[str, Any]:
     return runs
 
 
-def time_engine(backend: Any, texts: list[str], batch_tokens: int | None, max_batch_size: int | None) -> dict[str, Any]:
+def check_backends(check: Check) -> dict[str, Any]:
+    """transformers bf16 against CTranslate2 bfloat16 and int8_bfloat16 on the same weights, greedy and 4 beams."""
+    import torch
+
+    from dialogsum_batch.backends.ct2_convert import write_ctranslate2, write_info
+    from dialogsum_batch.backends.ctranslate2 import CTranslate2Backend
+    from dialogsum_batch.config import DecodeSettings, ModelSettings
+
+    spec = MODELS["tiny"] if check.cpu_smoke else MODELS["large"]
+    model, tokenizer = build_random_pegasus(spec, check.device, torch.float32 if check.cpu_smoke else torch.bfloat16)
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-backends-"))
+    model.save_pretrained(work / "hf")  # weights and generation_config.json, as a training run leaves them
+    tokenizer.save_pretrained(work / "hf")
+    texts = [r["dialogue"] for r in dialogues(16 if check.cpu_smoke else 256, "synthetic")]
+    types = ("float32", "int8") if check.cpu_smoke else ("bfloat16", "int8_bfloat16")
+    runs: dict[str, Any] = {"model": spec.name, "records": len(texts), "ctranslate2_types": list(types)}
+    for quantization in types:
+        started = time.perf_counter()
+        write_ctranslate2(work / "hf", work / quantization, quantization)
+        write_info(work / quantization, work / "hf", "ctranslate2", quantization)
+        runs[f"convert/{quantization}_seconds"] = round(time.perf_counter() - started, 1)
+    for beams in (1, 4):
+        if time.perf_counter() - check.started > DEADLINE_S:
+            runs[f"beams{beams}"] = {"skipped": f"past the {DEADLINE_S} s deadline"}
+            continue
+        reference: list[str] = []
+        backend = make_backend(model, tokenizer, beams=beams, max_new_tokens=64)
+        run_engine(backend, texts[:8], 8192, 64)  # warm-up
+        runs[f"beams{beams}/transformers"] = time_engine(backend, texts, None, None, keep=reference)
+        decode = DecodeSettings(num_beams=beams, max_new_tokens=64, no_repeat_ngram_size=0)
+        for quantization in types:
+            ct2 = CTranslate2Backend.load(str(work / quantization), ModelSettings(device=check.device), decode)
+            run_engine(ct2, texts[:8], 8192, 64)
+            summaries: list[str] = []
+            figures = time_engine(ct2, texts, None, None, keep=summaries)
+            figures["dtype"] = ct2.describe()["dtype"]
+            figures["identical_to_transformers"] = round(
+                sum(a == b for a, b in zip(summaries, reference, strict=True)) / len(reference), 4
+            )
+            base = runs[f"beams{beams}/transformers"]["dialogues_per_second"]
+            figures["speedup"] = round(figures["dialogues_per_second"] / base, 2)
+            runs[f"beams{beams}/ctranslate2 {quantization}"] = figures
+            del ct2
+        print(f"[gpu_check] backends beams={beams}: {json.dumps(runs, default=str)[-600:]}", file=sys.stderr)
+    return runs
+
+
+def time_engine(
+    backend: Any, texts: list[str], batch_tokens: int | None, max_batch_size: int | None, keep: list | None = None
+) -> dict[str, Any]:
+    """The Engine's figures over ``texts``; ``keep`` gets the summaries in input order when given."""
     import torch
 
     from dialogsum_batch.config import BatchSettings
@@ -376,6 +431,8 @@ def time_engine(backend: Any, texts: list[str], batch_tokens: int | None, max_ba
     stats, generated_tokens, outputs, errors = run_engine(backend, texts, tokens, rows)
     synchronize()
     seconds = time.perf_counter() - started
+    if keep is not None:
+        keep.extend(o["summary"] for o in outputs)
     return {
         "batch_tokens": tokens,
         "max_batch_size": rows,
@@ -422,6 +479,7 @@ CHECKS: dict[str, Callable[[Check], dict[str, Any]]] = {
     "train": check_training,
     "oom": check_oom_split,
     "throughput": check_throughput,
+    "backends": check_backends,
 }
 
 

@@ -1,4 +1,4 @@
-"""Model-card metadata as the Hugging Face Hub reads it: YAML front matter with lineage and results.
+"""Model cards (README.md) for training runs and exports: the shared parts, and the metadata as the Hub reads it.
 
 See https://huggingface.co/docs/hub/model-cards: ``base_model`` names a Hub model id, ``datasets``
 Hub dataset ids, and ``model-index`` the evaluation results the Hub shows beside the card. The
@@ -16,12 +16,58 @@ from urllib.parse import urlparse
 import yaml
 
 from .hub import is_hub_id, resolve_hub_id
+from .rouge import ROUGE_LABELS
 
 DATA_SUFFIXES = (".7z", ".csv", ".json", ".jsonl", ".parquet", ".gz", ".txt")  # files, never dataset ids
 DATASET_NAMES = {"knkarthick/samsum": "SAMSum"}  # pretty names for the results table
-ROUGE_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 SUMMARIZATION = {"type": "summarization", "name": "Summarization"}
 SYNTHETIC = "synthetic chats"
+CARD_FILE = "README.md"
+TAGS = ("pegasus", "summarization", "dialogue", "dialogsum-batch")
+
+
+def metadata(
+    name: str,
+    library: str,
+    license: Any,
+    base_model: str | None,
+    datasets: Iterable[str | None],
+    results: Iterable[dict[str, Any] | None],
+) -> dict[str, Any]:
+    """The front matter every card of ours carries: lineage (Hub ids only), training data and model-index."""
+    return {
+        "library_name": library,
+        "pipeline_tag": "summarization",
+        "license": license,
+        "base_model": base_model,
+        "tags": list(TAGS),
+        "datasets": unique(datasets),
+        "metrics": ["rouge"],
+        "model-index": model_index(name, results),
+    }
+
+
+def card_text(front: Mapping[str, Any], body: str) -> str:
+    """A README.md: the front matter, a blank line, then the Markdown body."""
+    return front_matter(front) + "\n" + body
+
+
+def write_card(folder: Path, front: Mapping[str, Any], body: str) -> Path:
+    """``folder``/README.md with ``front`` matter and ``body``."""
+    path = folder / CARD_FILE
+    path.write_text(card_text(front, body), encoding="utf-8")
+    return path
+
+
+def model_link(hub_id: str | None, local: str) -> str:
+    """A Markdown link to the model's Hub page, or ``local`` (how to name it) when it has none."""
+    return f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else local
+
+
+def use_section(model: str, python: str | None = None) -> str:
+    """The card's ``## Use`` heading and the command that summarizes with ``model``, then ``python`` code."""
+    section = f"## Use\n\n```sh\ndialogsum-batch --model {model} chats.jsonl > summaries.jsonl\n```\n"
+    return section + (f"\n```python\n{python}\n```\n" if python else "")
 
 
 def front_matter(metadata: Mapping[str, Any]) -> str:
@@ -30,17 +76,21 @@ def front_matter(metadata: Mapping[str, Any]) -> str:
     return "---\n" + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
 
 
+def split_card(folder: Path) -> tuple[str, str]:
+    """``folder``/README.md as (YAML front matter, Markdown body); ("", "") when there is no card."""
+    try:
+        text = (folder / CARD_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return "", ""
+    end = text.find("\n---", 3) if text.startswith("---") else -1
+    return (text[3:end], text[end + 4 :]) if end >= 0 else ("", text)
+
+
 def read_front_matter(folder: Path) -> dict[str, Any]:
     """The YAML front matter of ``folder``/README.md as a dict; {} when there is none or it is not YAML."""
+    front, _ = split_card(folder)
     try:
-        text = (folder / "README.md").read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    if not text.startswith("---"):
-        return {}
-    end = text.find("\n---", 3)
-    try:
-        data = yaml.safe_load(text[3:end]) if end >= 0 else None
+        data = yaml.safe_load(front) if front else None
     except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -100,7 +150,7 @@ def rouge_result(scores: Mapping[str, Any], dataset: Mapping[str, str]) -> dict[
     ``scores`` maps rouge1 ... rougeLsum to a number, or to ``{"mean": ...}`` as ``invoke evaluate`` writes.
     """
     metrics = []
-    for key, label in ROUGE_NAMES.items():
+    for key, label in ROUGE_LABELS.items():
         value = scores.get(key)
         value = value.get("mean") if isinstance(value, Mapping) else value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -112,6 +162,15 @@ def model_index(name: str, results: Iterable[dict[str, Any] | None]) -> list[dic
     """The ``model-index`` list for a model called ``name``; None when there are no results."""
     kept = [result for result in results if result]
     return [{"name": name, "results": kept}] if kept else None
+
+
+def validation_result(
+    trainer_metrics: Mapping[str, Any] | None, source: Any, split: str, synthetic: int = 0
+) -> dict[str, Any] | None:
+    """A training run's validation ROUGE (the Trainer's ``eval_*`` metrics) on ``split`` of ``source`` (plus
+    ``synthetic`` generated chats) as one model-index result; None without scores or a nameable dataset."""
+    dataset = dataset_entry(source, split, synthetic)
+    return rouge_result(trainer_scores(trainer_metrics), dataset) if trainer_metrics and dataset else None
 
 
 def trainer_scores(metrics: Mapping[str, Any]) -> dict[str, Any]:

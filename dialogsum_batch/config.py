@@ -65,7 +65,7 @@ class DecodeSettings:
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How records are windowed, sorted and cut into batches."""
+    """How records are windowed, sorted and grouped into batches."""
 
     batch_tokens: int = 8192  # padded source tokens per batch (rows x longest row)
     max_batch_size: int = 64  # rows per batch, whatever their length
@@ -78,9 +78,16 @@ class BatchSettings:
 class LongSettings:
     """What becomes of a dialogue longer than the model's source limit."""
 
-    mode: str = "truncate"  # truncate: cut at the limit (flagged); chunk: summarize pieces, then their summaries
+    mode: str = "truncate"  # truncate: truncated at the limit (flagged); chunk: summarize pieces, then their summaries
     overlap: int = 1  # chunk: turns repeated at the start of the next piece, so a reply keeps its question
     target: int = 128  # chunk: joined piece summaries longer than this many tokens are summarized again
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """How chat exports (WhatsApp, Slack, Telegram, Discord) and subtitles become dialogues."""
+
+    gap_minutes: float = 30.0  # a silence longer than this starts a new dialogue; 30-120 suits most chats
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ class ModelSettings:
     """Which model to load and how."""
 
     name: str = DEFAULT_MODEL  # local folder or Hub id
-    backend: str = "auto"  # auto | transformers | ctranslate2
+    backend: str = "auto"  # auto (backends/choice.py: CTranslate2 float32 on a CPU) | transformers | ctranslate2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 (float16 only when forced)
     force_dtype: bool = False  # allow float16 despite Pegasus overflowing in it
@@ -97,7 +104,8 @@ class ModelSettings:
     allow_pickle: bool = False  # load *.bin (pickle) weights when no safetensors exist
     threads: int = 0  # CPU threads for inference; 0 = automatic: 1 for small models, else the idle cores
     # CTranslate2 only: a transformers folder is converted (once, into the cache) with these weights; a
-    # CTranslate2 folder is loaded with this compute type. None: int8 for conversions, the folder's own type.
+    # CTranslate2 folder is loaded with this compute type. None: float32 for conversions (transformers fp32's
+    # summaries), the folder's own type. int8 is --fast. Set under --backend auto, it picks CTranslate2.
     quantization: str | None = None
 
 
@@ -112,6 +120,17 @@ class ShardSettings:
 
 
 @dataclass(frozen=True)
+class RaySettings:
+    """Where and how a job runs on Ray (``dialogsum-batch ray``): the cluster and the actors' sizes."""
+
+    address: str | None = None  # a running cluster (host:port, ray://...); None: RAY_ADDRESS, else a local Ray
+    workers: int = 0  # model actors; 0: as many as the CPUs (GPUs) allow, one CPU left for reading
+    cpus_per_worker: float = 1.0  # logical CPUs each actor holds; also its inference threads (rounded up)
+    gpus_per_worker: float = 0.0  # GPUs each actor holds (Ray sets CUDA_VISIBLE_DEVICES); fractions share one
+    batch_size: int = 256  # rows Ray hands an actor at a time; sorted and cut by tokens inside (64-1024)
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything a batch run needs apart from its inputs and outputs."""
 
@@ -123,6 +142,7 @@ class RunSettings:
     keep_fields: tuple[str, ...] = ()  # input fields copied to the output ("*" = all)
     on_error: str = "fail"  # fail | skip
     shard: ShardSettings | None = None  # None: the whole input
+    chats: ChatSettings = field(default_factory=ChatSettings)  # chat exports split into dialogues
 
 
 # ---------------------------------------------------------------------------- options by name
@@ -135,6 +155,7 @@ SECTIONS = {
     "batch": BatchSettings,
     "long": LongSettings,
     "fields": FieldNames,
+    "chats": ChatSettings,
     "run": RunSettings,
 }
 OPTION_FIELDS: dict[str, tuple[str, str]] = {
@@ -149,6 +170,7 @@ OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "text_field": ("fields", "text"),
     "id_field": ("fields", "id"),
     "reference_field": ("fields", "reference"),
+    "gap_minutes": ("chats", "gap_minutes"),
     **{name: ("run", name) for name in ("keep_fields", "on_error", "shard")},
 }
 

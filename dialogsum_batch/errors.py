@@ -76,6 +76,20 @@ class LockedError(DialogsumError):
     exit_code = 75
 
 
+FLOAT16_TYPES = ("float16", "int8_float16")  # weight / compute types whose activations overflow in Pegasus
+
+
+def float16_refused(name: str = "float16", remedy: str = "use bfloat16, or --force-dtype") -> str:
+    """Why float16 (``name``: how the caller spells it) is refused, and what to use instead."""
+    return f"{name} makes Pegasus overflow (blank or NaN output); {remedy}"
+
+
+def refuse_float16(dtype: str, forced: bool = False) -> None:
+    """ModelError for a float16 dtype or compute type unless ``forced`` (--force-dtype)."""
+    if dtype in FLOAT16_TYPES and not forced:
+        raise ModelError(float16_refused(dtype))
+
+
 def first_line(value: object) -> str:
     """The first line of an exception or message, for one-line errors."""
     text = str(value).strip()

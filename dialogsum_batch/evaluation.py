@@ -43,7 +43,6 @@ PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 CONFIDENCE = 0.95
-ROUGE_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 # ROUGE-1 / ROUGE-2 of the baselines on SAMSum test in Gliwa et al. (2019), Table 2.
 PAPER_SAMSUM_TEST = {"lead3": (31.40, 8.68), "longest3": (32.46, 10.27)}
 
@@ -197,11 +196,11 @@ def write_report(path: Path, metrics: Mapping[str, Any]) -> None:
         f"`{metrics['splitter']}`; [low, high] is a {metrics['bootstrap']['confidence']:.0%} bootstrap interval "
         f"({metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']})",
         "",
-        "| system | records | " + " | ".join(ROUGE_LABELS.values()) + " | mean words | max words | truncated |",
-        "|---|---:|" + "---:|" * len(ROUGE_LABELS) + "---:|---:|---:|",
+        "| system | records | " + " | ".join(rouge.ROUGE_LABELS.values()) + " | mean words | max words | truncated |",
+        "|---|---:|" + "---:|" * len(rouge.ROUGE_LABELS) + "---:|---:|---:|",
     ]
     for name, system in metrics["systems"].items():
-        cells = [_cell(system["rouge"][t]) for t in ROUGE_LABELS]
+        cells = [_cell(system["rouge"][t]) for t in rouge.ROUGE_TYPES]
         words = system["length"]["words"]
         lines.append(
             f"| {name} | {system['records']} | "
@@ -235,9 +234,9 @@ def plot_rouge_by_length(
         bx, by = binned_means(x, y, bins=min(10, max(1, len(x) // 20)))
         axes.plot(bx, by, marker="o", color=colour, label=f"{name} (binned mean)")
     axes.set_xlabel("dialogue length (words)")
-    axes.set_ylabel(f"{ROUGE_LABELS.get(rouge_type, rouge_type)} F x100")
+    axes.set_ylabel(f"{rouge.ROUGE_LABELS.get(rouge_type, rouge_type)} F x100")
     axes.set_ylim(0, 100)
-    axes.set_title(f"{ROUGE_LABELS.get(rouge_type, rouge_type)} per record against dialogue length")
+    axes.set_title(f"{rouge.ROUGE_LABELS.get(rouge_type, rouge_type)} per record against dialogue length")
     axes.legend(loc="upper right")
     save_figure(figure, path)
 
@@ -341,7 +340,7 @@ def write_outputs(folder: Path, outputs: Mapping[str, list[dict[str, Any]]], met
 def format_line(metrics: Mapping[str, Any]) -> str:
     """One human line per system: ROUGE-1/2/L/Lsum means."""
     return "; ".join(
-        f"{name}: ROUGE-1/2/L/Lsum " + " / ".join(f"{system['rouge'][t]['mean']:.2f}" for t in ROUGE_LABELS)
+        f"{name}: {rouge.heading()} " + rouge.figures({t: system["rouge"][t]["mean"] for t in rouge.ROUGE_TYPES})
         for name, system in metrics["systems"].items()
     )
 

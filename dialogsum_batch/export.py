@@ -208,11 +208,15 @@ def write_hf(source: Path, staging: Path, dtype: str | None, allow_pickle: bool)
 # ---------------------------------------------------------------------------- card
 
 
+def run_folders(source: Path) -> list[Path]:
+    """Where a run's files lie: the model folder, then for a checkpoint the run folder above it."""
+    return [source] + ([source.parent] if source.name.startswith("checkpoint-") else [])
+
+
 def find_metrics(source: Path) -> dict[str, dict[str, Any]]:
     """Evaluation files of the run: in the model folder, or in the run folder above a checkpoint."""
-    folders = [source] + ([source.parent] if source.name.startswith("checkpoint-") else [])
     found: dict[str, dict[str, Any]] = {}
-    for folder in folders:
+    for folder in run_folders(source):
         for name in METRIC_FILES:
             data = read_json(folder / name)
             if isinstance(data, dict) and name not in found:
@@ -270,10 +274,7 @@ def usage_section(settings: ExportSettings) -> str:
             "ids = tokenizer.convert_tokens_to_ids(result[0].hypotheses[0])\n"
             "print(tokenizer.decode(ids, skip_special_tokens=True))"
         )
-    return (
-        f"## Use\n\n```sh\ndialogsum-batch --model {name} chats.jsonl > summaries.jsonl\n```\n\n"
-        f"```python\n{code}\n```\n"
-    )
+    return cards.use_section(name, code)
 
 
 def source_card_body(source: Path, exported: Path | None = None) -> str:
@@ -283,13 +284,7 @@ def source_card_body(source: Path, exported: Path | None = None) -> str:
     turned back into the plain path: that page does not exist. So are links and images to files of the
     run folder that the export does not carry (``training_curves.png``): they would be broken.
     """
-    try:
-        text = (source / "README.md").read_text(encoding="utf-8")
-    except OSError:
-        return ""
-    if text.startswith("---"):
-        end = text.find("\n---", 3)
-        text = text[end + 4 :] if end >= 0 else text
+    _, text = cards.split_card(source)
     text = HUB_LINK.sub(lambda m: m.group(0) if is_hub_id(m.group(1)) else f"`{m.group(1)}`", text)
     if exported is not None:
         text = LOCAL_LINK.sub(lambda m: local_link(m, exported), text)
@@ -309,16 +304,14 @@ def card_metadata(source: Path, settings: ExportSettings, metrics: Mapping[str, 
     origin = cards.read_front_matter(source)
     run = run_config(source)
     trained_on = origin.get("datasets") or [cards.hub_dataset_id(run.get("data"))]
-    return {
-        "library_name": "transformers" if settings.format == "hf" else "ctranslate2",
-        "pipeline_tag": "summarization",
-        "license": origin.get("license"),
-        "base_model": base_model_of(source, origin),
-        "tags": ["pegasus", "summarization", "dialogue", "dialogsum-batch"],
-        "datasets": cards.unique([trained_on] if isinstance(trained_on, str) else trained_on),
-        "metrics": ["rouge"],
-        "model-index": cards.model_index(Path(settings.output_dir).name, evaluation_results(metrics, origin, run)),
-    }
+    return cards.metadata(
+        Path(settings.output_dir).name,
+        library="transformers" if settings.format == "hf" else "ctranslate2",
+        license=origin.get("license"),
+        base_model=base_model_of(source, origin),
+        datasets=[trained_on] if isinstance(trained_on, str) else trained_on,
+        results=evaluation_results(metrics, origin, run),
+    )
 
 
 def base_model_of(source: Path, origin: Mapping[str, Any]) -> str | None:
@@ -331,7 +324,7 @@ def base_model_of(source: Path, origin: Mapping[str, Any]) -> str | None:
 
 def run_config(source: Path) -> dict[str, Any]:
     """train_config.json of the run the source comes from (the folder, or the run above a checkpoint)."""
-    for folder in [source] + ([source.parent] if source.name.startswith("checkpoint-") else []):
+    for folder in run_folders(source):
         found = read_json(folder / "train_config.json")
         if isinstance(found, dict):
             return found
@@ -361,10 +354,8 @@ def evaluation_results(
     if stated:
         return stated
     trainer = metrics.get("eval_results.json")
-    dataset = cards.dataset_entry(
-        run.get("data"), run.get("eval_split", "validation"), run.get("synthetic_validation") or 0
-    )
-    result = cards.rouge_result(cards.trainer_scores(trainer), dataset) if trainer and dataset else None
+    split = run.get("eval_split", "validation")
+    result = cards.validation_result(trainer, run.get("data"), split, run.get("synthetic_validation") or 0)
     return [result] if result else []
 
 
@@ -372,8 +363,7 @@ def write_card(staging: Path, source: Path, settings: ExportSettings) -> None:
     """README.md: Hub metadata, what was exported from what, how to use it, and the evaluation figures."""
     metrics = find_metrics(source)
     metadata = card_metadata(source, settings, metrics)
-    hub_id = cards.hub_model_id(source)
-    origin = f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"the local folder `{source}`"
+    origin = cards.model_link(cards.hub_model_id(source), f"the local folder `{source}`")
     body = [
         f"# {Path(settings.output_dir).name}\n",
         f"Exported by dialogsum-batch {__version__} from {origin} as {describe_format(settings)}.\n",
@@ -383,4 +373,4 @@ def write_card(staging: Path, source: Path, settings: ExportSettings) -> None:
     original = source_card_body(source, staging)
     if original:
         body.append(f"## Source model card\n\n{original}\n")
-    (staging / "README.md").write_text(cards.front_matter(metadata) + "\n" + "\n".join(body), encoding="utf-8")
+    cards.write_card(staging, metadata, "\n".join(body))

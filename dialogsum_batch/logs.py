@@ -68,28 +68,34 @@ def library_bars(show: bool | None = None) -> Iterator[bool]:
     """The tqdm bars of transformers, huggingface_hub and datasets, on or off for the block.
 
     ``show=None`` leaves them on only where stderr is a terminal; ``False`` hides them anyway.
-    ``datasets`` is quieted once imported (every module that maps or loads with it imports it
-    first), so a run that never reads a corpus does not pay for importing it. Settings found on
+    ``transformers`` and ``datasets`` are quieted once imported (every module that maps or loads
+    with them imports them first), so a run that never needs them does not pay for importing them
+    (transformers brings torch: seconds). A transformers imported inside the block starts with its
+    bars off, as it copies huggingface_hub's setting when first imported. Settings found on
     entry come back on exit. Yields whether bars are shown.
     """
     if stderr_is_terminal() if show is None else show:
         yield True
         return
     from huggingface_hub import utils as hub
-    from transformers.utils import logging as hf_logging
 
+    hf_logging = sys.modules.get("transformers.utils.logging")
     datasets = sys.modules.get("datasets")
-    transformers_on, hub_off = hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled()
+    transformers_on = hf_logging is not None and hf_logging.is_progress_bar_enabled()
+    hub_off = hub.are_progress_bars_disabled()
     datasets_on = datasets is not None and datasets.is_progress_bar_enabled()
-    if transformers_on or not hub_off:
+    if transformers_on:
         hf_logging.disable_progress_bar()  # huggingface_hub's bars go with it
+    elif not hub_off:
+        hub.disable_progress_bars()
     if datasets_on:
         datasets.disable_progress_bars()
     try:
         yield False
     finally:
-        if transformers_on:
-            hf_logging.enable_progress_bar()  # turns huggingface_hub's on too; set below as it was
+        imported = hf_logging is None and sys.modules.get("transformers.utils.logging")
+        if transformers_on or (imported and not hub_off):  # one imported inside: on, as it would have started
+            (hf_logging or imported).enable_progress_bar()  # turns huggingface_hub's on too; set below as it was
         if hub.are_progress_bars_disabled() != hub_off:
             (hub.disable_progress_bars if hub_off else hub.enable_progress_bars)()
         if datasets_on:

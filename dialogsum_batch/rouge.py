@@ -20,21 +20,51 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rouge_score import rouge_scorer, tokenize, tokenizers
-from rouge_score.scoring import Score
 
-try:  # rouge_score depends on nltk, but its punkt data is a separate download.
-    import nltk
-    from nltk.stem import porter
-except ImportError:  # pragma: no cover - rouge_score cannot import without nltk
-    nltk = None
-    porter = None
+if TYPE_CHECKING:
+    from rouge_score.scoring import Score
 
-ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+ROUGE_LABELS: dict[str, str] = {
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+}
+ROUGE_TYPES: tuple[str, ...] = tuple(ROUGE_LABELS)  # rouge_score's names, in the order every table shows them
+SHORT_TYPES = ROUGE_TYPES[:3]  # where room is short (log lines, curves): rougeLsum, close to rougeL, left out
 
 _REGEX_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+
+
+def __getattr__(name: str) -> Any:
+    """``SPLITTER`` and ``nltk``, found on first use: rouge_score imports nltk, which imports scipy (~1 s), and a
+    run whose records carry no reference never needs them."""
+    if name == "SPLITTER":
+        return _splitter()[0]
+    if name == "nltk":
+        return _nltk()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _nltk() -> Any:
+    try:  # rouge_score depends on nltk, but its punkt data is a separate download.
+        import nltk
+    except ImportError:  # pragma: no cover - rouge_score cannot import without nltk
+        return None
+    return nltk
+
+
+def heading(types: Sequence[str] = ROUGE_TYPES) -> str:
+    """``ROUGE-1/2/L/Lsum`` (for ``types``), the head of a line of figures."""
+    return "ROUGE-" + "/".join(ROUGE_LABELS[t].removeprefix("ROUGE-") for t in types)
+
+
+def figures(scores: Mapping[str, float], types: Sequence[str] = ROUGE_TYPES, sep: str = " / ", prefix: str = "") -> str:
+    """The scores of ``types`` (keyed ``prefix`` + type, as the Trainer's ``eval_``) to two decimals; nan if missing."""
+    return sep.join(f"{scores.get(prefix + t, float('nan')):.2f}" for t in types)
 
 
 def regex_sentences(text: str) -> list[str]:
@@ -44,6 +74,7 @@ def regex_sentences(text: str) -> list[str]:
 
 def _pick_splitter() -> tuple[str, Callable[[str], list[str]]]:
     """Use nltk punkt if its data is on disk (a LookupError means it is not)."""
+    nltk = _nltk()
     if nltk is None:
         return "regex-fallback", regex_sentences
     try:
@@ -53,35 +84,35 @@ def _pick_splitter() -> tuple[str, Callable[[str], list[str]]]:
     return "nltk-punkt", nltk.sent_tokenize
 
 
-SPLITTER, _split_sentences = _pick_splitter()
+@functools.cache
+def _splitter() -> tuple[str, Callable[[str], list[str]]]:
+    """The splitter's name and function, picked once."""
+    return _pick_splitter()
 
 
-class _CachedStemmer:
-    """Porter stemmer with memoised results: stemming is pure, so scores are unchanged."""
+@functools.cache
+def _scorer() -> Any:
+    """Built once: score() runs per record in a hot loop. Passing a tokenizer makes RougeScorer ignore
+    use_stemmer; ours stems exactly like the default one does, memoised (about 4x faster on repeated words)."""
+    from nltk.stem import porter
+    from rouge_score import rouge_scorer, tokenize, tokenizers
 
-    def __init__(self) -> None:
-        self.stem = functools.lru_cache(maxsize=1 << 16)(porter.PorterStemmer().stem)
+    class CachedStemTokenizer(tokenizers.Tokenizer):
+        """rouge_score's DefaultTokenizer(use_stemmer=True) with a memoised Porter stemmer (stemming is pure)."""
 
+        def __init__(self) -> None:
+            self.stem = functools.lru_cache(maxsize=1 << 16)(porter.PorterStemmer().stem)
 
-class _CachedStemTokenizer(tokenizers.Tokenizer):
-    """rouge_score's DefaultTokenizer(use_stemmer=True), about 4x faster on repeated words."""
+        def tokenize(self, text: str) -> list[str]:
+            return tokenize.tokenize(text, self)
 
-    def __init__(self) -> None:
-        self._stemmer = _CachedStemmer()
-
-    def tokenize(self, text: str) -> list[str]:
-        return tokenize.tokenize(text, self._stemmer)
-
-
-# Built once: score() runs per record in a hot loop. Passing a tokenizer makes
-# RougeScorer ignore use_stemmer; ours stems exactly like the default one does.
-_SCORER = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True, tokenizer=_CachedStemTokenizer())
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True, tokenizer=CachedStemTokenizer())
 
 
 def prepare_text(text: str) -> str:
     """Strip, turn Pegasus ``<n>`` into a newline, and put one sentence per line."""
     text = text.replace("<n>", "\n").strip()
-    return "\n".join(_split_sentences(text))
+    return "\n".join(_splitter()[1](text))
 
 
 def _best_per_type(candidates: list[dict[str, Score]]) -> dict[str, Score]:
@@ -102,7 +133,7 @@ def score(prediction: str, reference: str | Sequence[str]) -> dict[str, float]:
     if not references:
         raise ValueError("score() needs at least one reference")
     prediction = prepare_text(prediction)
-    candidates = [_SCORER.score(prepare_text(ref), prediction) for ref in references]
+    candidates = [_scorer().score(prepare_text(ref), prediction) for ref in references]
     best = _best_per_type(candidates)
     return {rouge_type: best[rouge_type].fmeasure * 100 for rouge_type in ROUGE_TYPES}
 

@@ -102,8 +102,8 @@ class FakeBackend:
             key = len(self.texts) + 2
             self.texts[key] = text.split("\n")[0]
             ids = [key] + [3] * (len(words))
-            cut = len(ids) > self.max_source_length
-            result.append(Encoded(ids[: self.max_source_length], cut))
+            truncated = len(ids) > self.max_source_length
+            result.append(Encoded(ids[: self.max_source_length], truncated))
         return result
 
     def generate(self, batch: Sequence[Sequence[int]]) -> list[Generated]:

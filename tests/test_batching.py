@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialogsum_batch.inference.batching import CUT, InOrder, cheapest_cuts, padded_size, plan_batches, spread, windows
+from dialogsum_batch.inference.batching import FLUSH, InOrder, batch_ends, padded_size, plan_batches, spread, windows
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -44,7 +44,7 @@ def check_plan(lengths: list[int], plan: list[list[int]], batch_tokens: int, max
 def stalls_after(*items):
     """A stream that fails the test if it is read past its last item (a stalled producer)."""
     yield from items
-    raise AssertionError("windows() read past a CUT instead of handing over the window")
+    raise AssertionError("windows() read past a FLUSH instead of handing over the window")
 
 
 # ---------------------------------------------------------------------------- windows
@@ -74,26 +74,26 @@ def test_windows_closes_ends_the_window_at_that_item():
 @pytest.mark.parametrize(
     "items, size, expected",
     [
-        ([1, CUT, 2, 3], 5, [[1], [2, 3]]),
-        ([CUT, 1, 2], 5, [[1, 2]]),  # nothing read yet: the CUT cuts nothing
-        ([1, CUT, CUT, CUT, 2], 5, [[1], [2]]),  # repeated stalls: no empty windows
-        ([1, 2, CUT, 3], 2, [[1, 2], [3]]),  # a CUT right after a full window cuts nothing more
-        ([1, 2, 3, CUT], 2, [[1, 2], [3]]),
-        ([CUT, CUT], 5, []),
+        ([1, FLUSH, 2, 3], 5, [[1], [2, 3]]),
+        ([FLUSH, 1, 2], 5, [[1, 2]]),  # nothing read yet: the FLUSH flushes nothing
+        ([1, FLUSH, FLUSH, FLUSH, 2], 5, [[1], [2]]),  # repeated stalls: no empty windows
+        ([1, 2, FLUSH, 3], 2, [[1, 2], [3]]),  # a FLUSH right after a full window flushes nothing more
+        ([1, 2, 3, FLUSH], 2, [[1, 2], [3]]),
+        ([FLUSH, FLUSH], 5, []),
     ],
 )
-def test_windows_cut_ends_the_window_read_so_far(items, size, expected):
+def test_windows_flush_ends_the_window_read_so_far(items, size, expected):
     assert list(windows(items, size)) == expected
 
 
-def test_windows_cut_is_never_an_item():
-    got = list(windows([CUT, "a", CUT, "b", "c", CUT], 10))
+def test_windows_flush_is_never_an_item():
+    got = list(windows([FLUSH, "a", FLUSH, "b", "c", FLUSH], 10))
     assert got == [["a"], ["b", "c"]]
-    assert all(item is not CUT for window in got for item in window)
+    assert all(item is not FLUSH for window in got for item in window)
 
 
-def test_windows_hand_over_a_window_at_a_cut_without_reading_further():
-    stream = windows(stalls_after("a", "b", CUT), 10)
+def test_windows_hand_over_a_window_at_a_flush_without_reading_further():
+    stream = windows(stalls_after("a", "b", FLUSH), 10)
     assert next(stream) == ["a", "b"]
 
 
@@ -103,15 +103,15 @@ def test_windows_hand_over_a_closing_item_without_reading_further():
 
 
 @pytest.mark.property
-@given(st.lists(st.one_of(st.integers(0, 9), st.just(CUT)), max_size=60), st.integers(1, 8))
+@given(st.lists(st.one_of(st.integers(0, 9), st.just(FLUSH)), max_size=60), st.integers(1, 8))
 def test_windows_keep_every_item_in_order_within_size(items, size):
     got = list(windows(items, size, closes=lambda item: item == 0))
-    assert [item for window in got for item in window] == [item for item in items if item is not CUT]
+    assert [item for window in got for item in window] == [item for item in items if item is not FLUSH]
     assert all(0 < len(window) <= size for window in got)
     assert all(0 not in window[:-1] for window in got), "a closing item is always last in its window"
 
 
-# ---------------------------------------------------------------------------- plan_batches / cheapest_cuts
+# ---------------------------------------------------------------------------- plan_batches / batch_ends
 
 
 def test_plan_batches_of_nothing_is_empty():
@@ -188,8 +188,8 @@ def test_plan_batches_trade_batches_for_padding_by_batch_cost():
         ([300, 10, 10], [1, 3]),
     ],
 )
-def test_cheapest_cuts_end_positions(longest_first, expected):
-    assert cheapest_cuts(longest_first, batch_tokens=20, max_batch_size=8, batch_cost=1000) == expected
+def test_batch_ends_end_positions(longest_first, expected):
+    assert batch_ends(longest_first, batch_tokens=20, max_batch_size=8, batch_cost=1000) == expected
 
 
 @pytest.mark.property

@@ -156,6 +156,15 @@ def test_bench_backends_task_runs_the_script():
     assert "--work-dir" not in command
 
 
+def test_bench_default_task_runs_the_script():
+    from dialogsum_batch.tasks.bench import bench_default
+
+    c = MockContext(run=Result(exited=0), repeat=True)
+    bench_default(c, threads="1", repeats=1, quality=False)
+    command = c.run.call_args.args[0]
+    assert "bench/bench_default.py" in command and "--threads 1" in command and "--no-quality" in command
+
+
 def test_batch_plan_is_within_budget_longest_first_and_loses_no_row():
     """The engine's batch plan (what the throughput figures rest on), over random length mixes."""
     import random

@@ -162,7 +162,7 @@ def test_help_lists_exit_codes_and_examples():
 
 def test_group_help_lists_every_subcommand_and_the_exit_codes():
     text = run(["--help"]).stdout
-    for name in ("summarize", "finetune", "evaluate", "export", "cache"):
+    for name in ("summarize", "finetune", "evaluate", "export", "cache", "ray"):
         assert f"  {name} " in text
     assert "75   locked" in text and "Without a COMMAND, ``summarize`` runs" in text
 

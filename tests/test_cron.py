@@ -90,7 +90,7 @@ def test_unopenable_input_is_one_line(fake_backend, tmp_path):
     assert result.exit_code == 1 and "missing.jsonl: cannot open" in result.stderr
 
 
-def test_resume_cuts_torn_line_and_skips_done_ids(fake_backend, tmp_path):
+def test_resume_drops_a_torn_line_and_skips_done_ids(fake_backend, tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "dialogue": f"A: msg {i}"} for i in range(6)])
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": "r0", "summary": "x"}\n{"id": "r3", "summary": "y"}\n{"id": "r4", "summ', encoding="utf-8")

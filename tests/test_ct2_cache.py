@@ -91,11 +91,12 @@ def test_the_command_converts_once_then_serves_from_the_cache(tiny_model_dir, ca
     first = CliRunner().invoke(main, args, catch_exceptions=False)
     second = CliRunner().invoke(main, args, catch_exceptions=False)
     assert first.exit_code == 0 and second.exit_code == 0, first.stderr + second.stderr
-    assert conversions == ["int8"]  # the second run converted nothing
+    assert conversions == ["float32"]  # serving keeps transformers fp32's summaries; the second run converted nothing
+    assert "converting" in first.stderr and "later runs reuse it" in first.stderr  # said before the wait, not after
     assert "into the cache in" in first.stderr and "from the CTranslate2 cache" not in first.stderr
     assert f"from the CTranslate2 cache: {cache_dir}" in second.stderr and "converted" not in second.stderr
     assert [r["summary"] for r in read_jsonl(first.stdout)] == [r["summary"] for r in read_jsonl(second.stdout)]
-    assert "(ctranslate2)" in second.stderr
+    assert "(ctranslate2, float32)" in second.stderr
     assert len(entries(cache_dir)) == 1
 
 
@@ -253,7 +254,15 @@ def test_the_key_follows_content_quantization_and_version(tmp_path):
 
 def test_quantization_is_refused_for_the_transformers_backend(tiny_model_dir):
     with pytest.raises(ConfigError, match="--backend ctranslate2"):
-        load_backend(ModelSettings(name=str(tiny_model_dir), quantization="int8"), DecodeSettings())
+        load_backend(
+            ModelSettings(name=str(tiny_model_dir), backend="transformers", quantization="int8"), DecodeSettings()
+        )
+
+
+def test_quantization_under_auto_converts_with_it(tiny_model_dir, cache_dir, conversions):
+    backend = load_backend(ModelSettings(name=str(tiny_model_dir), quantization="int8", threads=1), DecodeSettings())
+    assert backend.name == "ctranslate2" and backend.describe()["dtype"] == "int8_float32"
+    assert conversions == ["int8"]
 
 
 def test_float16_conversions_are_refused_before_converting(tiny_model_dir, cache_dir, conversions):

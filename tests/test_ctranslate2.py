@@ -18,7 +18,7 @@ from conftest import read_jsonl, write_jsonl
 from transformers import GenerationConfig
 
 from dialogsum_batch import rouge
-from dialogsum_batch.backends import OutOfMemory, detect_backend, load_backend
+from dialogsum_batch.backends import OutOfMemory, choose_backend, load_backend
 from dialogsum_batch.backends.ctranslate2 import (
     CTranslate2Backend,
     decoding_options,
@@ -141,7 +141,7 @@ def test_command_detects_the_folder_and_writes_the_same_records(exports, tmp_pat
         ],
     )
     metrics = tmp_path / "metrics.json"
-    assert detect_backend(str(exports["int8"])) == "ctranslate2"
+    assert choose_backend(ModelSettings(), str(exports["int8"])).backend == "ctranslate2"
     result = CliRunner().invoke(
         main,
         ["-m", str(exports["int8"]), str(path), "--metrics-out", str(metrics), "--threads", "1"],
@@ -153,16 +153,16 @@ def test_command_detects_the_folder_and_writes_the_same_records(exports, tmp_pat
     assert all(r["summary"] and "rouge" in r for r in rows)
     described = json.loads(metrics.read_text())["model"]
     assert described["backend"] == "ctranslate2" and described["dtype"] == "int8_float32"
-    assert "(ctranslate2)" in result.stderr
+    assert "(ctranslate2, int8_float32)" in result.stderr
 
 
 def test_forcing_ctranslate2_on_a_transformers_folder_converts_it_into_the_cache(tiny_model_dir):
-    """No export step: the folder is converted (int8 by default) into the user cache and served from there."""
+    """No export step: the folder is converted (float32 by default) into the user cache and served from there."""
     args = ["-m", str(tiny_model_dir), "--backend", "ctranslate2", "--threads", "1", "--max-new-tokens", "4", "-"]
     result = CliRunner().invoke(main, args, input="A: hi\n", catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     assert read_jsonl(result.stdout)[0]["summary"]
-    assert "(ctranslate2)" in result.stderr and "Traceback" not in result.stderr
+    assert "(ctranslate2, float32)" in result.stderr and "Traceback" not in result.stderr
     assert "into the cache in" in result.stderr or "from the CTranslate2 cache" in result.stderr
     assert str(Path.home() / ".cache" / "dialogsum_batch" / "ctranslate2") in result.stderr  # HOME is isolated
 
@@ -176,7 +176,7 @@ def test_missing_package_says_what_to_install(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_ct2)
-    with pytest.raises(ModelError, match=r"pip install 'dialogsum-batch\[ct2\]'"):
+    with pytest.raises(ModelError, match="pip install ctranslate2"):
         import_ctranslate2()
 
 

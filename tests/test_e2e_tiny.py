@@ -1,4 +1,7 @@
-"""End to end on the tiny real Pegasus: batching changes nothing, order is kept, both formats work."""
+"""End to end on the tiny real Pegasus: batching changes nothing, order is kept, both formats work.
+
+The batching checks run on ``--backend transformers``: its padding and key mask are what they test. The
+default backend (CTranslate2 float32 on the CPU) is checked against it in test_ct2_default.py."""
 
 from __future__ import annotations
 
@@ -16,10 +19,10 @@ from dialogsum_batch.cli import main
 from dialogsum_batch.fixtures.synthetic import generate
 
 
-def summarize(model, args, stdin=None):
+def summarize(model, args, stdin=None, backend="transformers"):
     result = CliRunner().invoke(
         main,
-        ["-m", str(model), "--num-beams", "1", "--max-new-tokens", "16", *args],
+        ["-m", str(model), "--backend", backend, "--num-beams", "1", "--max-new-tokens", "16", *args],
         input=stdin,
         catch_exceptions=False,
     )
@@ -65,11 +68,12 @@ def _pad_without_mask(self, batch):
 def test_text_input_from_stdin_and_metrics(tiny_model_dir, tmp_path):
     metrics = tmp_path / "metrics.json"
     text = "Anna: are we still on for 7?\nBen: yes, see you at the cinema\n\nCarl: lunch?\nDina: sure 🍕\n"
-    result = summarize(tiny_model_dir, ["--metrics-out", str(metrics)], stdin=text)
+    result = summarize(tiny_model_dir, ["--metrics-out", str(metrics)], stdin=text, backend="auto")
     rows = read_jsonl(result.stdout)
     assert [r["id"] for r in rows] == ["<stdin>:1", "<stdin>:4"] and all(isinstance(r["summary"], str) for r in rows)
     report = json.loads(metrics.read_text())
-    assert report["records"] == 2 and report["model"]["backend"] == "transformers"
+    assert report["records"] == 2 and report["model"]["backend"] == "ctranslate2"  # the default on a CPU
+    assert report["model"]["dtype"] == "float32" and "(ctranslate2, float32)" in result.stderr
     assert report["model"]["generation"]["num_beams"] == 1 and 0 < report["padding_efficiency"] <= 1
 
 
@@ -81,7 +85,7 @@ def test_long_dialogue_is_truncated_at_max_source_length(tiny_model_dir):
 
 def test_float16_is_refused_with_a_reason_unless_forced(tiny_model_dir):
     result = CliRunner().invoke(main, ["-m", str(tiny_model_dir), "--dtype", "float16"], input="")
-    assert result.exit_code == 2 and "overflow" in result.stderr
+    assert result.exit_code == 2 and "--dtype float16 makes Pegasus overflow (blank or NaN output)" in result.stderr
 
 
 def test_python_dash_m_runs_the_same_command(tiny_model_dir):

@@ -245,7 +245,8 @@ def test_tiny_model_side_by_side_with_a_baseline(tiny_model_dir, chats_file, tmp
         str(tiny_model_dir), chats_file, output_dir=tmp_path / "out", baseline="lead3", settings=settings, bootstrap=20
     )
     assert metrics["model"] == str(tiny_model_dir) and metrics["system"] == "model"
-    assert metrics["generation"]["backend"] == "transformers"
+    assert metrics["generation"]["backend"] == "ctranslate2"  # evaluate serves as the command does (choose_backend)
+    assert metrics["generation"]["dtype"] == "float32"
     assert metrics["generation"]["generation"]["max_new_tokens"] == 6
     assert 1 <= metrics["length"]["tokens"]["max"] <= 6
     rows = read_jsonl((tmp_path / "out" / "predictions.jsonl").read_text())

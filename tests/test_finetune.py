@@ -318,7 +318,7 @@ def test_hub_base_model_offline_fails_fast_with_a_clear_message(tmp_path):
 def test_task_reports_config_errors_as_one_line(tmp_path):
     with pytest.raises(Exit) as caught:
         finetune_task(Context(), preset="smoke", output_dir=str(tmp_path), set_=["fp16=true"])
-    assert caught.value.code == 1 and "fp16 is refused" in caught.value.message
+    assert caught.value.code == 1 and "fp16 makes Pegasus overflow" in caught.value.message
     with pytest.raises(Exit, match="unknown setting 'lr'"):
         finetune_task(Context(), preset="smoke", set_=["lr=0.1"])
 

@@ -27,7 +27,7 @@ from dialogsum_batch.errors import DataError, LockedError
 from dialogsum_batch.inference import job as runner
 from dialogsum_batch.inference import outputs
 from dialogsum_batch.inference.feed import Feed
-from dialogsum_batch.inference.outputs import OutputLock, done_errors, done_ids, same_file
+from dialogsum_batch.inference.outputs import OutputLock, read_resumed, same_file
 
 
 def run(args, stdin=None):
@@ -221,21 +221,21 @@ def test_resume_refuses_what_is_not_a_regular_file(fake_backend, tmp_path):
     assert result.exit_code == 1 and "/dev/full: cannot resume: not a regular file" in one_error_line(result.stderr)
 
 
-def test_a_torn_tail_of_ours_or_of_zeros_is_still_cut(tmp_path):
+def test_a_torn_tail_of_ours_or_of_zeros_is_still_dropped(tmp_path):
     out = tmp_path / "out.jsonl"
     for tail in (b'{"id": "b", "summ', b'{"i', b"\x00" * 300, b""):
         out.write_bytes(b'{"id": "a", "summary": "x"}\n\n' + tail)
-        assert done_ids(str(out)) == {"a": 1}
+        assert read_resumed(str(out)).done == {"a": 1}
         assert out.read_bytes() == b'{"id": "a", "summary": "x"}\n\n'
     out.write_bytes(b'{"id": 7}\n')  # an integer id, as an input may give one
-    assert done_ids(str(out)) == {"7": 1}
+    assert read_resumed(str(out)).done == {"7": 1}
 
 
 def test_an_endless_line_in_a_resume_file_is_refused_without_holding_it(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_bytes(b'{"id": "a"}\n{"id": "' + b"x" * 50_000 + b'"}\n')
     with pytest.raises(DataError, match=r"out.jsonl:2: cannot resume: a line over the 4,096-byte limit"):
-        done_ids(str(out), limit=4096)
+        read_resumed(str(out), limit=4096)
 
 
 VALID = [json.dumps({"id": f"r{i}", "summary": "s " * i}).encode() + b"\n" for i in range(6)]
@@ -268,9 +268,13 @@ def test_random_damage_is_a_clean_refusal_or_a_valid_resume_set(tmp_path, kind, 
     content = data.draw(mutated(VALID if kind == "output" else ERRORS))
     path = tmp_path / f"{kind}.jsonl"
     path.write_bytes(content)
-    read = done_ids if kind == "output" else done_errors
     try:
-        found = read(str(path), 4096)
+        resumed = (
+            read_resumed(str(path), limit=4096)
+            if kind == "output"
+            else read_resumed(str(tmp_path / "none.jsonl"), str(path), 4096)
+        )
+        found = resumed.done if kind == "output" else resumed.seen
     except DataError as exc:  # a refusal: one line, naming the file, nothing changed
         assert str(exc).startswith(f"{path}") and "\n" not in str(exc)
         assert path.read_bytes() == content
@@ -586,7 +590,7 @@ def test_the_feed_ends_at_a_stop_and_hands_on_a_reader_failure():
             taken.append(item)
             if len(taken) == 2:
                 stop.set()
-        assert taken == [1, 2] and feed.cut
+        assert taken == [1, 2] and feed.stopped
 
     def broken():
         yield "a"
@@ -595,4 +599,4 @@ def test_the_feed_ends_at_a_stop_and_hands_on_a_reader_failure():
     with Feed(broken(), lambda: False) as feed, pytest.raises(RuntimeError, match="reader bug"):
         list(feed)
     with Feed(iter(range(1000)), lambda: False, size=4) as feed:
-        assert list(feed) == list(range(1000)) and not feed.cut
+        assert list(feed) == list(range(1000)) and not feed.stopped

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from conftest import REPO, TORCHRUN, launch_env, read_jsonl, start_fake_command
 
 from dialogsum_batch.cli import main
-from dialogsum_batch.inference.batching import CUT, windows
+from dialogsum_batch.inference.batching import FLUSH, windows
 from dialogsum_batch.inference.feed import Feed
 
 
@@ -30,14 +30,14 @@ def record(i: int) -> str:
 # ---------------------------------------------------------------------------- the pieces
 
 
-def test_a_cut_ends_the_window_read_so_far_and_is_never_an_item():
-    stream = [CUT, 1, CUT, CUT, 2, 3, 4, CUT, 5]
+def test_a_flush_ends_the_window_read_so_far_and_is_never_an_item():
+    stream = [FLUSH, 1, FLUSH, FLUSH, 2, 3, 4, FLUSH, 5]
     assert list(windows(stream, 2)) == [[1], [2, 3], [4], [5]]
     assert list(windows(stream, 2, closes=lambda item: item == 2)) == [[1], [2], [3, 4], [5]]
-    assert [window.live for window in windows(stream, 2)] == [True, False, True, False]  # a CUT ended it, or not
+    assert [window.live for window in windows(stream, 2)] == [True, False, True, False]  # a FLUSH ended it, or not
 
 
-def test_the_feed_cuts_once_per_stall_and_never_under_steady_input():
+def test_the_feed_flushes_once_per_stall_and_never_under_steady_input():
     def pausing():
         yield 1
         yield 2
@@ -45,15 +45,15 @@ def test_the_feed_cuts_once_per_stall_and_never_under_steady_input():
         yield 3
 
     with Feed(pausing(), lambda: False, poll=0.02, max_wait=0.3) as feed:
-        assert list(feed) == [1, 2, CUT, 3]
+        assert list(feed) == [1, 2, FLUSH, 3]
     with Feed(pausing(), lambda: False, poll=0.02, max_wait=0) as feed:
-        assert list(feed) == [1, 2, 3]  # 0: no cuts, full windows as before
+        assert list(feed) == [1, 2, 3]  # 0: no flushes, full windows as before
     with Feed(iter(range(500)), lambda: False, size=4, max_wait=0.5) as feed:
-        assert list(feed) == list(range(500))  # always ready: nothing to cut
+        assert list(feed) == list(range(500))  # always ready: nothing to flush
 
 
 def test_a_full_window_starts_the_next_records_wait_afresh():
-    """After a full window the clock restarts: a record is cut off after waiting max_wait itself, not
+    """After a full window the clock restarts: a record is flushed after waiting max_wait itself, not
     because a record of an earlier window was taken long ago."""
 
     def steady_then_short_stall():
@@ -63,12 +63,12 @@ def test_a_full_window_starts_the_next_records_wait_afresh():
         time.sleep(0.15)  # a short stall: shorter than max_wait after the last window began
 
     with Feed(steady_then_short_stall(), lambda: False, poll=0.02, max_wait=0.35, window=3) as feed:
-        assert list(feed) == list(range(6))  # no CUT: both windows filled within max_wait of their start
+        assert list(feed) == list(range(6))  # no FLUSH: both windows filled within max_wait of their start
     with Feed(steady_then_short_stall(), lambda: False, poll=0.02, max_wait=0.35) as feed:
-        assert CUT in list(feed)  # without windows the first record's clock runs on and cuts
+        assert FLUSH in list(feed)  # without windows the first record's clock runs on and flushes
 
 
-def test_a_steady_slow_producer_is_cut_too_though_it_never_pauses_for_max_wait():
+def test_a_steady_slow_producer_is_flushed_too_though_it_never_pauses_for_max_wait():
     def steady():
         for i in range(12):
             time.sleep(0.1)
@@ -76,7 +76,7 @@ def test_a_steady_slow_producer_is_cut_too_though_it_never_pauses_for_max_wait()
 
     with Feed(steady(), lambda: False, poll=0.02, max_wait=0.35) as feed:
         taken = list(feed)
-    runs = "".join("|" if item is CUT else "x" for item in taken).split("|")
+    runs = "".join("|" if item is FLUSH else "x" for item in taken).split("|")
     assert len(runs) >= 3 and max(map(len, runs)) <= 5, taken  # each record waited about 0.35 s at most
 
 
@@ -214,7 +214,7 @@ def test_max_wait_0_waits_for_the_window_or_the_end_of_input(live):
 
 
 def test_two_processes_write_each_summary_while_stdin_is_still_open(live):
-    """Under torchrun the main process reads, deals the cut window and writes, as one process does."""
+    """Under torchrun the main process reads, deals the flushed window and writes, as one process does."""
     job = live("--max-wait", "1", launcher=TORCHRUN)
     for i in range(3):
         job.send(record(i))
@@ -230,14 +230,14 @@ def test_max_wait_must_not_be_negative():
     assert result.exit_code == 2 and "--max-wait" in result.stderr
 
 
-def test_a_stop_while_a_cut_window_is_summarized_finishes_that_window(tmp_path):
-    """The records of a window a stall cut short came from a producer that cannot send them again: a SIGTERM
+def test_a_stop_while_a_flushed_window_is_summarized_finishes_that_window(tmp_path):
+    """The records of a window a stall flushed came from a producer that cannot send them again: a SIGTERM
     that lands while they are being summarized writes them all, then stops (143)."""
     process = start_fake_command(["-m", "x", "--max-wait", "0.3", "--max-batch-size", "1"], tmp_path, delay=0.4)
     try:
         process.stdin.write("".join(record(i) for i in range(4)))
         process.stdin.flush()
-        assert json.loads(process.stdout.readline())["id"] == "r0"  # the cut window is being summarized
+        assert json.loads(process.stdout.readline())["id"] == "r0"  # the flushed window is being summarized
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
         rows = [json.loads(line) for line in process.stdout.read().splitlines() if line.strip()]
@@ -249,5 +249,5 @@ def test_a_stop_while_a_cut_window_is_summarized_finishes_that_window(tmp_path):
 
 
 def test_live_input_is_on_by_default():
-    help_text = CliRunner().invoke(main, ["--help"]).output
+    help_text = CliRunner().invoke(main, ["summarize", "--help"]).output
     assert "--max-wait SECONDS" in help_text and "[default: 1.0" in help_text.split("--max-wait", 1)[1][:400]

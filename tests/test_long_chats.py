@@ -1,5 +1,5 @@
-"""Chats longer than the model: ``--long chunk`` summarizes them in pieces cut at turn boundaries, then the
-joined piece summaries; ``--long truncate`` (the default) cuts them as before."""
+"""Chats longer than the model: ``--long chunk`` summarizes them in pieces divided at turn boundaries, then the
+joined piece summaries; ``--long truncate`` (the default) truncates them as before."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from dialogsum_batch.backends import Encoded, Generated
 from dialogsum_batch.cli import main
 from dialogsum_batch.config import BatchSettings, LongSettings
-from dialogsum_batch.inference.chunking import fitting_parts, split_dialogue, turns, units
+from dialogsum_batch.inference.chunking import dialogue_pieces, fitting_parts, turns, units
 from dialogsum_batch.inference.engine import Engine
 from dialogsum_batch.inference.records import Record
 
@@ -37,7 +37,7 @@ def chat(turn_count: int, words_per_turn: int = 9) -> str:
 @pytest.mark.parametrize("overlap", [0, 1, 3])
 def test_pieces_fit_keep_dialogue_order_and_cover_every_turn(overlap):
     dialogue = chat(60)
-    pieces = split_dialogue(dialogue, words, budget=64, overlap=overlap)
+    pieces = dialogue_pieces(dialogue, words, budget=64, overlap=overlap)
     assert len(pieces) > 1 and all(n <= 64 for n in words(pieces))
     seen = [line for piece in pieces for line in piece.split("\n")]
     deduplicated = [line for i, line in enumerate(seen) if line not in seen[:i]]  # the overlap repeats turns
@@ -47,23 +47,23 @@ def test_pieces_fit_keep_dialogue_order_and_cover_every_turn(overlap):
             assert after.split("\n")[0] in before.split("\n")  # each piece opens with the last turns of the one before
 
 
-def test_a_turn_longer_than_the_limit_is_cut_at_sentences_then_words_then_characters():
+def test_a_turn_longer_than_the_limit_is_divided_at_sentences_then_words_then_characters():
     sentences = " ".join(f"Sentence {i} has five words." for i in range(40))  # 200 words in one turn
-    blob = "x" * 500  # one "word" longer than any budget: cut into runs of characters
+    blob = "x" * 500  # one "word" longer than any budget: divided into runs of characters
     parts = fitting_parts(sentences, words, budget=30)
     assert all(p.tokens <= 30 for p in parts) and all(p.text.endswith(".") for p in parts)
     assert " ".join(p.text for p in parts) == sentences
-    cut = fitting_parts(blob, lambda texts: [len(t) for t in texts], budget=40)
-    assert "".join(p.text for p in cut) == blob and all(p.tokens <= 40 for p in cut)
+    runs = fitting_parts(blob, lambda texts: [len(t) for t in texts], budget=40)
+    assert "".join(p.text for p in runs) == blob and all(p.tokens <= 40 for p in runs)
     found = units(f"A: hi\nB: {sentences}\nC: bye", words, budget=30)
-    assert [u.glue for u in found][:3] == ["\n", "\n", " "]  # a cut turn's parts go on with their turn
+    assert [u.glue for u in found][:3] == ["\n", "\n", " "]  # a divided turn's parts go on with their turn
 
 
 @pytest.mark.property
 @given(st.lists(st.integers(1, 80), min_size=1, max_size=40), st.integers(0, 3), st.integers(20, 120))
 def test_pieces_of_any_chat_fit_and_lose_no_turn(lengths, overlap, budget):
     dialogue = "\n".join(f"T{i}: " + " ".join(["w"] * (n - 1)) if n > 1 else f"T{i}:" for i, n in enumerate(lengths))
-    pieces = split_dialogue(dialogue, words, budget, overlap)
+    pieces = dialogue_pieces(dialogue, words, budget, overlap)
     assert all(n <= budget for n in words(pieces))
     labels = [word for piece in pieces for word in piece.split() if word.startswith("T")]
     assert sorted(set(labels), key=lambda label: int(label[1:-1])) == [f"T{i}:" for i in range(len(lengths))]
@@ -173,7 +173,7 @@ def test_truncate_stays_the_default(fake_backend):
 
 
 def test_the_tiny_model_summarizes_a_long_chat_in_pieces(tiny_model_dir):
-    """The real tokenizer and model: pieces cut by their own token counts, every one within the limit."""
+    """The real tokenizer and model: pieces divided by their own token counts, every one within the limit."""
     dialogue = chat(30, 12)
     args = [
         "-m",
@@ -192,6 +192,6 @@ def test_the_tiny_model_summarizes_a_long_chat_in_pieces(tiny_model_dir):
     chunked = CliRunner().invoke(main, [*args, "--long", "chunk"], input=stdin)
     truncated = CliRunner().invoke(main, args, input=stdin)
     assert chunked.exit_code == 0 and truncated.exit_code == 0, chunked.output + truncated.output
-    (piecewise,), (cut,) = read_jsonl(chunked.stdout), read_jsonl(truncated.stdout)
+    (piecewise,), (truncated,) = read_jsonl(chunked.stdout), read_jsonl(truncated.stdout)
     assert piecewise["chunks"] >= 30 * 13 // 48 and "truncated" not in piecewise
-    assert cut["truncated"] is True and "chunks" not in cut
+    assert truncated["truncated"] is True and "chunks" not in truncated

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -20,11 +21,11 @@ from dialogsum_batch.inference.outputs import (
     OUTPUT_KEYS,
     JsonlWriter,
     OutputLock,
-    done_errors,
-    done_ids,
+    Resumed,
     error_record,
     jsonl_line,
     open_output,
+    read_resumed,
     same_file,
     scan_written,
 )
@@ -59,6 +60,16 @@ class FailingStream(io.StringIO):
 
 def lines(*rows: dict) -> bytes:
     return "".join(jsonl_line(row) for row in rows).encode("utf-8")
+
+
+def done(path, limit=None):
+    """The ids --resume finds in an output file (``read_resumed``, the one reader of resume state)."""
+    return read_resumed(str(path), limit=limit).done
+
+
+def seen(path):
+    """The bad records --resume finds in an errors file (beside an output not written yet)."""
+    return read_resumed(str(path.with_name("no-output.jsonl")), str(path)).seen
 
 
 def unchanged_after(path, action):
@@ -266,7 +277,7 @@ def test_error_record_shortens_a_long_raw_line():
     assert record["raw"] == "x" * RAW_LIMIT + "..."
 
 
-def test_error_records_resume_through_done_errors(tmp_path):
+def test_error_records_resume_through_read_resumed(tmp_path):
     path = tmp_path / "errors.jsonl"
     errors = [
         InputError("a.jsonl", 3, "bad"),
@@ -274,29 +285,29 @@ def test_error_records_resume_through_done_errors(tmp_path):
         InputError("a.jsonl", 3, "x"),
     ]
     path.write_bytes(lines(*(error_record(error) for error in errors)))
-    assert done_errors(str(path)) == {("a.jsonl", 3), ("b.jsonl", None)}
+    assert seen(path) == {("a.jsonl", 3), ("b.jsonl", None)}
 
 
-# ---------------------------------------------------------------------------- scan_written / done_ids / done_errors
+# ---------------------------------------------------------------------------- scan_written / read_resumed
 
 
-def test_done_ids_of_a_missing_file_is_empty_and_creates_nothing(tmp_path):
+def test_a_missing_output_resumes_nothing_and_is_not_created(tmp_path):
     path = tmp_path / "out.jsonl"
-    assert done_ids(str(path)) == {}
+    assert done(path) == {}
     assert not path.exists()
 
 
-def test_done_ids_count_each_id_and_read_the_whole_file(tmp_path):
+def test_resume_counts_each_id_and_reads_the_whole_file(tmp_path):
     path = tmp_path / "out.jsonl"
     rows = [{"id": f"c{i}", "summary": "s"} for i in range(5000)] + [{"id": "c7", "summary": "again"}, {"id": 12}]
     path.write_bytes(lines(*rows) + b"\n  \n")
-    done = done_ids(str(path))
-    assert len(done) == 5001
-    assert done["c7"] == 2 and done["c4999"] == 1 and done["12"] == 1
+    found = done(path)
+    assert len(found) == 5001
+    assert found["c7"] == 2 and found["c4999"] == 1 and found["12"] == 1
 
 
 @pytest.mark.parametrize("torn", [b'{"id": "c2", "summary": "half', b'{"id": ', b'{"i', b"{", b'{"id": "c2"}'])
-def test_torn_last_line_is_found_by_scan_and_cut_only_by_written_cut(tmp_path, torn):
+def test_torn_last_line_is_found_by_scan_and_dropped_only_by_drop_torn_line(tmp_path, torn):
     path = tmp_path / "out.jsonl"
     whole = lines({"id": "c0", "summary": "a"}, {"id": "c1", "summary": "b"})
     path.write_bytes(whole + torn)
@@ -304,15 +315,15 @@ def test_torn_last_line_is_found_by_scan_and_cut_only_by_written_cut(tmp_path, t
     assert written.rows == [("c0",), ("c1",)]
     assert written.torn == len(whole)
     assert path.read_bytes() == whole + torn, "scanning changes nothing"
-    written.cut()
+    written.drop_torn_line()
     assert path.read_bytes() == whole
 
 
-def test_done_ids_cut_a_torn_last_line(tmp_path):
+def test_resume_drops_a_torn_last_line(tmp_path):
     path = tmp_path / "out.jsonl"
     whole = lines({"id": "c0", "summary": "a"})
     path.write_bytes(whole + b'{"id": "c1", "sum')
-    assert done_ids(str(path)) == {"c0": 1}
+    assert done(path) == {"c0": 1}
     assert path.read_bytes() == whole
 
 
@@ -321,24 +332,24 @@ def test_zeros_after_a_power_cut_are_a_torn_tail(tmp_path, tail):
     path = tmp_path / "out.jsonl"
     whole = lines({"id": "c0", "summary": "a"})
     path.write_bytes(whole + tail)
-    assert done_ids(str(path)) == {"c0": 1}
+    assert done(path) == {"c0": 1}
     assert path.read_bytes() == whole
 
 
-def test_a_file_of_only_zeros_is_cut_to_nothing(tmp_path):
+def test_a_file_of_only_zeros_is_emptied(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_bytes(b"\0" * 100)
-    assert done_ids(str(path)) == {}
+    assert done(path) == {}
     assert path.read_bytes() == b""
 
 
-def test_a_complete_file_is_not_cut(tmp_path):
+def test_a_complete_file_is_left_whole(tmp_path):
     path = tmp_path / "out.jsonl"
     whole = lines({"id": "c0", "summary": "a"})
     path.write_bytes(whole)
     written = scan_written(str(path), OUTPUT_KEYS)
     assert written.torn is None
-    written.cut()
+    written.drop_torn_line()
     assert path.read_bytes() == whole
 
 
@@ -357,26 +368,26 @@ def test_a_complete_file_is_not_cut(tmp_path):
         (
             lines({"id": "a"}) + b"plain text without a newline",
             2,
-            "the last line is cut short and does not start like ours",
+            "the last line is torn and does not start like ours",
         ),
         (
             lines({"id": "a"}) + b'{"summary": "s", "id": "x',
             2,
-            "the last line is cut short and does not start like ours",
+            "the last line is torn and does not start like ours",
         ),
     ],
 )
 def test_foreign_file_is_a_data_error_naming_path_line_and_left_unchanged(tmp_path, content, number, reason):
     path = tmp_path / "out.jsonl"
     path.write_bytes(content)
-    message = unchanged_after(path, lambda: done_ids(str(path)))
+    message = unchanged_after(path, lambda: done(path))
     assert message == f"{path}:{number}: cannot resume: {reason}; not a dialogsum-batch output? (left unchanged)"
 
 
 def test_a_bad_line_before_a_torn_tail_leaves_the_tail_too(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_bytes(lines({"id": "a"}) + b"oops\n" + lines({"id": "b"}) + b'{"id": "c", "su')
-    message = unchanged_after(path, lambda: done_ids(str(path)))
+    message = unchanged_after(path, lambda: done(path))
     assert message.startswith(f"{path}:2: cannot resume: invalid JSON")
 
 
@@ -384,7 +395,7 @@ def test_a_line_over_the_limit_is_not_ours(tmp_path):
     path = tmp_path / "out.jsonl"
     long = lines({"id": "b", "summary": "x" * 500})
     path.write_bytes(lines({"id": "a"}) + long)
-    message = unchanged_after(path, lambda: done_ids(str(path), limit=100))
+    message = unchanged_after(path, lambda: done(path, limit=100))
     assert message.startswith(f"{path}:2: cannot resume: a line over the 100-byte limit;")
 
 
@@ -396,20 +407,34 @@ def test_non_regular_files_are_refused(tmp_path):
     fifo = tmp_path / "fifo.jsonl"
     os.mkfifo(fifo)
     with pytest.raises(DataError, match=r"fifo.jsonl: cannot resume: not a regular file$"):
-        done_ids(str(fifo))  # would block for ever if it were opened
+        done(fifo)  # would block for ever if it were opened
 
 
-def test_done_errors_without_an_errors_file_is_empty(tmp_path):
-    assert done_errors(None) == set()
-    assert done_errors("") == set()
-    assert done_errors(str(tmp_path / "missing.jsonl")) == set()
+def test_no_errors_file_resumes_with_no_bad_records_seen(tmp_path):
+    output = str(tmp_path / "out.jsonl")
+    assert read_resumed(output, None).seen == set()
+    assert read_resumed(output, "").seen == set()
+    assert seen(tmp_path / "missing.jsonl") == set()
+    assert not (tmp_path / "missing.jsonl").exists()
 
 
-def test_done_errors_cut_a_torn_error_line(tmp_path):
+def test_both_files_are_checked_before_either_changes(tmp_path):
+    output, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    output.write_bytes(lines({"id": "a"}) + b'{"id": "b')  # a torn tail, dropped only if both files check out
+    errors.write_bytes(lines({"id": "a"}))  # an output where the errors file should be
+    with pytest.raises(DataError, match=r"errors.jsonl:1: cannot resume: no field 'source'"):
+        read_resumed(str(output), str(errors))
+    assert output.read_bytes() == lines({"id": "a"}) + b'{"id": "b'
+    errors.write_bytes(lines(error_record(InputError("a.jsonl", 1, "bad"))))
+    assert read_resumed(str(output), str(errors)) == Resumed(Counter({"a": 1}), {("a.jsonl", 1)})
+    assert output.read_bytes() == lines({"id": "a"})
+
+
+def test_a_torn_error_line_is_dropped(tmp_path):
     path = tmp_path / "errors.jsonl"
     whole = lines(error_record(InputError("a.jsonl", 1, "bad")))
     path.write_bytes(whole + b'{"source": "a.jsonl", "li')
-    assert done_errors(str(path)) == {("a.jsonl", 1)}
+    assert seen(path) == {("a.jsonl", 1)}
     assert path.read_bytes() == whole
 
 
@@ -423,10 +448,10 @@ def test_done_errors_cut_a_torn_error_line(tmp_path):
         ({"source": "a", "line": False}, "field 'line' must be an integer or null, got boolean"),
     ],
 )
-def test_done_errors_refuse_a_file_that_is_not_an_errors_file(tmp_path, row, reason):
+def test_an_errors_file_that_is_not_ours_is_refused(tmp_path, row, reason):
     path = tmp_path / "errors.jsonl"
     path.write_bytes(lines(row))
-    message = unchanged_after(path, lambda: done_errors(str(path)))
+    message = unchanged_after(path, lambda: seen(path))
     assert message == f"{path}:1: cannot resume: {reason}; not a dialogsum-batch output? (left unchanged)"
 
 
@@ -436,14 +461,14 @@ def test_scan_written_reads_the_keys_asked_for(tmp_path):
     assert scan_written(str(path), ERROR_KEYS).rows == [("a", 2), ("b", None)]
 
 
-def test_cut_of_a_file_gone_read_only_is_a_data_error(tmp_path):
+def test_dropping_the_tail_of_a_file_gone_is_a_data_error(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_bytes(lines({"id": "a"}) + b'{"id": "b')
     written = scan_written(str(path), OUTPUT_KEYS)
     path.unlink()
     path.mkdir()  # now a folder: truncate fails
     with pytest.raises(DataError, match=r"out.jsonl: cannot resume \(Is a directory\)$"):
-        written.cut()
+        written.drop_torn_line()
 
 
 # ---------------------------------------------------------------------------- OutputLock

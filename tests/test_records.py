@@ -24,9 +24,9 @@ from dialogsum_batch.inference.records import (
     detect_format,
     expand,
     normalise,
-    parsed_file,
     read_files,
     read_records,
+    sniffed_lines,
 )
 
 # ---------------------------------------------------------------------------- helpers
@@ -307,11 +307,11 @@ def test_text_bad_utf8_line_is_a_bad_record(tmp_path):
     "path, first_line, expected",
     [
         ("a.jsonl", "A: hi", "jsonl"),
-        ("a.json", None, "jsonl"),
+        ("a.json", None, "json"),  # nothing to sniff: the name decides (an empty file is no records either way)
         ("a.ndjson", "x", "jsonl"),
         ("a.jsonl.gz", "x", "jsonl"),
-        ("a.txt", '{"dialogue": "x"}', "text"),
-        ("a.txt.gz", '{"dialogue": "x"}', "text"),
+        ("a.txt", '{"dialogue": "x"}', "jsonl"),  # content over name: JSON lines are never one text dialogue
+        ("a.txt.gz", '{"dialogue": "x"}', "jsonl"),
         ("data", '{"dialogue": "x"}', "jsonl"),
         ("data", '   {"dialogue": "x"}', "jsonl"),
         ("-", '{"dialogue": "x"}', "jsonl"),
@@ -320,15 +320,24 @@ def test_text_bad_utf8_line_is_a_bad_record(tmp_path):
         ("data", None, "text"),
     ],
 )
-def test_detect_format_by_name_else_first_line(path, first_line, expected):
+def test_detect_format_by_content_else_name(path, first_line, expected):
     assert detect_format(path, first_line) == expected
 
 
 def test_sniffing_skips_blank_and_bad_lines_and_loses_none(tmp_path):
     data = b'\n\n\xff\n{"dialogue": "A: hi"}\n{"dialogue": "B: yo"}\n'
-    parsed = list(parsed_file("data", io.BytesIO(data), "auto"))
-    assert [item.line for item in parsed] == [3, 4, 5]
-    assert isinstance(parsed[0].error, InputError) and parsed[1].fields == {"dialogue": "A: hi"}  # read as JSONL
+    fmt, lines = sniffed_lines("data", io.BytesIO(data), "auto")
+    lines = list(lines)
+    assert fmt == "jsonl"
+    assert [number for number, _ in lines] == [1, 2, 3, 4, 5]
+    assert isinstance(lines[2][1], InputError) and lines[3][1] == '{"dialogue": "A: hi"}'
+
+
+def test_bad_lines_before_the_first_text_come_out_ahead_and_the_format_is_still_found(tmp_path):
+    path = write(tmp_path / "data", b'\n\xff\n{"dialogue": "A: hi"}\n{"dialogue": "B: yo"}\n')
+    items = read(path)
+    assert isinstance(items[0], BadRecord) and items[0].error.line == 2
+    assert [item.dialogue for item in items[1:]] == ["A: hi", "B: yo"]  # read as JSONL
 
 
 @pytest.mark.parametrize("name", ["chats", "chats.data"])
@@ -415,7 +424,7 @@ def test_missing_and_unreadable_files_are_bad_records_and_indices_run_across_fil
     assert [item.index for item in items] == [0, 1, 2, 3, 4]
     assert str(items[2].error) == f"{missing}: cannot open (No such file or directory)"
     assert items[2].error.line is None
-    assert str(items[3].error) == f"{folder}: cannot open (Is a directory)"
+    assert str(items[3].error).startswith(f"{folder}: a folder, and no format reads it (formats tried: ")
     assert (items[4].dialogue, items[4].id) == ("B: 3", f"{last}:1")
 
 

@@ -19,6 +19,7 @@ from ..config import DecodeSettings, ModelSettings
 from ..errors import ConfigError, ModelError
 from ..logs import Say
 from ..modelfiles import check_model_folder
+from .choice import choose_backend
 from .common import Encoded, Generated, OutOfMemory, is_ctranslate2_dir  # noqa: F401 (re-exported)
 
 
@@ -76,10 +77,6 @@ def registry() -> dict[str, Loader]:
     return found
 
 
-def detect_backend(path: str) -> str:
-    return "ctranslate2" if is_ctranslate2_dir(path) else "transformers"
-
-
 def model_folder(model: ModelSettings, log: Say | None = None) -> str:
     """The model's local folder: a Hub id is downloaded, or found in the cache. The loaders check what they
     read, once: ``check_transformers_folder`` for a transformers folder, ``check_model_folder`` for a
@@ -93,30 +90,40 @@ def model_folder(model: ModelSettings, log: Say | None = None) -> str:
 
 
 def load_backend(model: ModelSettings, decode: DecodeSettings, log: Say | None = None) -> Backend:
-    """Load the model with the asked-for backend; ``auto`` picks CTranslate2 for a folder holding model.bin."""
+    """Load the model with the asked-for backend; ``auto`` asks ``choose_backend`` (CTranslate2 where it keeps
+    transformers fp32's summaries, else transformers, saying why in one line)."""
     loaders = registry()
     if model.backend == "auto":
         path = model_folder(model, log)
-        model = replace(model, name=path, backend=detect_backend(path))
+        choice = choose_backend(model, path, decode)
+        if choice.note and log:
+            log(choice.note)
+        model = replace(model, name=path, backend=choice.backend)
     if model.backend not in loaders:
         raise ModelError(f"unknown backend '{model.backend}'; known: {', '.join(sorted(loaders))}")
     return loaders[model.backend](model, decode, log)
 
 
+def serving(backend: Backend) -> str:
+    """The backend and the compute type it runs at, for the log: ``ctranslate2, float32``."""
+    dtype = backend.describe().get("dtype")
+    return f"{backend.name}, {dtype}" if dtype else backend.name
+
+
 def convert_for_serving(path: str, model: ModelSettings, log: Say | None) -> tuple[str, ModelSettings]:
     """A transformers folder asked to serve through CTranslate2: its conversion from the cache, made once.
 
-    The conversion takes ``--quantization`` (int8 by default, as ``invoke export``); the folder it
-    gives then serves with its own weight type, so the setting is not applied a second time.
+    The conversion takes ``--quantization`` (float32 by default: transformers fp32's summaries; ``--fast`` is
+    int8); the folder it gives then serves with its own weight type, so the setting is not applied a second time.
     """
+    from ..errors import refuse_float16
     from .ct2_cache import Conversion, cached_conversion
-    from .ct2_convert import DEFAULT_QUANTIZATION, QUANTIZATIONS
-    from .ctranslate2 import check_overflow
+    from .ct2_convert import QUANTIZATIONS, SERVING_QUANTIZATION
 
-    quantization = model.quantization or DEFAULT_QUANTIZATION
+    quantization = model.quantization or SERVING_QUANTIZATION
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantization '{quantization}'; choose one of {', '.join(QUANTIZATIONS)}")
-    check_overflow(quantization, model.force_dtype)
+    refuse_float16(quantization, model.force_dtype)
     conversion = Conversion(
         source=Path(path), quantization=quantization, model=model.name, allow_pickle=model.allow_pickle
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_SOURCE_LIMIT = 1024
-CHARS_PER_TOKEN_CAP = 32  # cut absurdly long inputs before tokenizing them whole
+CHARS_PER_TOKEN_CAP = 32  # absurdly long inputs are trimmed to this many characters per token before tokenizing
 ENCODE_CHUNK = 256  # texts per tokenizer call
 GENERATION_KEYS = ("num_beams", "max_new_tokens", "max_length", "min_length", "length_penalty", "no_repeat_ngram_size")
 SMALL_MODEL_PARAMETERS = 20_000_000  # below this, per-op overhead dominates and extra threads only contend
@@ -21,7 +21,7 @@ PROC_STAT = Path("/proc/stat")
 
 @dataclass(frozen=True)
 class Encoded:
-    """A dialogue's source token ids, already cut to the model's limit."""
+    """A dialogue's source token ids, already truncated to the model's limit."""
 
     ids: list[int]
     truncated: bool
@@ -46,7 +46,7 @@ def is_ctranslate2_dir(path: str) -> bool:
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], limit: int) -> list[Encoded]:
-    """Token ids per text, cut to ``limit`` (keeping the final </s>) and flagged when cut.
+    """Token ids per text, truncated to ``limit`` (keeping the final </s>) and flagged when truncated.
 
     The fast tokenizer runs over slices of ENCODE_CHUNK texts: as quick as one call for the
     whole window, but its per-token bookkeeping (offsets, token strings) never exists for
@@ -60,12 +60,12 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], limit: int) -> list[Encod
     for start in range(0, len(texts), ENCODE_CHUNK):
         capped = [text.strip()[: limit * CHARS_PER_TOKEN_CAP] for text in texts[start : start + ENCODE_CHUNK]]
         rows = tokenizer(capped, truncation=True, max_length=limit + 1, return_attention_mask=False)
-        encoded.extend(cut(ids, limit, eos) for ids in rows["input_ids"])
+        encoded.extend(truncate(ids, limit, eos) for ids in rows["input_ids"])
     return encoded
 
 
-def cut(ids: list[int], limit: int, eos: int | None) -> Encoded:
-    """Ids tokenized to ``limit + 1`` are longer than the limit: cut them, ending on </s>."""
+def truncate(ids: list[int], limit: int, eos: int | None) -> Encoded:
+    """Ids tokenized to ``limit + 1`` are longer than the limit: truncate them, ending on </s>."""
     if len(ids) <= limit:
         return Encoded(ids, False)
     tail = [eos] if eos is not None else []

@@ -246,6 +246,8 @@ def convert_once(conversion: Conversion, entry: Path, ct2_version: str, digests:
                 return None
             if entry.exists():
                 say(f"the cached conversion {entry} is incomplete or damaged; converting again")
+            else:
+                say(f"converting {conversion.model} to CTranslate2 ({conversion.quantization}); later runs reuse it")
             return build_entry(conversion, entry, entry.name, ct2_version, digests)
     except OSError as exc:  # a read-only or full cache; the converter's own errors arrive as ModelError
         raise ModelError(

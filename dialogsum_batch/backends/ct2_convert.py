@@ -17,9 +17,13 @@ from ..modelfiles import LOAD_ERRORS, load_failure, read_json
 from ..version import __version__
 
 QUANTIZATIONS = ("int8", "int8_float32", "int8_bfloat16", "bfloat16", "float16", "float32")
-DEFAULT_QUANTIZATION = "int8"  # what CPU serving wants: ~4x smaller, several times faster
+DEFAULT_QUANTIZATION = "int8"  # what an export is for: CPU serving, ~4x smaller, several times faster
+# What serving converts a transformers folder to unless --quantization (or --fast) says otherwise: float32
+# keeps transformers fp32's greedy summaries token for token, at 1.4x its speed (bench/results/bench_ct2_cache.md).
+SERVING_QUANTIZATION = "float32"
+FAST_QUANTIZATION = "int8"  # --fast: 2.5x transformers fp32 greedy; ROUGE-1 -0.3 on the trained tiny model
 EXPORT_INFO = "dialogsum_export.json"  # what a serving folder is (format, weights, limits); marks it as ours
-INSTALL_CT2 = "pip install 'dialogsum-batch[ct2]'"
+INSTALL_CT2 = "pip install ctranslate2"  # a dependency on the platforms it has wheels for
 # Config fields CTranslate2's converter reads that transformers 5 no longer writes for configs built in
 # code; the values are what these architectures compute (Pegasus: pre-layer-norm, no embedding norm).
 CONVERTER_DEFAULTS: dict[str, dict[str, bool]] = {

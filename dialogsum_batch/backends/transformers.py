@@ -10,7 +10,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..config import DecodeSettings, ModelSettings
-from ..errors import ModelError
+from ..errors import ModelError, refuse_float16
 from ..logs import library_bars, quiet_transformers
 from ..modelfiles import LOAD_ERRORS, check_transformers_folder, load_failure
 from .common import DEFAULT_SOURCE_LIMIT, Encoded, Generated, OutOfMemory, clean, encode_texts, generation_summary
@@ -31,8 +31,7 @@ def pick_device(asked: str) -> torch.device:
 
 def pick_dtype(asked: str, device: torch.device, forced: bool) -> torch.dtype:
     """bf16 on GPUs that have it, fp32 elsewhere; fp16 only when forced (Pegasus overflows in it)."""
-    if asked == "float16" and not forced:
-        raise ModelError("float16 makes Pegasus overflow (blank or NaN output); use bfloat16, or --force-dtype")
+    refuse_float16(asked, forced)
     if asked != "auto":
         return DTYPES[asked]
     if device.type == "cuda" and torch.cuda.is_bf16_supported():

@@ -15,6 +15,7 @@ from .common import CONTEXT, EPILOG
 from .evaluate import evaluate
 from .export import export
 from .finetune import finetune
+from .ray import ray_command
 from .summarize import summarize
 
 DEFAULT_COMMAND = "summarize"
@@ -47,10 +48,11 @@ def main() -> None:
       dialogsum-batch evaluate --model runs/smoke --data data/test.jsonl --output-dir runs/eval
       dialogsum-batch export --model runs/smoke --format ctranslate2 --output-dir serve/ct2
       dialogsum-batch cache --list
+      dialogsum-batch ray 'chats/*.jsonl.gz' -m runs/pegasus-samsum -o summaries.jsonl --resume
     """
 
 
-for command in (summarize, finetune, evaluate, export, cache):
+for command in (summarize, finetune, evaluate, export, cache, ray_command):
     main.add_command(command)
 
 __all__ = ["main"]

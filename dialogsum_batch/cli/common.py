@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import DialogsumError, OutputClosed
+from ..inference.job import JobFiles
 from ..inference.outputs import discard_stdout
 from ..logs import Log
 
@@ -66,3 +67,21 @@ def errors_shown(log: Log, debug: bool, interrupted: str = INTERRUPTED) -> Itera
     except KeyboardInterrupt:
         log.error(interrupted)
         sys.exit(130)
+
+
+def parse_keep(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name.strip() for item in value for name in item.split(",") if name.strip())
+
+
+def job_files(options: dict) -> JobFiles:
+    """The job's inputs and outputs from the parsed options."""
+    return JobFiles(
+        inputs=tuple(options["inputs"]),
+        input_format=options["input_format"],
+        output=options["output"],
+        errors_out=options["errors_out"],
+        metrics_out=options["metrics_out"],
+        lock=options["lock_file"],
+        resume=options["resume"],
+        max_line_bytes=options["max_line_bytes"],
+    )

@@ -8,31 +8,33 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class Cut:
-    """A marker in a stream of items, not an item: the window read so far ends here (the input stalled)."""
+class Flush:
+    """A marker in a stream of items, not an item: hand over the window read so far (the input stalled)."""
 
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return "CUT"
+        return "FLUSH"
 
 
-CUT = Cut()
+FLUSH = Flush()
 
 
 class Window(list):
-    """A window of items; ``live`` when a stalled input ended it (a CUT), not its size or the end of input."""
+    """A window of items; ``live`` when a stalled input ended it (a FLUSH), not its size or the end of input."""
 
     live = False
 
 
-def windows(items: Iterable[T | Cut], size: int, closes: Callable[[T], bool] = lambda item: False) -> Iterator[Window]:
-    """Chunk a stream into lists of at most ``size``; an item for which ``closes`` is true ends its window,
-    and so does a CUT (dropped: it is never an item of a window), which marks the window ``live``."""
+def windows(
+    items: Iterable[T | Flush], size: int, closes: Callable[[T], bool] = lambda item: False
+) -> Iterator[Window]:
+    """A stream in lists of at most ``size``; an item for which ``closes`` is true ends its window,
+    and so does a FLUSH (dropped: it is never an item of a window), which marks the window ``live``."""
     window = Window()
     for item in items:
-        if isinstance(item, Cut):
-            if window:  # a stall with nothing read since the last window cuts nothing
+        if isinstance(item, Flush):
+            if window:  # a stall with nothing read since the last window flushes nothing
                 window.live = True
                 yield window
                 window = Window()
@@ -48,17 +50,17 @@ def windows(items: Iterable[T | Cut], size: int, closes: Callable[[T], bool] = l
 def plan_batches(
     lengths: Sequence[int], batch_tokens: int, max_batch_size: int, batch_cost: int | None = None
 ) -> list[list[int]]:
-    """Positions sorted longest first, cut so that rows x longest row stays within the token budget.
+    """Positions sorted longest first, grouped so that rows x longest row stays within the token budget.
 
     Sorting first keeps padding low; longest first makes an out-of-memory show up in the first batch.
-    A row longer than the whole budget still gets a batch of its own. Where the cuts fall is chosen
+    A row longer than the whole budget still gets a batch of its own. Where the batches end is chosen
     to minimise padded tokens plus ``batch_cost`` (default: an eighth of the budget, at least 1) per batch, the
     price of a batch's fixed per-step work: filling each batch greedily from the longest row puts a
     long row at the head of many short ones at every length gap, which on a few hundred records
     left a quarter of the tokens as padding.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    ends = cheapest_cuts(
+    ends = batch_ends(
         [lengths[i] for i in order],
         batch_tokens,
         max_batch_size,
@@ -80,8 +82,8 @@ def spread(plan: list[list[int]], lanes: int) -> list[list[int]]:
     return plan
 
 
-def cheapest_cuts(longest_first: Sequence[int], batch_tokens: int, max_batch_size: int, batch_cost: int) -> list[int]:
-    """End positions of the batches over lengths sorted longest first (dynamic programming, O(n x rows))."""
+def batch_ends(longest_first: Sequence[int], batch_tokens: int, max_batch_size: int, batch_cost: int) -> list[int]:
+    """End positions of the cheapest batches over lengths sorted longest first (dynamic programming, O(n x rows))."""
     n = len(longest_first)
     best = [0] + [0] * n  # best[j]: least cost of batching the first j rows
     start = [0] * (n + 1)  # start[j]: where the last batch of that best plan begins

@@ -1,8 +1,8 @@
-"""Chats longer than the model (``--long chunk``): cut at turn boundaries into pieces that fit.
+"""Chats longer than the model (``--long chunk``): divided at turn boundaries into pieces that fit.
 
 A dialogue is a list of turns, one a line. Pieces are runs of whole turns whose tokens fit the model's
 source limit, each starting ``overlap`` turns before the previous one ended, so a reply keeps the turn it
-answers. A turn longer than the limit is cut at sentence ends, a sentence at spaces, a word (a pasted
+answers. A turn longer than the limit is divided at sentence ends, a sentence at spaces, a word (a pasted
 blob) into runs of characters. The engine summarizes the pieces in its ordinary batches, joins their
 summaries in order, and summarizes the joined text again while it is longer than a target.
 """
@@ -34,7 +34,7 @@ def turns(dialogue: str) -> list[str]:
 
 
 def units(dialogue: str, count: Count, budget: int) -> list[Unit]:
-    """The dialogue's turns as units of at most ``budget`` tokens, longer turns cut into parts that fit."""
+    """The dialogue's turns as units of at most ``budget`` tokens, longer turns divided into parts that fit."""
     lines = turns(dialogue)
     result: list[Unit] = []
     for line, tokens in zip(lines, count(lines)):
@@ -47,10 +47,10 @@ def units(dialogue: str, count: Count, budget: int) -> list[Unit]:
 
 
 def fitting_parts(text: str, count: Count, budget: int, level: int = 0) -> list[Unit]:
-    """``text`` cut into parts of at most ``budget`` tokens: at sentence ends, then spaces, then characters;
+    """``text`` divided into parts of at most ``budget`` tokens: at sentence ends, then spaces, then characters;
     each part's ``glue`` is what joined it to the part before."""
     if level == 2:
-        return characters_cut(text, count, budget)
+        return character_runs(text, count, budget)
     parts = [part for part in (SENTENCE_END.split(text) if level == 0 else text.split(" ")) if part.strip()]
     fitted: list[Unit] = []
     for part, tokens in zip(parts, count(parts)):
@@ -58,7 +58,7 @@ def fitting_parts(text: str, count: Count, budget: int, level: int = 0) -> list[
     return pack(fitted, budget)
 
 
-def characters_cut(word: str, count: Count, budget: int) -> list[Unit]:
+def character_runs(word: str, count: Count, budget: int) -> list[Unit]:
     """A word longer than the budget (a pasted blob) in runs of characters that fit, whatever the tokenizer."""
     size = max(1, budget // BYTES_PER_CHAR)
     runs = [word[start : start + size] for start in range(0, len(word), size)]
@@ -66,7 +66,7 @@ def characters_cut(word: str, count: Count, budget: int) -> list[Unit]:
 
 
 def pack(parts: list[Unit], budget: int) -> list[Unit]:
-    """Neighbouring parts joined again while they fit, so a long turn is not cut finer than it must be."""
+    """Neighbouring parts joined again while they fit, so a long turn is not divided finer than it must be."""
     packed: list[Unit] = []
     for part in parts:
         if packed and packed[-1].tokens + part.tokens <= budget:
@@ -104,7 +104,7 @@ def piece_text(found: Sequence[Unit], start: int, end: int) -> str:
     return text
 
 
-def split_dialogue(dialogue: str, count: Count, budget: int, overlap: int = 0) -> list[str]:
+def dialogue_pieces(dialogue: str, count: Count, budget: int, overlap: int = 0) -> list[str]:
     """The dialogue in pieces of at most ``budget`` tokens (as ``count`` counts them), in dialogue order."""
     found = units(dialogue, count, budget)
     return [piece_text(found, start, end) for start, end in pieces(found, budget, overlap)]

@@ -1,6 +1,6 @@
 """The batch engine: items in, one outcome per item out, in input order. No I/O, no ROUGE, no formatting.
 
-A bounded window of items is read at a time, its records sorted by token length and cut into batches
+A bounded window of items is read at a time, its records sorted by token length and grouped into batches
 under a token budget (longest first, so an out-of-memory shows up at once); each batch is generated and
 its outcomes released as soon as every earlier item's outcome is out. Rows, ROUGE and counts of what was
 written live with the outputs (``outputs.py``); the engine counts only its own work (``EngineCounts``).
@@ -12,7 +12,7 @@ import ctypes
 import ctypes.util
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 
@@ -20,12 +20,12 @@ from ..backends import Backend, Encoded, Generated, OutOfMemory
 from ..config import BatchSettings, LongSettings
 from ..errors import InputError
 from ..logs import Say
-from .batching import Cut, InOrder, padded_size, plan_batches, spread, windows
-from .chunking import split_dialogue
+from .batching import Flush, InOrder, padded_size, plan_batches, spread, windows
+from .chunking import dialogue_pieces
 from .records import BadRecord, Item, Record
 
 MAX_ROUNDS = 4  # --long chunk: rounds of summarizing joined summaries again, at most (each shrinks them)
-MIN_BUDGET = 8  # tokens: a piece budget below this is not worth cutting for
+MIN_BUDGET = 8  # tokens: a piece budget below this is not worth chunking for
 
 
 class Interrupted(Exception):
@@ -40,9 +40,19 @@ class Outcome:
     item: Item | None  # None only on the way between processes (the main process holds the items)
     summary: str | None = None
     error: InputError | None = None  # unreadable, or out of memory even alone
-    truncated: bool = False  # the source was cut to the model's limit
+    truncated: bool = False  # the source was truncated to the model's limit
     tokens: int = 0  # summary tokens generated (every piece and round of a long record)
     chunks: int = 0  # --long chunk: the pieces a record longer than the model was summarized in
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A row that generated no summary, and why (out of memory even alone)."""
+
+    reason: str
+
+
+Result = Generated | Failed  # what generating one row gave
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,26 @@ class Long:
     failed: bool = False  # a piece ran out of memory even alone: the record is an error
 
 
+@dataclass
+class Pass:
+    """One window on its way through the engine: its items, where it starts in the engine's input, the outcomes
+    waiting to be released in order, and (``--long chunk``) the records in pieces, by window place."""
+
+    items: Sequence[Item]
+    offset: int
+    results: InOrder[Outcome]
+    pending: dict[int, Long] = field(default_factory=dict)
+
+    def put(self, outcomes: Iterable[Outcome]) -> None:
+        for outcome in outcomes:
+            self.results.put(outcome.position - self.offset, outcome)
+
+
 @dataclass(frozen=True)
 class Timed:
     """A batch's generated rows, the out-of-memory splits it took, and when it ran (``time.perf_counter``)."""
 
-    generated: list[Generated | str]
+    generated: list[Result]
     splits: int
     began: float
     ended: float
@@ -132,7 +157,7 @@ class Engine:
 
     ``should_stop`` is looked at between batches: when it turns true, the outcomes already finished are
     yielded (gaps skipped; unreadable items are left to be read again) and Interrupted is raised. A window
-    that a stalled input cut short (live input) is finished first: its records came from a producer that
+    that a stalled input ended early (live input: a FLUSH) is finished first: its records came from a producer that
     cannot send them again, and there are only as many as arrived in about ``max_wait`` seconds.
     ``close_on_bad``: an unreadable item ends its window, so under ``--on-error fail`` every record before
     it is finished before the failure is reported. A backend that runs batches side by side
@@ -159,8 +184,8 @@ class Engine:
         self.counts = EngineCounts()
         self.lanes = max(1, getattr(backend, "concurrent_batches", 1))  # batches generated side by side
 
-    def run(self, items: Iterable[Item | Cut]) -> Iterator[Outcome]:
-        """Summarize everything, a window at a time (a CUT in ``items`` ends one early)."""
+    def run(self, items: Iterable[Item | Flush]) -> Iterator[Outcome]:
+        """Summarize everything, a window at a time (a FLUSH in ``items`` ends one early)."""
         closes = (lambda item: isinstance(item, BadRecord)) if self.close_on_bad else (lambda _: False)
         offset = 0
         for window in windows(items, self.batch.sort_window, closes):
@@ -170,43 +195,45 @@ class Engine:
     def _window(self, window: Sequence[Item], offset: int, finish: bool = False) -> Iterator[Outcome]:
         """The window's records in batches, then (``--long chunk``) rounds of joined piece summaries until each
         long record is short enough; outcomes released as soon as those before them are out."""
-        results: InOrder[Outcome] = InOrder(len(window))
-        unordered = self.batch.unordered
+        state = Pass(window, offset, InOrder(len(window)))
         bad = [
             Outcome(offset + p, item, error=item.error) for p, item in enumerate(window) if isinstance(item, BadRecord)
         ]
-        if not unordered:  # in order, a bad record waits for those before it anyway
-            self._put_all(results, bad, offset)
+        if not self.batch.unordered:  # in order, a bad record waits for those before it anyway
+            state.put(bad)
         records = [(p, item) for p, item in enumerate(window) if isinstance(item, Record)]
-        pending: dict[int, Long] = {}  # --long chunk: the records in pieces, by window place
-        rows = self._rows([p for p, _ in records], [record.dialogue for _, record in records], pending)
+        rows = self._rows([p for p, _ in records], [record.dialogue for _, record in records], state.pending)
         while rows:  # the records, then rounds of joined piece summaries that are still too long
-            later: list[Row] = []
-            lengths = [len(row.ids) for row in rows]
-            plan = spread(plan_batches(lengths, self.batch.batch_tokens, self.batch.max_batch_size), self.lanes)
-            finished = 0
-            for index, generated in self._generated([[rows[b].ids for b in batch] for batch in plan], finish):
-                for row, result in zip([rows[b] for b in plan[index]], generated):
-                    outcome = self._settle(row, result, window[row.place], offset + row.place, pending, later)
-                    if outcome is not None:
-                        results.put(row.place, outcome)
-                self.counts.real_tokens += sum(lengths[b] for b in plan[index])
-                self.counts.padded_tokens += padded_size(lengths, plan[index])
-                finished = index + 1
-                trim_heap()
-                yield from results.rest() if unordered else results.ready()
-            if finished < len(plan):  # a stop was asked for between batches
-                yield from (o for o in results.rest() if o.error is None)  # bad ones are judged on resume
-                raise Interrupted()
-            rows = later
-        if unordered:  # after every good record of the window, so --on-error fail loses none
-            self._put_all(results, bad, offset)
-        yield from results.rest() if unordered else results.ready()
+            rows = yield from self._round(state, rows, finish)
+        if self.batch.unordered:  # after every good record of the window, so --on-error fail loses none
+            state.put(bad)
+        yield from self._release(state.results)
 
-    @staticmethod
-    def _put_all(results: InOrder[Outcome], outcomes: Iterable[Outcome], offset: int) -> None:
-        for outcome in outcomes:
-            results.put(outcome.position - offset, outcome)
+    def _round(self, state: Pass, rows: list[Row], finish: bool) -> Generator[Outcome, None, list[Row]]:
+        """Generate ``rows`` in batches, yielding the outcomes they release; returns the rows of the next round
+        (joined piece summaries still too long). Raises Interrupted once a stop ended the round early."""
+        later: list[Row] = []
+        lengths = [len(row.ids) for row in rows]
+        plan = spread(plan_batches(lengths, self.batch.batch_tokens, self.batch.max_batch_size), self.lanes)
+        finished = 0
+        for index, generated in self._generated([[rows[b].ids for b in batch] for batch in plan], finish):
+            for row, result in zip([rows[b] for b in plan[index]], generated):
+                outcome = self._settle(row, result, state, later)
+                if outcome is not None:
+                    state.results.put(row.place, outcome)
+            self.counts.real_tokens += sum(lengths[b] for b in plan[index])
+            self.counts.padded_tokens += padded_size(lengths, plan[index])
+            finished = index + 1
+            trim_heap()
+            yield from self._release(state.results)
+        if finished < len(plan):  # a stop was asked for between batches
+            yield from (o for o in state.results.rest() if o.error is None)  # bad ones are judged on resume
+            raise Interrupted()
+        return later
+
+    def _release(self, results: InOrder[Outcome]) -> Iterator[Outcome]:
+        """The outcomes that can go now: those finished before any gap, or (``unordered``) all finished."""
+        return results.rest() if self.batch.unordered else results.ready()
 
     def _rows(self, places: list[int], texts: list[str], pending: dict[int, Long]) -> list[Row]:
         """One row per record, or under ``--long chunk`` one per piece of a record longer than the model."""
@@ -231,26 +258,25 @@ class Engine:
 
     def _pieces(self, text: str) -> list[Encoded]:
         """A text in pieces that fit the model, encoded; where the joins cost tokens the counts did not show,
-        it is cut again on a smaller budget."""
+        it is divided again on a smaller budget."""
         budget = self.backend.max_source_length
         while True:
-            found = self.backend.encode(split_dialogue(text, self._count, budget, self.long.overlap))
+            found = self.backend.encode(dialogue_pieces(text, self._count, budget, self.long.overlap))
             if not any(e.truncated for e in found) or budget <= MIN_BUDGET:
                 return found
             budget = budget * 3 // 4
 
-    def _settle(
-        self, row: Row, result: Generated | str, record: Item, position: int, pending: dict[int, Long], later: list[Row]
-    ) -> Outcome | None:
+    def _settle(self, row: Row, result: Result, state: Pass, later: list[Row]) -> Outcome | None:
         """The outcome a generated row completes, if any. A long record's piece summaries are gathered; once
         all are in, joined text still longer than the target goes back into ``later`` for another round."""
+        record, position, pending = state.items[row.place], state.offset + row.place, state.pending
         tally = pending.get(row.place) if row.piece is not None else None
         if tally is not None and tally.failed:
             return None  # a piece of this record already failed it
-        if isinstance(result, str):  # out of memory even alone
+        if isinstance(result, Failed):
             if tally is not None:
                 tally.failed = True
-            return Outcome(position, record, error=InputError(record.source, record.line, result))  # type: ignore
+            return Outcome(position, record, error=InputError(record.source, record.line, result.reason))  # type: ignore
         if tally is None:
             return Outcome(position, record, result.text, truncated=row.truncated, tokens=result.tokens)
         tally.summaries[row.piece] = result.text  # type: ignore[index]
@@ -265,11 +291,11 @@ class Engine:
         return Outcome(position, record, joined, tokens=tally.tokens, chunks=tally.chunks)
 
     def _count(self, texts: Sequence[str]) -> list[int]:
-        """Source tokens of each text; one more than the limit for a text the model would cut."""
+        """Source tokens of each text; one more than the limit for a text the model would truncate."""
         limit = self.backend.max_source_length
         return [limit + 1 if e.truncated else len(e.ids) for e in self.backend.encode(list(texts))]
 
-    def _generated(self, batches: list[list[list[int]]], finish: bool) -> Iterator[tuple[int, list[Generated | str]]]:
+    def _generated(self, batches: list[list[list[int]]], finish: bool) -> Iterator[tuple[int, list[Result]]]:
         """(index, generated rows) of each batch in order, stopping early (between batches) when a stop is asked
         for, unless ``finish``. A backend with ``concurrent_batches`` > 1 gets that many batches at a time, each
         ``generate`` call in a thread of its own (CTranslate2 runs them side by side, one core each), topped up
@@ -283,6 +309,12 @@ class Engine:
                 self._collect(timed)
                 yield index, timed.generated
             return
+        yield from self._side_by_side(batches, stop)
+
+    def _side_by_side(
+        self, batches: list[list[list[int]]], stop: Callable[[], bool]
+    ) -> Iterator[tuple[int, list[Result]]]:
+        """``_generated`` over ``lanes`` threads: the next batches are started before a finished one is handed on."""
         with ThreadPoolExecutor(self.lanes, thread_name_prefix="generate") as pool:
             flight: deque[Future[Timed]] = deque()
             submitted, busy_until = 0, 0.0
@@ -316,13 +348,13 @@ class Engine:
         self.counts.oom_splits += timed.splits
         return max(busy_until, timed.ended)
 
-    def _generate(self, rows: list[list[int]]) -> tuple[list[Generated | str], int]:
+    def _generate(self, rows: list[list[int]]) -> tuple[list[Result], int]:
         """Generate, splitting the batch in two on out-of-memory until single rows remain; with the splits made."""
         try:
             return self.backend.generate(rows), 0
         except OutOfMemory:
             if len(rows) == 1:
-                return [f"out of memory even alone ({len(rows[0])} source tokens)"], 0
+                return [Failed(f"out of memory even alone ({len(rows[0])} source tokens)")], 0
         self.log(f"out of memory on a batch of {len(rows)} x {max(map(len, rows))} tokens; splitting it")
         (first, left), (second, right) = self._generate(rows[: len(rows) // 2]), self._generate(rows[len(rows) // 2 :])
         return first + second, 1 + left + right

@@ -3,9 +3,9 @@
 A read from stdin or a FIFO blocks until the producer writes again, and Python retries it after a
 signal: a job reading on its main thread would notice SIGTERM only when more input came. Here a
 thread reads into a bounded queue and the job takes items with a timeout, looking at its stop flag
-between tries. The same timeout is where ``--max-wait`` cuts a window when the input runs dry: once the
-oldest record taken since the last cut has waited ``max_wait`` seconds and no next record is ready, the feed
-yields a CUT marker and the window read so far is batched.
+between tries. The same timeout is where ``--max-wait`` ends a window early when the input runs dry: once the
+oldest record taken since the last flush has waited ``max_wait`` seconds and no next record is ready, the feed
+yields a FLUSH marker and the window read so far is batched.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .batching import CUT, Cut
+from .batching import FLUSH, Flush
 
 T = TypeVar("T")
 
@@ -34,9 +34,9 @@ class _Failure:
 
 
 class Feed(Generic[T]):
-    """Iterates ``items`` read on a background thread; ends early, with ``cut`` set, once ``should_stop``.
+    """Iterates ``items`` read on a background thread; ends early, with ``stopped`` set, once ``should_stop``.
 
-    With ``max_wait`` > 0, a CUT follows the items taken so far once the first of them was taken
+    With ``max_wait`` > 0, a FLUSH follows the items taken so far once the first of them was taken
     ``max_wait`` seconds ago and the queue is empty: a live producer's records wait about that long, however
     steady its pace, while input that is always ready (a file, a fast pipe) still fills whole windows. The
     clock starts again after every ``window`` items (a full window), so a record's wait is measured from the
@@ -61,7 +61,7 @@ class Feed(Generic[T]):
         self.poll = poll
         self.max_wait = max_wait  # seconds of silence that end the window read so far; 0 = never
         self.window = window  # items a full window holds: the next one starts a new window and a new deadline
-        self.cut = False  # the input was ended by a stop, not by its end
+        self.stopped = False  # the input was ended by a stop, not by its end
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.closed = threading.Event()
         self.thread = threading.Thread(target=self._read, name="dialogsum-reader", daemon=True)
@@ -73,28 +73,28 @@ class Feed(Generic[T]):
     def __exit__(self, *exc: object) -> None:
         self.closed.set()
 
-    def __iter__(self) -> Iterator[T | Cut]:
-        pending = False  # items were taken since the last CUT or full window: running dry should cut them off
+    def __iter__(self) -> Iterator[T | Flush]:
+        pending = False  # items were taken since the last FLUSH or full window: running dry should flush them
         since = time.monotonic()  # when the first of them was taken
         taken = 0  # items taken into the window being filled
         while True:
             if self.should_stop():
-                self.cut = True
+                self.stopped = True
                 return
             timing = pending and self.max_wait > 0
             left = max(0.0, since + self.max_wait - time.monotonic()) if timing else self.poll
             value = self._take(min(self.poll, left))
-            if value is _EMPTY:  # nothing ready: cut once the oldest record has waited enough, look at the stop
+            if value is _EMPTY:  # nothing ready: flush once the oldest record has waited enough, look at the stop
                 if timing and time.monotonic() - since >= self.max_wait:
                     pending, taken = False, 0
-                    yield CUT
+                    yield FLUSH
                 continue
             if value is _END:
                 return
             if isinstance(value, _Failure):
                 raise value.error
             yield value
-            if not pending:  # the window's oldest record since the last cut: the deadline runs from here
+            if not pending:  # the window's oldest record since the last flush: the deadline runs from here
                 pending, since = True, time.monotonic()
             taken += 1
             if taken == self.window:  # a full window went to the engine: the next record's wait starts afresh

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import signal
-import stat
 import sys
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .. import rouge
 from ..backends import Backend
 from ..config import RunSettings, ShardSettings
 from ..errors import DataError
@@ -29,20 +29,20 @@ from ..hub import is_hub_id
 from ..logs import Log
 from ..shards import describe, plan_files
 from ..version import __version__
-from .batching import Cut
+from .batching import Flush
 from .feed import Feed
 from .outputs import (
-    ERROR_KEYS,
-    OUTPUT_KEYS,
     ErrorSink,
     JsonlWriter,
     OutputLock,
     ResultWriter,
+    Resumed,
     Stats,
     closing_output,
     open_output,
+    read_resumed,
+    resume_limit,
     same_file,
-    scan_written,
 )
 from .records import MAX_LINE_BYTES, STDIN, Item, Record, expand, read_files
 
@@ -55,7 +55,7 @@ class JobFiles:
     """Inputs and outputs of a job; ``-`` is stdin or stdout."""
 
     inputs: tuple[str, ...] = ()
-    input_format: str = "auto"  # auto | jsonl | text
+    input_format: str = "auto"  # auto, or a name in the formats registry (jsonl, text, csv, whatsapp, ...)
     output: str = "-"
     errors_out: str | None = None  # JSONL of bad records (with --on-error skip)
     metrics_out: str | None = None  # the final summary as JSON
@@ -145,53 +145,24 @@ def unreadable(path: str) -> str | None:
     if path == STDIN:
         return None
     try:
-        mode = os.stat(path).st_mode
+        os.stat(path)
     except OSError as exc:
         return exc.strerror or str(exc)
-    if stat.S_ISDIR(mode):
-        return "Is a directory"  # what open() would say
-    return None if os.access(path, os.R_OK) else "Permission denied"
-
-
-def resume_limit(files: JobFiles) -> int:
-    """Longest line a resumed output may hold: its input line escaped (up to 6x) and the summary."""
-    return 8 * max(files.max_line_bytes, MAX_LINE_BYTES)
-
-
-@dataclass(frozen=True)
-class Resumed:
-    """What earlier runs wrote, for --resume: how often each id is in OUTPUT, and the bad records already in
-    the errors file (by source and line)."""
-
-    done: Counter[str] = field(default_factory=Counter)
-    seen: set[tuple[str, int | None]] = field(default_factory=set)
-
-
-def read_resumed(files: JobFiles, log: Log) -> Resumed:
-    """What earlier runs wrote to OUTPUT and to the errors file, for --resume.
-
-    Both files are checked whole before either changes (a torn last line is cut only then), and before the
-    model loads: a file that is not ours fails at once, as one line, and is left as it was.
-    """
-    if not files.resume:
-        return Resumed()
-    output = scan_written(files.output, OUTPUT_KEYS, resume_limit(files))
-    errors = scan_written(files.errors_out, ERROR_KEYS) if files.errors_out else None
-    for written in (output, errors):
-        if written is not None:
-            written.cut()
-    done = Counter(str(key) for (key,) in output.rows)
-    if done:
-        log.info(f"resuming: {sum(done.values())} records already in {files.output}")
-    return Resumed(done, set(errors.rows) if errors else set())  # type: ignore[arg-type]
+    return None if os.access(path, os.R_OK) else "Permission denied"  # a folder too: a format may read it (Slack)
 
 
 def claim(files: JobFiles, stack: contextlib.ExitStack, log: Log) -> Resumed:
-    """Take the output's lock (held until ``stack`` closes) and read what earlier runs wrote."""
+    """Take the output's lock (held until ``stack`` closes) and, under --resume, read what earlier runs wrote
+    (``outputs.read_resumed``), before the model loads: a file that is not ours fails in a second."""
     path = lock_path(files)
     if path:
         stack.enter_context(OutputLock(path))
-    return read_resumed(files, log)
+    if not files.resume:
+        return Resumed()
+    resumed = read_resumed(files.output, files.errors_out, resume_limit(files.max_line_bytes))
+    if resumed.done:
+        log.info(f"resuming: {sum(resumed.done.values())} records already in {files.output}")
+    return resumed
 
 
 # ---------------------------------------------------------------------------- selection
@@ -210,20 +181,20 @@ def item_key(item: Item) -> str:
 
 
 def select(
-    items: Iterable[Item | Cut],
+    items: Iterable[Item | Flush],
     stats: Stats,
     done: Mapping[str, int] | None = None,
     shard: tuple[int, int] | None = None,
-) -> Iterator[Item | Cut]:
+) -> Iterator[Item | Flush]:
     """Drop records already in the output (resume) and those of other record shards (``(index, count)``),
     counting both.
 
     ``done`` counts each id written so far: a repeated id is skipped only as often as it was
-    written, so duplicates in the input are each summarized once. A CUT (a stalled input) passes through.
+    written, so duplicates in the input are each summarized once. A FLUSH (a stalled input) passes through.
     """
     pending = Counter(done or {})
     for item in items:
-        if isinstance(item, Cut):
+        if isinstance(item, Flush):
             yield item
         elif shard and shard_of(item_key(item), shard[1]) != shard[0]:
             stats.other_shards += 1
@@ -243,12 +214,12 @@ def selected_input(
     log: Log,
     stack: contextlib.ExitStack,
     processes: int = 1,
-) -> tuple[Feed, Iterator[Item | Cut]]:
+) -> tuple[Feed, Iterator[Item | Flush]]:
     """The job's records as the engine takes them: read ahead (``input_feed``) from this shard's files, less
-    those resumed or left to other shards. The feed is returned too: ``feed.cut`` says whether a stop ended
+    those resumed or left to other shards. The feed is returned too: ``feed.stopped`` says whether a stop ended
     the input."""
     paths, record_shard = this_shard(job_inputs(files, log), settings.shard, log)
-    feed = stack.enter_context(input_feed(paths, files, settings, stop, processes))
+    feed = stack.enter_context(input_feed(paths, files, settings, stop, processes, log))
     return feed, select(feed, stats, resumed.done, record_shard)
 
 
@@ -272,12 +243,18 @@ def open_writer(
 
 
 def input_feed(
-    paths: Iterable[str], files: JobFiles, settings: RunSettings, stop: StopFlag, processes: int = 1
+    paths: Iterable[str],
+    files: JobFiles,
+    settings: RunSettings,
+    stop: StopFlag,
+    processes: int = 1,
+    log: Log | None = None,
 ) -> Feed:
     """The records of ``paths``, read ahead on a thread that a stop never waits for; live input that leaves a
-    record waiting ``max_wait`` seconds cuts the window read so far (a CUT in the feed), in one process or many
-    (whose windows hold ``sort_window`` records per process)."""
-    records = read_files(paths, files.input_format, settings.fields, files.max_line_bytes)
+    record waiting ``max_wait`` seconds flushes the window read so far (a FLUSH in the feed), in one process or
+    many (whose windows hold ``sort_window`` records per process). ``log`` hears which format ``auto`` chose
+    where the content, not the name, decided."""
+    records = read_files(paths, files.input_format, settings.fields, files.max_line_bytes, settings.chats, log)
     return Feed(records, stop, max_wait=settings.batch.max_wait, window=settings.batch.sort_window * processes)
 
 
@@ -433,10 +410,7 @@ def summary_line(report: dict[str, Any]) -> str:
     if report.get("padding_efficiency") is not None:
         line += f", padding efficiency {report['padding_efficiency']:.2f}"
     if "rouge" in report:
-        scores = report["rouge"]
-        line += " | ROUGE-1/2/L/Lsum " + " / ".join(
-            f"{scores[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")
-        )
+        line += f" | {rouge.heading()} {rouge.figures(report['rouge'])}"
     return line
 
 
@@ -477,7 +451,7 @@ def file_starts(paths: Iterable[str]) -> dict[str, int] | None:
     or a file whose size is unknown."""
     starts, total = {}, 0
     for path in paths:
-        if path == STDIN:
+        if path == STDIN or os.path.isdir(path):  # a pipe, or a folder (a Slack export): no byte total
             return None
         try:
             size = os.stat(path).st_size

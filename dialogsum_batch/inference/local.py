@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..backends import Backend
+from ..backends import Backend, serving
 from ..config import RunSettings
 from ..logs import Log
 from .engine import Interrupted
@@ -50,17 +50,17 @@ def _run(
         bar = stack.enter_context(progress_bar(progress, files, settings))  # at once, "loading model…"
         summarizer = Summarizer.from_settings(settings, backend, log=log.info)
         backend = ending.backend = summarizer.backend
-        log.info(f"model {settings.model.name} on {backend.device} ({backend.name})")
+        log.info(f"model {settings.model.name} on {backend.device} ({serving(backend)})")
         bar.started()
         writer = open_writer(files, settings, resumed, log, bar, stack)
         ending.stats = writer.stats
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
-        # A stop while the input is stalled ends the input (feed.cut): the records taken are still finished.
-        engine = summarizer.engine(should_stop=lambda: stop() and not feed.cut, log=log.warning)
+        # A stop while the input is stalled ends the input (feed.stopped): the records taken are still finished.
+        engine = summarizer.engine(should_stop=lambda: stop() and not feed.stopped, log=log.warning)
         try:
             writer.write(engine.run(items))
-            code = interrupted(stop.signal, log, files.output) if feed.cut else exit_code(writer)
-            if not feed.cut:
+            code = interrupted(stop.signal, log, files.output) if feed.stopped else exit_code(writer)
+            if not feed.stopped:
                 bar.finish()
         except Interrupted:
             code = interrupted(stop.signal, log, files.output)

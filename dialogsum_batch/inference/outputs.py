@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -65,8 +65,10 @@ class Stats:
 
 
 def summary_row(record: Record, outcome: Outcome, keep_fields: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One output line: id and summary, the reference and ROUGE when the record has one, the kept fields."""
+    """One output line: id and summary, where a chat's dialogue came from (chat, start, end, source), the
+    reference and ROUGE when the record has one, the kept fields; ``dialogue`` kept is the text summarized."""
     row: dict[str, Any] = {"id": record.id, "summary": outcome.summary}
+    row.update((k, v) for k, v in record.meta.items() if k not in OUTPUT_FIELDS)
     if record.references:
         references = record.references
         row["reference"] = references[0]  # always a string; every reference in ``references`` when several
@@ -80,6 +82,8 @@ def summary_row(record: Record, outcome: Outcome, keep_fields: tuple[str, ...] =
     kept = {
         k: v for k, v in record.extra.items() if ("*" in keep_fields or k in keep_fields) and k not in OUTPUT_FIELDS
     }
+    if "*" in keep_fields or "dialogue" in keep_fields:
+        kept["dialogue"] = record.dialogue  # as built and summarized, whatever field or format it came from
     return {**row, **kept}
 
 
@@ -93,12 +97,11 @@ class ErrorSink:
         log: Log,
         stack: contextlib.ExitStack,
         append: bool,
-        seen: set[tuple[str, int | None]] | None = None,
+        seen: Collection[tuple[str, int | None]] = (),
     ):
         self.policy = policy
         self.log = log
-        # Those already in the file (``seen``, else read here): a rerun with --resume does not repeat them.
-        self.seen = seen if seen is not None else done_errors(path) if append else set()
+        self.seen = seen  # already in the file (Resumed.seen): a rerun with --resume does not repeat them
         self.writer = JsonlWriter(stack.enter_context(closing_output(open_output(path, append)))) if path else None
 
     def report(self, error: InputError) -> None:
@@ -282,24 +285,35 @@ ERROR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "source": ((str,), "a string"),
     "line": ((int, type(None)), "an integer or null"),
 }
-# An output line holds its input line (escaped: up to 6x for control characters) and a short summary.
-RESUME_LINE_BYTES = 8 * MAX_LINE_BYTES
 
 
-def done_ids(path: str, limit: int = RESUME_LINE_BYTES) -> Counter[str]:
-    """How often each id was already written to ``path``: the file is checked whole, then a torn last line cut."""
-    written = scan_written(path, OUTPUT_KEYS, limit)
-    written.cut()
-    return Counter(str(key) for (key,) in written.rows)
+def resume_limit(max_line_bytes: int = MAX_LINE_BYTES) -> int:
+    """Longest line a resumed file may hold: an input line escaped (up to 6x for control characters) and the
+    summary, for input lines of up to ``max_line_bytes`` (never less than the default)."""
+    return 8 * max(max_line_bytes, MAX_LINE_BYTES)
 
 
-def done_errors(path: str | None, limit: int = RESUME_LINE_BYTES) -> set[tuple[str, int | None]]:
-    """(source, line) of the bad records already in an errors file, checked the same way."""
-    if not path:
-        return set()
-    written = scan_written(path, ERROR_KEYS, limit)
-    written.cut()
-    return set(written.rows)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Resumed:
+    """What earlier runs wrote, for --resume: how often each id is in the output, and the bad records already in
+    the errors file (by source and line)."""
+
+    done: Counter[str] = field(default_factory=Counter)
+    seen: set[tuple[str, int | None]] = field(default_factory=set)
+
+
+def read_resumed(output: str, errors_out: str | None = None, limit: int | None = None) -> Resumed:
+    """What earlier runs wrote to ``output`` and to the errors file: the one place resume state is read.
+
+    Both files are checked whole before either changes (a torn last line is dropped only then), so a file that
+    is not ours fails at once, as one line, and both are left as they were. ``limit``: the longest line a file
+    may hold (``resume_limit()`` by default).
+    """
+    written = scan_written(output, OUTPUT_KEYS, limit)
+    errors = scan_written(errors_out, ERROR_KEYS, limit) if errors_out else Written("")  # no file: nothing seen
+    for checked in (written, errors):
+        checked.drop_torn_line()
+    return Resumed(Counter(str(key) for (key,) in written.rows), set(errors.rows))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -310,7 +324,7 @@ class Written:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     torn: int | None = None  # offset of a torn last line (a crash mid-write)
 
-    def cut(self) -> None:
+    def drop_torn_line(self) -> None:
         """Drop the torn last line; called once every file of the job has checked out."""
         if self.torn is None:
             return
@@ -320,11 +334,11 @@ class Written:
             raise DataError(f"{self.path}: cannot resume ({exc.strerror or exc})") from exc
 
 
-def scan_written(path: str, keys: dict, limit: int = RESUME_LINE_BYTES) -> Written:
+def scan_written(path: str, keys: dict, limit: int | None = None) -> Written:
     """The ``keys`` of every line a previous run wrote to ``path``, changing nothing.
 
     A file that is not ours is one DataError naming its first bad line. The one defect tolerated is a torn
-    last line, which ``Written.cut`` removes.
+    last line, which ``Written.drop_torn_line`` removes.
     """
     file = Path(path)
     if not file.exists():
@@ -333,7 +347,7 @@ def scan_written(path: str, keys: dict, limit: int = RESUME_LINE_BYTES) -> Writt
         raise DataError(f"{path}: cannot resume: not a regular file")
     try:
         with open(file, "rb") as stream:
-            return Written(path, *read_written(stream, path, keys, limit))
+            return Written(path, *read_written(stream, path, keys, limit or resume_limit()))
     except OSError as exc:
         raise DataError(f"{path}: cannot resume ({exc.strerror or exc})") from exc
 
@@ -348,7 +362,7 @@ def read_written(stream: IO[bytes], path: str, keys: dict, limit: int) -> tuple[
         if not raw.endswith(b"\n"):
             if torn_like(raw, keys):
                 return rows, offset
-            raise not_ours(path, number, "the last line is cut short and does not start like ours")
+            raise not_ours(path, number, "the last line is torn and does not start like ours")
         if raw.strip(JSON_BLANKS):
             rows.append(row_keys(parse_written(raw, path, number), keys, path, number))
         offset += len(raw)
@@ -384,7 +398,7 @@ def row_keys(row: Any, keys: dict, path: str, number: int) -> tuple[Any, ...]:
 
 
 def torn_like(tail: bytes, keys: dict) -> bool:
-    """Whether a last line without its newline is one of ours cut short: it starts as our writers start a line
+    """Whether a last line without its newline is one of ours, torn: it starts as our writers start a line
     (``{"id": ``), or it is the zeros a filesystem can leave at the end of a file after a power cut."""
     start = f'{{"{next(iter(keys))}": '.encode()
     return tail[: len(start)] == start[: len(tail)] or not tail.strip(b"\0")

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from ..backends import Backend
+from ..backends import Backend, serving
 from ..config import ModelSettings, RunSettings
 from ..errors import DialogsumError
 from ..logs import Log
-from .batching import Cut, Window, windows
+from .batching import Flush, Window, windows
 from .engine import EngineCounts, Interrupted, Outcome
 from .job import (
     Ending,
@@ -297,7 +297,8 @@ def _job(
         ending.backend = backend
         if not link.world.is_main:
             return _follow(link, settings, backend, log)
-        log.info(f"model {settings.model.name} on {link.world.size} processes, {backend.device} here ({backend.name})")
+        where = f"{link.world.size} processes, {backend.device} here"
+        log.info(f"model {settings.model.name} on {where} ({serving(backend)})")
         return _lead(link, files, settings, backend, resumed, log, progress, ending)
 
 
@@ -405,7 +406,7 @@ def _write_all(
             _global_windows(items, settings, link.world.size),
             writer,
             stop,
-            lambda: feed.cut,
+            lambda: feed.stopped,
             lambda number: interrupted(number, log, files.output),
         )
         link.stop(code, finish=True)
@@ -415,9 +416,9 @@ def _write_all(
     return code, writer.stats
 
 
-def _global_windows(items: Iterator[Item | Cut], settings: RunSettings, size: int) -> Iterator[Window]:
+def _global_windows(items: Iterator[Item | Flush], settings: RunSettings, size: int) -> Iterator[Window]:
     """sort_window x processes items at a time; under ``fail`` a bad record ends its window, and a stalled
-    input (a CUT) the window read so far, as in one process."""
+    input (a FLUSH) the window read so far, as in one process."""
     fail = settings.on_error == "fail"
     return windows(items, settings.batch.sort_window * size, lambda item: fail and isinstance(item, BadRecord))
 
@@ -428,16 +429,18 @@ def _rounds(
     windows_: Iterator[Window],
     writer: ResultWriter,
     stop: StopFlag,
-    cut: Callable[[], bool],
-    stopped: Callable[[int | None], int],
+    stopped: Callable[[], bool],
+    interrupt: Callable[[int | None], int],
 ) -> int:
     """Deal each window, summarize the main share, collect and write; returns the exit code.
 
-    ``cut()`` is true once a stop ended the input: the window then in hand is the last, finished everywhere.
+    ``stopped()`` is true once a stop ended the input: the window then in hand is the last, finished everywhere.
     """
     for window in windows_:
         shares = deal(window, link.world.size)
-        final = cut() or window.live  # a window a stall cut short is finished whatever the signal, as in one process
+        final = (
+            stopped() or window.live
+        )  # a window a stall ended early is finished whatever the signal, as in one process
         link.deal([Work(share, final) for share in shares])
         done: list[ShareDone] = link.collect(summarize(shares[0], final)) or []
         for rank, share in enumerate(done):
@@ -446,7 +449,7 @@ def _rounds(
         writer.write(merge(done, window))
         caught = stop.signal or next((share.interrupted for share in done if share.interrupted), None)
         if caught:
-            return stopped(caught)
-    if cut():  # stopped while waiting for input, between windows
-        return stopped(stop.signal)
+            return interrupt(caught)
+    if stopped():  # stopped while waiting for input, between windows
+        return interrupt(stop.signal)
     return exit_code(writer)

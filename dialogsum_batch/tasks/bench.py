@@ -1,5 +1,5 @@
 """``invoke bench`` (throughput against the usual ways, and flat memory), the backend, conversion-cache and
-thread benchmarks, and ``invoke gpu-check``.
+thread benchmarks, Ray's overhead, and ``invoke gpu-check``.
 
 Thin wrappers: each runs a script under ``bench/`` so that a benchmark has one entry point whether
 started by hand or through invoke, and so that every measurement gets a fresh process.
@@ -242,6 +242,72 @@ def bench_threads(
         ],
         work_dir,
     )
+
+
+DEFAULT_HELP = {
+    "model": "Benchmark model: tiny, mid or large",
+    "records": "Records per process (the same file for every system)",
+    "source": "synthetic, dialogsum (../shared/data, real lengths) or a JSONL path [default: dialogsum if present]",
+    "threads": "Comma list of thread counts, each for every system",
+    "beams": "Comma list of beam sizes",
+    "repeats": "Rounds of all systems; the best counts",
+    "quality": "Also ROUGE-1 of float32 and int8 on the trained tiny model",
+    "output_dir": "Where the JSON and Markdown results go",
+    "work_dir": "Where models, the benchmark's cache and outputs are kept [default: $TMPDIR/dialogsum-bench]",
+}
+
+
+@register(help=DEFAULT_HELP)
+def bench_default(
+    c,
+    model="mid",
+    records=160,
+    source="",
+    threads="1,2",
+    beams="1",
+    repeats=3,
+    quality=True,
+    output_dir="bench/results",
+    work_dir="",
+):
+    """The default command (and --fast) against a fixed-8 transformers loop: whole processes, equal threads.
+
+    invoke bench-default --threads 1,2 --repeats 3
+    """
+    args = ["--model", str(model), "--records", str(records), "--threads", str(threads), "--beams", str(beams)]
+    args += ["--repeats", str(repeats), "--output-dir", str(output_dir)]
+    args += (["--source", str(source)] if source else []) + ([] if quality else ["--no-quality"])
+    python(c, "bench/bench_default.py", args, work_dir)
+
+
+@register(
+    help={
+        "model": "Benchmark model: tiny, mid, large",
+        "backend": "transformers or ctranslate2",
+        "records": "Comma list of sizes; two or more separate Ray's start-up from its cost per dialogue",
+        "repeats": "Interleaved rounds; the best of each system counts",
+        "address": "A Ray cluster to run on instead of a local Ray per run",
+        "output_dir": "Where the JSON and Markdown results go",
+        "work_dir": "Where the benchmark models are kept between runs [default: $TMPDIR/dialogsum-bench]",
+    }
+)
+def bench_ray(
+    c,
+    model="mid",
+    backend="ctranslate2",
+    records="64,256",
+    repeats=2,
+    address="",
+    output_dir="bench/results",
+    work_dir="",
+):
+    """Ray's overhead against the local command on the same records and cores (needs the ray extra).
+
+    invoke bench-ray
+    """
+    args = ["--model", str(model), "--backend", str(backend), "--records", str(records), "--repeats", str(repeats)]
+    args += ["--output-dir", str(output_dir)] + (["--address", str(address)] if address else [])
+    python(c, "bench/bench_ray.py", args, work_dir)
 
 
 @register(

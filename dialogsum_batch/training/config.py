@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Union
 
-from ..errors import ConfigError
+from ..errors import ConfigError, float16_refused
 from ..hub import SAMSUM_CORPUS_URL
+from ..rouge import ROUGE_TYPES
 
 UNION_TYPES = (Union, types.UnionType)  # Optional[int] and int | None
 TINY_MODEL = "tiny"  # base_model value that builds the tiny random Pegasus into the run folder
 OPTIMIZERS = ("adamw", "adafactor")
-BEST_METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")
+BEST_METRICS = (*ROUGE_TYPES, "loss")
 SCHEDULES = (
     "linear",
     "cosine",
@@ -35,10 +36,7 @@ SCHEDULES = (
     "cosine_warmup_with_min_lr",
     "warmup_stable_decay",
 )
-FP16_REFUSED = (
-    "fp16 is refused: Pegasus overflows in float16 (NaN loss, blank summaries); "
-    "use bf16, which is on by default on GPUs that support it"
-)
+BF16_INSTEAD = "use bf16, which is on by default on GPUs that support it"  # training's fp16 is refused
 TRUE_WORDS = {"1", "true", "yes", "on", "y"}
 FALSE_WORDS = {"0", "false", "no", "off", "n"}
 NONE_WORDS = {"none", "null", "~", ""}
@@ -256,7 +254,7 @@ def apply(config: TrainConfig, values: Mapping[str, Any], where: str) -> TrainCo
         name = str(key).strip().replace("-", "_")
         if name == "fp16":
             if _as_bool(value):
-                raise ConfigError(f"{where}: {FP16_REFUSED}")
+                raise ConfigError(f"{where}: {float16_refused('fp16', BF16_INSTEAD)}")
             continue
         if name not in known:
             raise ConfigError(f"{where}: unknown setting '{key}'; known settings: {', '.join(known)}")

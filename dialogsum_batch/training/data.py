@@ -80,7 +80,7 @@ def _describe(source: str | dict) -> str:
 
 
 def tokenize(dataset: datasets.Dataset, tokenizer, config: TrainConfig, name: str) -> datasets.Dataset:
-    """Token ids of dialogues (input) and summaries (labels), cut to the configured lengths."""
+    """Token ids of dialogues (input) and summaries (labels), truncated to the configured lengths."""
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         # Stripped as backends.common.encode_texts does: a trailing space or line break would add a "▁" token.
@@ -95,11 +95,11 @@ def tokenize(dataset: datasets.Dataset, tokenizer, config: TrainConfig, name: st
 
 
 def describe_lengths(dataset: datasets.Dataset, config: TrainConfig) -> str:
-    """One line: how many sources and targets were cut at their limits."""
+    """One line: how many sources and targets were truncated at their limits."""
     sources = sum(len(ids) >= config.max_source_length for ids in dataset["input_ids"])
     targets = sum(len(ids) >= config.max_target_length for ids in dataset["labels"])
     n = max(len(dataset), 1)
     return (
-        f"{100 * sources / n:.1f}% of dialogues cut at {config.max_source_length} "
+        f"{100 * sources / n:.1f}% of dialogues truncated at {config.max_source_length} "
         f"tokens, {100 * targets / n:.1f}% of summaries at {config.max_target_length}"
     )

@@ -9,12 +9,12 @@ file names another), then ``--config FILE``, then the command line's overrides.
 
     * The book recipe (Tunstall, von Werra & Wolf, *Natural Language Processing with
       Transformers*, ch. 6; model card ``transformersbook/pegasus-samsum``): 1 epoch, batch 1 x 16
-      accumulation (effective 16), lr 5e-5 linear, warmup 500, weight decay 0.01, inputs cut at
+      accumulation (effective 16), lr 5e-5 linear, warmup 500, weight decay 0.01, inputs truncated at
       1024 tokens, decoding 8 beams / length penalty 0.8 / 128 tokens. It scores ROUGE-1/2/L
       42.8 / 20.1 / 34.1 on the test split; its validation loss is still falling after one
       epoch (cards that ran it for 3 epochs: 1.485 -> 1.358), so one epoch under-trains.
     * Pegasus-large runs reported at about 50.6 / 26.4 / 42.3 with lr 3e-5, batch 8, 5 epochs and
-      inputs cut at 512 tokens; public cards of that family land in the same region
+      inputs truncated at 512 tokens; public cards of that family land in the same region
       (``RobertoFont/pegasus-large-samsum``: 48.1 / 24.7 / 40.3 on validation after 3 epochs at
       lr 2e-5; ``Venkatesh4342/pegasus-samsum``: ROUGE-1 51.2 on validation at 0.8 epoch, lr 2e-5,
       batch 8), and they peak before the last epoch, so a run must keep its best checkpoint.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import cards
+from .. import cards, rouge
 from ..plots import Panel, Series, plot_lines
 from ..version import __version__
 from .config import TINY_MODEL, TrainConfig
@@ -16,8 +16,6 @@ from .config import TINY_MODEL, TrainConfig
 CONFIG_FILE = "train_config.json"
 HISTORY_FILE = "metrics.jsonl"
 CURVES_FILE = "training_curves.png"
-CARD_FILE = "README.md"
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 @dataclass(frozen=True)
@@ -64,10 +62,10 @@ def history_panels(log_history: Sequence[Mapping[str, Any]]) -> list[Panel]:
         "cross-entropy",
         [Series("train", _points(log_history, "loss")), Series("validation", _points(log_history, "eval_loss"))],
     )
-    rouge = [Series(key, _points(log_history, f"eval_{key}")) for key in ("rouge1", "rouge2", "rougeL")]
-    if not any(series.points for series in rouge):
+    curves = [Series(key, _points(log_history, f"eval_{key}")) for key in rouge.SHORT_TYPES]
+    if not any(series.points for series in curves):
         return [loss]
-    return [loss, Panel("Validation ROUGE (F x100)", "ROUGE", rouge)]
+    return [loss, Panel("Validation ROUGE (F x100)", "ROUGE", curves)]
 
 
 def write_curves(run_dir: Path, log_history: Sequence[Mapping[str, Any]], title: str) -> Path:
@@ -122,8 +120,8 @@ def _results_lines(summary: RunSummary, config: TrainConfig) -> list[str]:
     ]
     scores = summary.eval_metrics
     if scores:
-        rouge = " / ".join(f"{scores.get(f'eval_{key}', float('nan')):.2f}" for key in ROUGE_KEYS)
-        lines.append(f"- validation ROUGE-1/2/L/Lsum (F x100, saved decoding): {rouge}")
+        figures = rouge.figures(scores, prefix="eval_")
+        lines.append(f"- validation {rouge.heading()} (F x100, saved decoding): {figures}")
         lines.append(f"- best checkpoint by {config.metric_for_best_model}: `{summary.best_checkpoint}`")
     else:
         lines.append("- no validation split: the weights are those of the last step")
@@ -151,8 +149,7 @@ def base_model_id(config: TrainConfig) -> str | None:
 def _base_text(config: TrainConfig) -> str:
     if config.base_model == TINY_MODEL:
         return "a tiny random-weight Pegasus (dialogsum_batch.fixtures.tiny)"
-    hub_id = base_model_id(config)
-    return f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"the local model folder `{config.base_model}`"
+    return cards.model_link(base_model_id(config), f"the local model folder `{config.base_model}`")
 
 
 def card_metadata(config: TrainConfig, summary: RunSummary) -> dict[str, Any]:
@@ -161,27 +158,21 @@ def card_metadata(config: TrainConfig, summary: RunSummary) -> dict[str, Any]:
     base_card = cards.read_front_matter(local_base) if config.base_model != TINY_MODEL and local_base.is_dir() else {}
     # The corpus lacks the eval split when the synthetic chats account for every validation record.
     corpus = config.data if summary.eval_records > config.synthetic_validation else ""
-    dataset = cards.dataset_entry(corpus, config.eval_split, config.synthetic_validation)
-    result = cards.rouge_result(cards.trainer_scores(summary.eval_metrics), dataset) if dataset else None
-    return {
-        "library_name": "transformers",
-        "pipeline_tag": "summarization",
-        "license": base_card.get("license"),
-        "base_model": base_model_id(config),
-        "tags": ["pegasus", "summarization", "dialogue", "dialogsum-batch"],
-        "datasets": cards.unique([cards.hub_dataset_id(config.data)]),
-        "metrics": ["rouge"],
-        "model-index": cards.model_index(Path(config.output_dir).name, [result]),
-    }
+    result = cards.validation_result(summary.eval_metrics, corpus, config.eval_split, config.synthetic_validation)
+    return cards.metadata(
+        Path(config.output_dir).name,
+        library="transformers",
+        license=base_card.get("license"),
+        base_model=base_model_id(config),
+        datasets=[cards.hub_dataset_id(config.data)],
+        results=[result],
+    )
 
 
-def model_card(config: TrainConfig, summary: RunSummary) -> str:
-    """README.md for the run folder: Hub metadata, then data, recipe, decoding, results, usage."""
+def card_body(config: TrainConfig, summary: RunSummary) -> str:
+    """The card's Markdown: data, recipe, decoding, results, usage."""
     recipe = "\n".join(f"| {name} | {value} |" for name, value in _recipe_rows(config, summary))
-    return (
-        cards.front_matter(card_metadata(config, summary))
-        + f"""
-# {Path(config.output_dir).name}
+    return f"""# {Path(config.output_dir).name}
 
 Fine-tuned from {_base_text(config)} for chat-dialogue summarization by `invoke finetune`
 (dialogsum-batch {__version__}). The resolved settings are in
@@ -207,20 +198,14 @@ Fine-tuned from {_base_text(config)} for chat-dialogue summarization by `invoke 
 
 ![loss and ROUGE over training]({CURVES_FILE})
 
-## Use
+{cards.use_section(config.output_dir, cards.transformers_usage(config.output_dir))}"""
 
-```bash
-dialogsum-batch --model {config.output_dir} chats.jsonl > summaries.jsonl
-```
 
-```python
-{cards.transformers_usage(config.output_dir)}
-```
-"""
-    )
+def model_card(config: TrainConfig, summary: RunSummary) -> str:
+    """README.md for the run folder, as ``write_card`` writes it: Hub metadata, then the body."""
+    return cards.card_text(card_metadata(config, summary), card_body(config, summary))
 
 
 def write_card(run_dir: Path, config: TrainConfig, summary: RunSummary) -> Path:
-    path = run_dir / CARD_FILE
-    path.write_text(model_card(config, summary), encoding="utf-8")
-    return path
+    """The run folder's model card (README.md)."""
+    return cards.write_card(run_dir, card_metadata(config, summary), card_body(config, summary))

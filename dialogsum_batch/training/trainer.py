@@ -458,9 +458,9 @@ def describe_log(step: int, max_steps: int, logs: Mapping[str, Any]) -> str:
     head = f"step {step}/{max_steps}"
     value = {key: float(v) for key, v in logs.items() if isinstance(v, (int, float, str)) and _is_number(v)}
     if "eval_rougeL" in value or "eval_loss" in value:
-        rouge_text = "/".join(f"{value.get(f'eval_{k}', float('nan')):.2f}" for k in ("rouge1", "rouge2", "rougeL"))
+        rouge_text = f"{rouge.heading(rouge.SHORT_TYPES)} {rouge.figures(value, rouge.SHORT_TYPES, '/', 'eval_')}"
         return (
-            f"{head} validation: loss {value.get('eval_loss', float('nan')):.4f} ROUGE-1/2/L {rouge_text} "
+            f"{head} validation: loss {value.get('eval_loss', float('nan')):.4f} {rouge_text} "
             f"gen_len {value.get('eval_gen_len', float('nan')):.1f} ({value.get('eval_runtime', 0):.1f} s)"
         )
     if "train_runtime" in value:
