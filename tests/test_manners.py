@@ -182,9 +182,10 @@ def test_keep_fields_refuses_output_names_and_warns_of_absent_ones(fake_backend)
     refused = run(["-m", "x", "--keep-fields", "lang,summary"], stdin=as_jsonl(DIALOGUES))
     assert refused.exit_code == 2 and "--keep-fields summary" in refused.stderr
     rows = [{**row, "lang": "en"} for row in DIALOGUES]
-    result = run(["-m", "x", "--keep-fields", "lang,langauge"], stdin=as_jsonl(rows))
+    result = run(["-m", "x", "--keep-fields", "lang,langauge,dialogue"], stdin=as_jsonl(rows))
     assert result.exit_code == 0 and read_jsonl(result.stdout)[0]["lang"] == "en"
     assert "--keep-fields: no record has 'langauge'" in result.stderr and "'lang'" not in result.stderr
+    assert "'dialogue'" not in result.stderr and read_jsonl(result.stdout)[0]["dialogue"] == DIALOGUES[0]["dialogue"]
 
 
 # ---------------------------------------------------------------------------- evaluate, quickstart

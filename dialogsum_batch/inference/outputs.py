@@ -151,7 +151,7 @@ class ResultWriter:
         if self.missing and not self.stats.records and not self.stats.resumed:
             (name, option), found = next(iter(self.missing.items()))
             raise DataError(f"no record has field '{name}' ({option}); {fields_found(sorted(found))}")
-        consumed = {self.names.text, self.names.id, self.names.reference, "*"}
+        consumed = {self.names.text, self.names.id, self.names.reference, "dialogue", "*"}  # dialogue: as summarized
         unseen = [name for name in self.keep_fields if name not in self.kept_seen and name not in consumed]
         if unseen and (self.stats.records or self.stats.resumed):
             listed = ", ".join(f"'{name}'" for name in unseen)
