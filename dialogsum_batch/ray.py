@@ -48,6 +48,7 @@ from .inference.job import (
     interrupted,
     job_inputs,
     open_writer,
+    progress_bar,
     select,
     summary_line,
 )
@@ -266,11 +267,13 @@ def run_ray_job(
         workers = worker_count(ray, cluster)
         actors = plural(workers, "model actor")
         log.info(f"ray: {plural(len(inputs), 'input file')}, {actors} of {describe_actor(cluster)}")
-        writer = open_writer(files, settings, resumed, log, progress, stack)
+        bar = stack.enter_context(progress_bar(progress))  # dialogues: Ray reads the files itself
+        bar.started()
+        writer = open_writer(files, settings, resumed, log, bar, stack)
         writer.stats.resumed = sum(resumed.done.values())
         dataset = job_dataset(ray, inputs, files, settings, cluster, workers, dict(resumed.done))
         stack.enter_context(stop.installed())
-        code = write_rows(dataset, writer, stop, log)
+        code = write_rows(dataset, writer, stop, log, files.output)
     report = writer.stats.report()
     log.info(summary_line(report), **{"summary": report})
     if files.metrics_out:
@@ -377,28 +380,29 @@ def job_dataset(
         )
 
 
-def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log) -> int:
-    """Append each row as it arrives (in input order); a bad record goes the way ``on_error`` says."""
+def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log, output: str = "-") -> int:
+    """Append each row as it arrives (in input order); a bad record goes the way ``on_error`` says. ``output``:
+    where the rows go (an interruption suggests --resume only for a file)."""
     stats = writer.stats
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for row, bad in zip(batch["row"].tolist(), batch["bad"].tolist()):
                 if stop():  # rows Ray finished but not yet written are summarized again on --resume
-                    return interrupted(stop.signal, log)
+                    return interrupted(stop.signal, log, output)
                 if row is not None:
                     write_row(writer, json.loads(row))
                 else:
                     stats.errors += 1
                     writer.errors.report(InputError(**json.loads(bad)))
     except KeyboardInterrupt:  # Ray's driver turns SIGINT into KeyboardInterrupt itself, ahead of our handler
-        return interrupted(stop.signal or signal.SIGINT, log)
+        return interrupted(stop.signal or signal.SIGINT, log, output)
     except DialogsumError:
         raise
     except Exception as exc:  # a Ray error: an actor that cannot load the model, a lost cluster
         if stop():
-            return interrupted(stop.signal, log)
+            return interrupted(stop.signal, log, output)
         raise DataError(f"ray: {last_line(exc)}") from exc
-    return exit_code(stats)
+    return exit_code(writer)
 
 
 def last_line(exc: BaseException) -> str:
@@ -416,7 +420,8 @@ def write_row(writer: ResultWriter, row: dict[str, Any]) -> None:
     stats.truncated += bool(row.get("truncated"))
     if "rouge" in row:
         stats.scores.add(row["rouge"])
-    writer.progress(1)
+    writer.kept_seen.update(name for name in row if name in writer.keep_fields)
+    writer.progress(row)  # type: ignore[arg-type]  # counted as a dialogue: the bar has no byte offsets here
 
 
 def write_metrics(files: JobFiles, report: dict[str, Any], code: int, workers: int) -> None:
