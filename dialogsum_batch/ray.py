@@ -41,16 +41,19 @@ from .config import DEFAULT_MODEL, MODEL_ENV, RaySettings, RunSettings
 from .errors import ConfigError, DataError, DialogsumError, InputError, ModelError, first_line
 from .hub import is_hub_id
 from .inference.job import (
+    Ending,
     JobFiles,
     StopFlag,
     claim,
+    claim_metrics,
     exit_code,
+    finish_job,
     interrupted,
     job_inputs,
+    metrics_kept,
     open_writer,
     progress_bar,
     select,
-    summary_line,
 )
 from .inference.outputs import ResultWriter, Stats, error_record, summary_row
 from .inference.records import BadRecord, Item, Record, read_files
@@ -254,31 +257,39 @@ def run_ray_job(
     """The command's job on Ray: read by Ray tasks, summarized by model actors, written here in input order.
 
     Output rows are appended and flushed as they arrive, so a crash or Ctrl-C leaves whole lines, and a rerun
-    with ``files.resume`` skips the ids already written. Returns the exit code and counts, as ``run_job``.
+    with ``files.resume`` skips the ids already written. Returns the exit code and counts, as ``run_job``;
+    ``--metrics-out`` is written however the job ends, as the local command writes it.
     """
+    with metrics_kept(files, settings, log) as ending:
+        code = _ray_job(files, settings, cluster, log, progress, ending)
+    return code, ending.stats
+
+
+def _ray_job(
+    files: JobFiles, settings: RunSettings, cluster: RaySettings, log: Log, progress: bool, ending: Ending
+) -> int:
     ray = import_ray()
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
         resumed = claim(files, stack, log)  # before Ray starts: a foreign output fails in a second
+        claim_metrics(files, ending)
         inputs = [path for path in job_inputs(files, log) if path != "-"]
         if not cluster_address(cluster):  # every actor runs here: a missing model folder fails now, in one line
             check_model_folder(settings.model.name)
         stack.enter_context(connected(ray, cluster, log))
-        workers = worker_count(ray, cluster)
+        workers = ending.processes = worker_count(ray, cluster)
         actors = plural(workers, "model actor")
         log.info(f"ray: {plural(len(inputs), 'input file')}, {actors} of {describe_actor(cluster)}")
         bar = stack.enter_context(progress_bar(progress))  # dialogues: Ray reads the files itself
         bar.started()
         writer = open_writer(files, settings, resumed, log, bar, stack)
+        ending.stats = writer.stats
         writer.stats.resumed = sum(resumed.done.values())
         dataset = job_dataset(ray, inputs, files, settings, cluster, workers, dict(resumed.done))
         stack.enter_context(stop.installed())
         code = write_rows(dataset, writer, stop, log, files.output)
-    report = writer.stats.report()
-    log.info(summary_line(report), **{"summary": report})
-    if files.metrics_out:
-        write_metrics(files, report, code, workers)
-    return code, writer.stats
+    finish_job(writer.stats, log, ending, code)
+    return code
 
 
 @contextlib.contextmanager
@@ -422,15 +433,6 @@ def write_row(writer: ResultWriter, row: dict[str, Any]) -> None:
         stats.scores.add(row["rouge"])
     writer.kept_seen.update(name for name in row if name in writer.keep_fields)
     writer.progress(row)  # type: ignore[arg-type]  # counted as a dialogue: the bar has no byte offsets here
-
-
-def write_metrics(files: JobFiles, report: dict[str, Any], code: int, workers: int) -> None:
-    payload = {**report, "exit_code": code, "ray_workers": workers, "inputs": list(files.inputs)}
-    try:
-        Path(files.metrics_out).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
-        Path(files.metrics_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")  # type: ignore[arg-type]
-    except OSError as exc:
-        raise DataError(f"{files.metrics_out}: cannot write the metrics ({exc.strerror or exc})") from exc
 
 
 if __name__ == "__main__":  # pragma: no cover
