@@ -303,7 +303,9 @@ def card_metadata(source: Path, settings: ExportSettings, metrics: Mapping[str, 
     """Front matter: the source's lineage, license and training data (Hub ids only) and the evaluation results."""
     origin = cards.read_front_matter(source)
     run = run_config(source)
-    trained_on = origin.get("datasets") or [cards.hub_dataset_id(run.get("data"))]
+    # The run's card says what it was trained on (its data was there to check); only a folder without a card
+    # falls back to train_config.json, whose relative path may name nothing from here.
+    trained_on = (origin.get("datasets") or []) if origin else [cards.hub_dataset_id(run.get("data"))]
     return cards.metadata(
         Path(settings.output_dir).name,
         library="transformers" if settings.format == "hf" else "ctranslate2",

@@ -363,3 +363,17 @@ def test_stdin_on_a_terminal_gets_a_one_line_hint(tmp_path):
     finally:
         process.kill() if process.poll() is None else None
         os.close(main_fd)
+
+
+def test_an_exports_datasets_are_only_those_its_run_card_knows(tiny_model_dir, tmp_path):
+    from dialogsum_batch.export import ExportSettings, export_model
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for item in tiny_model_dir.iterdir():
+        if item.name != "README.md":
+            (run_dir / item.name).symlink_to(item)
+    (run_dir / "README.md").write_text("---\nlibrary_name: transformers\n---\n# run\n")  # trained on local data
+    (run_dir / "train_config.json").write_text(json.dumps({"data": "mydata/chats"}))  # relative: not here
+    out = export_model(ExportSettings(str(run_dir), str(tmp_path / "serve"), "hf"))
+    assert "datasets:" not in (out / "README.md").read_text()
