@@ -245,7 +245,7 @@ def markdown(report: dict[str, Any]) -> str:
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     model = model_dir(args.model, args.work_dir)
     records = write_records(work(args) / "records.jsonl", dialogues(args.records, args.source, seed=1), reference=False)
-    env = environment(max(args.threads))
+    env = environment(args.threads)
     first_run = measure_first_run(model, records, args)
     speed = measure_speed(model, records, args)
     return {

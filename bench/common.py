@@ -222,7 +222,7 @@ def version(package: str) -> str | None:
         return None
 
 
-def environment(threads: int | None = None) -> dict[str, Any]:
+def environment(threads: int | list[int] | None = None) -> dict[str, Any]:
     """The machine header recorded beside every figure: CPU, cores, threads, versions and the load average
     before the runs (``publish`` adds the load average after)."""
     return {
