@@ -48,9 +48,11 @@ def add_model(parser: argparse.ArgumentParser, default: str = "mid", choices: Se
     parser.add_argument("--model", default=default, choices=list(choices), help="benchmark model (%(default)s)")
 
 
-def add_records(parser: argparse.ArgumentParser, default: int, source: str | None = None) -> None:
+def add_records(
+    parser: argparse.ArgumentParser, default: int, source: str | None = None, help: str = "records per measurement"
+) -> None:
     """``--records`` and ``--source`` (synthetic, dialogsum when ../shared/data has it, or a JSONL path)."""
-    parser.add_argument("--records", type=int, default=default, help="records per measurement (%(default)s)")
+    parser.add_argument("--records", type=int, default=default, help=f"{help} (%(default)s)")
     parser.add_argument(
         "--source",
         default=source or available_sources()[-1],
@@ -308,9 +310,11 @@ def fixed_batches(
     return summaries, generated
 
 
-def load_transformers(path: Path, beams: int | None = None, max_new_tokens: int | None = None) -> tuple[Any, Any, Any]:
+def load_transformers(
+    path: Path, beams: int | None = None, max_new_tokens: int | None = None, **more: Any
+) -> tuple[Any, Any, Any]:
     """A transformers model (float32, eval), its tokenizer and a copy of its generation config with the
-    decoding asked (None keeps the model's own, as the command); no minimum length."""
+    decoding asked (None keeps the model's own, as the command; ``more`` sets other fields); no minimum length."""
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -320,7 +324,7 @@ def load_transformers(path: Path, beams: int | None = None, max_new_tokens: int 
     with library_bars(show=False):
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32).eval()
-    return model, tokenizer, decoding(model.generation_config, beams, max_new_tokens)
+    return model, tokenizer, decoding(model.generation_config, beams, max_new_tokens, **more)
 
 
 def decoding(generation: Any, beams: int | None, max_new_tokens: int | None, **more: Any) -> Any:
