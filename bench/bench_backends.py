@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import MODELS, ct2_export, dialogues, environment, model_dir, publish
+from common import MODELS, ct2_export, dialogues, model_dir
 
 SYSTEMS = {  # name -> (backend, export quantization or None for the transformers folder)
     "transformers fp32": ("transformers", None),
@@ -53,7 +53,7 @@ def measure(path: str, backend: str, beams: int, args: argparse.Namespace) -> di
 
     options = {"device": "cpu", "threads": args.threads, "num_beams": beams, "max_new_tokens": args.max_new_tokens}
     summarizer = Summarizer(path, backend, **options)
-    texts = [row["dialogue"] for row in dialogues(WARMUP_RECORDS + args.records, "synthetic", seed=RECORD_SEED)]
+    texts = [row["dialogue"] for row in dialogues(WARMUP_RECORDS + args.records, args.source, seed=RECORD_SEED)]
     run(summarizer, texts[args.records :])
     wall, cpu = time.perf_counter(), time.process_time()
     stats = run(summarizer, texts[: args.records])
@@ -87,7 +87,7 @@ def run(summarizer: Any, texts: list[str]) -> dict[str, int]:
 def measure_in_process(path: Path, backend: str, beams: int, args: argparse.Namespace) -> dict[str, Any]:
     """``measure`` in a fresh process of this script."""
     command = [__file__, "--measure", str(path), "--backend", backend, "--beams", str(beams)]
-    command += ["--records", str(args.records), "--threads", str(args.threads)]
+    command += ["--records", str(args.records), "--source", args.source, "--threads", str(args.threads)]
     command += ["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []
     return json.loads(harness.run_process(command).stdout.strip().splitlines()[-1])
 
@@ -129,7 +129,6 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     """Every system at every beam size; speedups against transformers float32."""
     model = model_dir(args.model, args.work_dir)
     paths = {name: (ct2_export(model, q) if q else model) for name, (_, q) in SYSTEMS.items()}
-    env = environment(args.threads)
     rows = [row for beams in args.beams for row in best_of(paths, beams, args)]
     sizes = {
         name: round(sum(f.stat().st_size for f in p.iterdir() if f.suffix in (".bin", ".safetensors")) / 2**20, 1)
@@ -137,15 +136,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     }
     return {
         "model": {**asdict(MODELS[args.model]), "weights_mib": sizes},
-        "max_new_tokens": args.max_new_tokens,
         "tokens_per_summary": round(rows[0]["generated_tokens"] / max(rows[0]["records"], 1), 1),
-        "records": args.records,
-        "repeats": args.repeats,
         "record_seed": RECORD_SEED,
-        "environment": env,
         "results": rows,
         "target": {"int8_over_transformers_fp32": TARGET_SPEEDUP},
-        "command": args.command,
     }
 
 
@@ -171,13 +165,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = harness.arguments(__doc__, __file__)
-    harness.add_model(parser)
-    parser.add_argument("--records", type=int, default=64, help="synthetic dialogues per measurement (%(default)s)")
-    harness.add_decoding(parser, beams="1,4")
-    harness.add_threads(parser)
-    harness.add_timing(parser, repeats=1)
-    harness.add_output(parser, name="bench_backends")
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records=64, source="synthetic", beams="1,4", repeats=1, name="bench_backends"
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement of this model folder
     parser.add_argument("--backend", help=argparse.SUPPRESS)
     return harness.parse(parser, argv)
@@ -188,9 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args.measure, args.backend, args.beams[0], args)))
         return 0
-    harness.wait_for_load(args.max_load)
-    report = run_all(args)
-    publish(args.name, report, markdown(report), args.output_dir)
+    harness.benchmark_main(parse_args, run_all, markdown)(argv)
     return 0
 
 

@@ -29,13 +29,13 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import dialogues, environment, markdown_table, model_dir, publish, write_records
+from common import dialogues, markdown_table, model_dir, write_records
 
 SYSTEMS = {  # name -> (backend, quantization)
     "transformers fp32": ("transformers", None),
@@ -78,6 +78,7 @@ def run_cli(
         "beams": beams,
         "records": report["records"],
         "process_seconds": round(done.seconds, 3),
+        "peak_mib": done.peak_mib,
         "engine_seconds": report["seconds"],
         "dialogues_per_s": report["dialogues_per_second"],
         "process_dialogues_per_s": round(report["records"] / done.seconds, 3),
@@ -93,12 +94,39 @@ def work(args: argparse.Namespace) -> Path:
     return Path(args.work_dir) / "ct2-cache-bench"
 
 
-def conversion_then_hit(first: dict[str, Any], again: dict[str, Any]) -> float:
-    """The conversion's own seconds from the first run's log, once the second run is seen to hit the cache."""
-    match = CONVERTED.search(first["log"])
-    if not match or "from the CTranslate2 cache" not in again["log"]:
-        raise SystemExit(f"expected a conversion, then a cache hit:\n{first['log']}\n{again['log']}")
-    return float(match.group(1))
+def first_runs(
+    systems: Sequence[str], threads: Any, work_dir: Path, run: Callable[[str, str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each system on an emptied conversion cache (it converts), then again (a cache hit): the conversion's
+    own seconds (from its log line), both processes' seconds and peak memory. ``run(system, tag)`` runs one."""
+    harness.clear_conversions(work_dir)
+    rows = []
+    for system in systems:
+        first, again = run(system, "convert"), run(system, "cached")
+        match = CONVERTED.search(first["log"])
+        if not match or "from the CTranslate2 cache" not in again["log"]:
+            raise SystemExit(f"expected a conversion, then a cache hit:\n{first['log']}\n{again['log']}")
+        rows.append(
+            {
+                "system": system,
+                "threads": threads,
+                "convert_seconds": float(match.group(1)),
+                "first_process_seconds": first["process_seconds"],
+                "cached_process_seconds": again["process_seconds"],
+                "first_peak_mib": first["peak_mib"],
+                "cached_peak_mib": again["peak_mib"],
+            }
+        )
+    return rows
+
+
+def first_runs_table(rows: list[dict[str, Any]]) -> str:
+    """``first_runs`` as Markdown."""
+    keys = ["system", "threads", "convert_seconds", "first_process_seconds", "cached_process_seconds"]
+    headers = ["system", "threads", "conversion s", "first process s", "cached process s"]
+    keys += ["first_peak_mib", "cached_peak_mib"]
+    headers += ["first peak MiB", "cached peak MiB"]
+    return markdown_table(headers, [[row[key] for key in keys] for row in rows])
 
 
 # ---------------------------------------------------------------------------- the three measurements
@@ -106,21 +134,13 @@ def conversion_then_hit(first: dict[str, Any], again: dict[str, Any]) -> float:
 
 def measure_conversion(model: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """First run on an empty cache (converts), then a second (cache hit), per quantization; 2 records each."""
-    harness.clear_conversions(args.work_dir)
     records = write_records(work(args) / "two.jsonl", dialogues(2, args.source, seed=1))
-    rows = []
-    for system in ("ctranslate2 fp32", "ctranslate2 int8"):
-        first = run_cli(model, records, system, 1, args, f"convert-{system.split()[1]}")
-        again = run_cli(model, records, system, 1, args, f"cached-{system.split()[1]}")
-        rows.append(
-            {
-                "system": system,
-                "convert_seconds": conversion_then_hit(first, again),
-                "first_process_seconds": first["process_seconds"],
-                "cached_process_seconds": again["process_seconds"],
-            }
-        )
-    return rows
+    return first_runs(
+        ["ctranslate2 fp32", "ctranslate2 int8"],
+        args.threads,
+        args.work_dir,
+        lambda system, tag: run_cli(model, records, system, 1, args, f"{tag}-{system.split()[1]}"),
+    )
 
 
 def measure_speed(model: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[int, float]]:
@@ -202,13 +222,7 @@ def verdict(speed: list[dict[str, Any]], identical: dict[int, float]) -> dict[st
 
 def markdown(report: dict[str, Any]) -> str:
     quality, targets = report["quality"], report["targets"]
-    conversion = markdown_table(
-        ["system", "conversion s", "first process s", "cached process s"],
-        [
-            [r["system"], r["convert_seconds"], r["first_process_seconds"], r["cached_process_seconds"]]
-            for r in report["conversion"]
-        ],
-    )
+    conversion = first_runs_table(report["conversion"])
     speed = markdown_table(
         ["system", "beams", "threads", "dialogues/s", "speedup", "process dialogues/s", "process speedup"],
         [
@@ -255,24 +269,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     model = model_dir(args.model, args.work_dir)
-    env = environment(args.threads)
     conversion = measure_conversion(model, args)
     speed, identical = measure_speed(model, args)
     quality = measure_quality(args)
     return {
-        "model": args.model,
-        "source": args.source,
-        "records": args.records,
-        "repeats": args.repeats,
-        "threads": args.threads,
-        "max_new_tokens": args.max_new_tokens,
-        "environment": env,
         "conversion": conversion,
         "speed": speed,
         "identical": identical,
         "quality": quality,
         "targets": verdict(speed, identical),
-        "command": args.command,
     }
 
 
@@ -283,22 +288,14 @@ def add_quality(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = harness.arguments(__doc__, __file__)
-    harness.add_model(parser)
-    harness.add_records(parser, 96)
-    harness.add_decoding(parser, beams="1,4")
-    harness.add_threads(parser)
-    harness.add_timing(parser, repeats=3)
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records=96, beams="1,4", repeats=3, name="bench_ct2_cache"
+    )
     add_quality(parser)
-    harness.add_output(parser, name="bench_ct2_cache")
     return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    harness.wait_for_load(args.max_load)
-    report = run_all(args)
-    return publish(args.name, report, markdown(report), args.output_dir)
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from bench_ct2_cache import add_quality, conversion_then_hit
+from bench_ct2_cache import add_quality, first_runs, first_runs_table
 from bench_ct2_cache import measure_quality as ct2_quality
-from common import dialogues, environment, markdown_table, model_dir, publish, write_records
+from common import dialogues, markdown_table, model_dir, write_records
 
 LOOP = "fixed-8 loop"
 SYSTEMS = {  # name -> extra arguments of the command (None: the loop, a program of its own)
@@ -77,7 +77,7 @@ def run_system(system: str, model: Path, records: Path, threads: int, beams: int
     done = harness.run_process(command, harness.command_env(args.work_dir, OMP_NUM_THREADS=str(threads)))
     rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {
-        "seconds": done.seconds,
+        "process_seconds": round(done.seconds, 3),
         "peak_mib": done.peak_mib,
         "summaries": [r["summary"] for r in rows],
         "log": done.stderr,
@@ -93,23 +93,13 @@ def work(args: argparse.Namespace) -> Path:
 
 def measure_first_run(model: Path, records: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The default and --fast on an emptied cache (they convert), then once more (cache hits)."""
-    harness.clear_conversions(args.work_dir)
-    rows = []
-    for system in ("default", "--fast"):
-        first = run_system(system, model, records, args.threads[0], 1, args)
-        again = run_system(system, model, records, args.threads[0], 1, args)
-        rows.append(
-            {
-                "system": system,
-                "threads": args.threads[0],
-                "convert_seconds": conversion_then_hit(first, again),
-                "first_process_seconds": round(first["seconds"], 3),
-                "cached_process_seconds": round(again["seconds"], 3),
-                "first_peak_mib": first["peak_mib"],
-                "cached_peak_mib": again["peak_mib"],
-            }
-        )
-    return rows
+    threads = args.threads[0]
+    return first_runs(
+        ["default", "--fast"],
+        threads,
+        args.work_dir,
+        lambda system, _: run_system(system, model, records, threads, 1, args),
+    )
 
 
 def measure_speed(model: Path, records: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -124,9 +114,9 @@ def measure_speed(model: Path, records: Path, args: argparse.Namespace) -> list[
                     "system": system,
                     "threads": threads,
                     "beams": beams,
-                    "seconds": round(run["seconds"], 3),
-                    "dialogues_per_s": round(args.records / run["seconds"], 3),
-                    "speedup": round(loop["seconds"] / run["seconds"], 2),
+                    "seconds": run["process_seconds"],
+                    "dialogues_per_s": round(args.records / run["process_seconds"], 3),
+                    "speedup": round(loop["process_seconds"] / run["process_seconds"], 2),
                     "peak_mib": run["peak_mib"],
                     "identical_to_transformers": harness.same_share(run["summaries"], reference["summaries"]),
                     "identical_to_loop": harness.same_share(run["summaries"], loop["summaries"]),
@@ -145,7 +135,7 @@ def best_systems(model: Path, records: Path, threads: int, beams: int, args: arg
         lambda system: run_system(system, model, records, threads, beams, args),
         label=lambda system: f"{system}, {threads} thread(s), {beams} beam(s)",
     )
-    return {system: harness.fastest(tried) for system, tried in runs.items()}
+    return {system: harness.fastest(tried, "process_seconds") for system, tried in runs.items()}
 
 
 def serving_line(log: str) -> str | None:
@@ -196,21 +186,7 @@ def markdown(report: dict[str, Any]) -> str:
             for r in report["speed"]
         ],
     )
-    first = markdown_table(
-        ["system", "threads", "conversion s", "first process s", "cached process s", "first peak MiB", "peak MiB"],
-        [
-            [
-                r["system"],
-                r["threads"],
-                r["convert_seconds"],
-                r["first_process_seconds"],
-                r["cached_process_seconds"],
-                r["first_peak_mib"],
-                r["cached_peak_mib"],
-            ]
-            for r in report["first_run"]
-        ],
-    )
+    first = first_runs_table(report["first_run"])
     lines = [
         f"Model {report['model']}, {report['records']} {report['source']} records, max_new_tokens "
         f"{report['max_new_tokens']}, best of {report['repeats']}, whole processes.",
@@ -245,44 +221,26 @@ def markdown(report: dict[str, Any]) -> str:
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     model = model_dir(args.model, args.work_dir)
     records = write_records(work(args) / "records.jsonl", dialogues(args.records, args.source, seed=1), reference=False)
-    env = environment(args.threads)
     first_run = measure_first_run(model, records, args)
     speed = measure_speed(model, records, args)
     return {
-        "model": args.model,
-        "source": args.source,
-        "records": args.records,
-        "repeats": args.repeats,
-        "threads": args.threads,
-        "beams": args.beams,
-        "max_new_tokens": args.max_new_tokens,
-        "environment": env,
         "first_run": first_run,
         "speed": speed,
         "quality": measure_quality(args),
         "targets": verdict(speed),
-        "command": args.command,
     }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = harness.arguments(__doc__, __file__)
-    harness.add_model(parser)
-    harness.add_records(parser, 160)
-    harness.add_threads(parser, default="1,2", many=True)
-    harness.add_decoding(parser, beams="1")
-    harness.add_timing(parser, repeats=3)
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records=160, beams="1", threads="1,2", repeats=3, name="bench_default"
+    )
     parser.add_argument("--no-quality", dest="quality", action="store_false", help="skip the trained-model ROUGE")
     add_quality(parser)
-    harness.add_output(parser, name="bench_default")
     return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    harness.wait_for_load(args.max_load)
-    report = run_all(args)
-    return publish(args.name, report, markdown(report), args.output_dir)
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import REPO, environment, markdown_table, model_dir, publish
+from common import REPO, markdown_table, model_dir
 
 NEW_TOKENS = 8  # latency is waiting, not decoding: short summaries keep 5,000 records quick
 
@@ -142,8 +142,7 @@ def parse_rates(text: str) -> list[tuple[float, int]]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = harness.arguments(__doc__, __file__)
-    harness.add_model(parser, default="tiny", choices=["tiny", "mid"])
+    parser = harness.arguments(__doc__, __file__, model="tiny", max_new_tokens=NEW_TOKENS, name="latency-{model}")
     parser.add_argument(
         "--rates",
         type=parse_rates,
@@ -151,17 +150,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="RATE:COUNT pairs: records per second (0: all at once, as a file piped in) and how many records",
     )
     parser.add_argument("--max-waits", default="1,0", help="comma list of --max-wait values to compare (%(default)s)")
-    harness.add_decoding(parser, beams=None, max_new_tokens=NEW_TOKENS)
-    harness.add_threads(parser)
-    harness.add_output(parser, name=None)
-    parser.add_argument("--name", help="result file names, without suffix [default: latency-MODEL]")
     return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every rate at every --max-wait, each in a process of its own."""
     model = model_dir(args.model, args.work_dir)
-    env = environment(args.threads)
     harness.fill_cache(model, args.work_dir, threads=args.threads)
     runs = []
     with tempfile.TemporaryDirectory(prefix="dialogsum-latency-") as tmp:
@@ -170,14 +164,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 runs.append(run_case(model, rate, count, max_wait, args, Path(tmp)))
                 print(f"{rate}/s x {count}, --max-wait {max_wait}: median {runs[-1]['median_s']} s", file=sys.stderr)
     result = {
-        "model": args.model,
-        "max_new_tokens": args.max_new_tokens,
-        "threads": args.threads,
         "runs": runs,
-        "environment": env,
-        "command": args.command,
     }
-    return publish(args.name or f"latency-{args.model}", result, markdown(result), args.output_dir)
+    return result
+
+
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import dialogues, environment, markdown_table, model_dir, publish, write_records
+from common import dialogues, markdown_table, model_dir, write_records
 
 LIMIT = 1.3  # the largest run's peak RSS may be at most this multiple of the smallest's
 NEW_TOKENS = 8  # memory follows the records held at once, not summary length: short summaries keep 20,000 quick
@@ -70,21 +70,17 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = harness.arguments(__doc__, __file__)
+    parser = harness.arguments(__doc__, __file__, max_new_tokens=NEW_TOKENS, name="memory")
     parser.add_argument(
         "--sizes", type=harness.int_list, default="2000,20000", help="record counts; first and last compared"
     )
     parser.add_argument("--limit", type=float, default=LIMIT, help="largest allowed ratio of peak RSS (%(default)s)")
-    harness.add_decoding(parser, beams=None, max_new_tokens=NEW_TOKENS)
-    harness.add_threads(parser)
-    harness.add_output(parser, name="memory")
     return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every size in a process of its own; whether the peak stayed flat and no record was lost."""
     model = model_dir("tiny", args.work_dir)
-    environment_before = environment(args.threads)
     harness.fill_cache(model, args.work_dir, threads=args.threads)
     with tempfile.TemporaryDirectory(prefix="dialogsum-mem-") as tmp:
         runs = []
@@ -100,12 +96,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "ratio": round(ratio, 3),
         "limit": args.limit,
         "flat": ratio <= args.limit and not lost,
-        "max_new_tokens": args.max_new_tokens,
-        "threads": args.threads,
-        "environment": environment_before,
-        "command": args.command,
     }
-    publish(args.name, result, markdown(result), args.output_dir)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    result = harness.benchmark_main(parse_args, run_all, markdown)(argv)
     if not result["flat"]:
         raise SystemExit(1)
     return result

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import dialogues, environment, markdown_table, model_dir, publish
+from common import dialogues, markdown_table, model_dir
 
 ATTEMPTS = (
     "fixed-8",
@@ -198,42 +198,29 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = harness.arguments(__doc__, __file__)
-    harness.add_model(parser)
-    harness.add_records(parser, 160)
-    harness.add_threads(parser, default="1,2", many=True)
-    parser.add_argument("--attempts", default=",".join(ATTEMPTS), help="comma list of %(default)s")
-    harness.add_decoding(parser, beams=None)
-    harness.add_timing(parser, repeats=2)
-    harness.add_output(parser, name=None)
-    parser.add_argument("--name", help="result file names, without suffix [default: pytorch-path-MODEL]")
-    args = harness.parse(parser, argv)
-    args.attempts = [attempt for attempt in args.attempts.split(",") if attempt]
-    unknown = set(args.attempts) - set(ATTEMPTS)
-    if unknown:
-        parser.error(f"unknown attempt(s) {', '.join(sorted(unknown))}; choose from {', '.join(ATTEMPTS)}")
-    return args
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records=160, threads="1,2", repeats=2, name="pytorch-path-{model}"
+    )
+    parser.add_argument(
+        "--attempts", type=harness.choice_list(ATTEMPTS), default=",".join(ATTEMPTS), help="comma list of %(default)s"
+    )
+    return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    harness.wait_for_load(args.max_load)
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every attempt at every thread count."""
     path = model_dir(args.model, args.work_dir)
     texts = [row["dialogue"] for row in dialogues(args.records, args.source)]
-    env = environment(args.threads)
     runs = [run for threads in args.threads for run in measure(path, texts, threads, args)]
     result = {
-        "model": args.model,
         "records": len(texts),
-        "source": args.source,
-        "max_new_tokens": args.max_new_tokens,
-        "repeats": args.repeats,
         "cpu_bf16": cpu_bf16(),
         "runs": report(runs),
-        "environment": env,
-        "command": args.command,
     }
-    return publish(args.name or f"pytorch-path-{args.model}", result, markdown(result), args.output_dir)
+    return result
+
+
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import dialogues, environment, markdown_table, model_dir, publish, usable_cores, write_records
+from common import dialogues, markdown_table, model_dir, usable_cores, write_records
 
 CASES = ("idle", "after-busy-minute", "concurrent-job")
 TARGET = 1.15  # the default's time over the best explicit count's, at most
@@ -156,51 +156,39 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = harness.arguments(__doc__, __file__)
-    harness.add_model(parser)
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records=96, threads=False, repeats=2, name="bench_threads"
+    )
     parser.add_argument(
         "--backend",
         choices=["transformers", "ctranslate2"],
         help="backend [default: the command's] (ctranslate2 converts the model into a cache in the work folder)",
     )
-    harness.add_records(parser, 96)
-    harness.add_decoding(parser, beams=None)
     parser.add_argument("--busy-seconds", type=float, default=60.0, help="length of the busy minute (%(default)s)")
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
-    harness.add_timing(parser, repeats=2)
-    harness.add_output(parser, name="bench_threads")
-    args = harness.parse(parser, argv)
-    args.cases = [case for case in str(args.cases).split(",") if case.strip()]
-    unknown = set(args.cases) - set(CASES)
-    if unknown:
-        parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
-    return args
+    parser.add_argument(
+        "--cases", type=harness.choice_list(CASES), default=",".join(CASES), help="comma list of %(default)s"
+    )
+    return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    harness.wait_for_load(args.max_load)
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every case; whether the default kept within the target in all."""
     model = model_dir(args.model, args.work_dir)
     records = write_records(
         Path(args.work_dir) / "threads-bench" / "records.jsonl", dialogues(args.records, args.source, seed=1)
     )
-    environment_before = environment(0)
     harness.fill_cache(model, args.work_dir, **({"options": ["--backend", args.backend]} if args.backend else {}))
     report = {
-        "model": args.model,
         "backend": args.backend,
-        "records": args.records,
-        "source": args.source,
-        "max_new_tokens": args.max_new_tokens,
         "busy_seconds": args.busy_seconds,
-        "repeats": args.repeats,
-        "environment": environment_before,
         "target": TARGET,
         "cases": [measure_case(case, model, records, args) for case in args.cases],
-        "command": args.command,
     }
     report["pass"] = all(case["pass"] for case in report["cases"])
-    return publish(args.name, report, markdown(report), args.output_dir)
+    return report
+
+
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

@@ -358,24 +358,17 @@ def len_records(result: dict[str, Any]) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = harness.arguments(__doc__, __file__)
+    parser = harness.arguments(
+        __doc__, __file__, records=0, source="synthetic", beams="1,4", repeats=Case.repeats, name="throughput-{model}"
+    )
     parser.add_argument("--model", default="mid", help="comma list of tiny, mid, large (%(default)s)")
-    harness.add_records(parser, 0, source="synthetic", help="records per measurement, 0: per model")
-    harness.add_decoding(parser, beams="1,4")
-    harness.add_threads(parser)
     parser.add_argument(
         "--batch-tokens", type=int, default=default_of("batch_tokens"), help="token budget for ours and CTranslate2"
     )
-    harness.add_timing(parser, repeats=Case.repeats)
-    parser.add_argument("--anchors", default=",".join(ANCHORS), help=f"comma list of {', '.join(ANCHORS)}")
-    harness.add_output(parser, name=None)
-    parser.add_argument("--name", help="result file names, without suffix [default: throughput-MODELS]")
-    args = harness.parse(parser, argv)
-    args.anchors = [a for a in args.anchors.split(",") if a]
-    unknown = set(args.anchors) - set(RUNNERS)
-    if unknown:
-        parser.error(f"unknown anchors: {', '.join(sorted(unknown))}; known: {', '.join(ANCHORS)}")
-    return args
+    parser.add_argument(
+        "--anchors", type=harness.choice_list(ANCHORS), default=",".join(ANCHORS), help="comma list of %(default)s"
+    )
+    return harness.parse(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -387,8 +380,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         for beams in args.beams:
             options = (args.max_new_tokens, args.records, args.source, args.threads, args.batch_tokens, args.repeats)
             results.append(run_case(Case(model, beams, *options), args.anchors, args.work_dir))
-    name = args.name or "throughput-" + args.model.replace(",", "-")
-    publish(name, {"command": args.command, "results": results, "environment": env}, markdown(results), args.output_dir)
+    publish(
+        args.name, {"command": args.command, "results": results, "environment": env}, markdown(results), args.output_dir
+    )
     return results
 
 

@@ -10,6 +10,7 @@ line (``harness.summarize_command``) serves both.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import harness
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = harness.arguments(__doc__, __file__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("records", type=Path, help="JSON Lines with a dialogue field")
     parser.add_argument("-m", "--model", type=Path, required=True)
     parser.add_argument("-o", "--output", type=Path, required=True)

@@ -34,6 +34,7 @@ ALLOCATOR = "expandable_segments:True"
 for _name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):  # before torch can initialise CUDA
     os.environ.setdefault(_name, ALLOCATOR)
 
+import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -457,7 +458,7 @@ def output_path() -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = harness.arguments(__doc__, __file__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"Comma list of {', '.join(SECTIONS)}")
     parser.add_argument("--cpu-smoke", action="store_true", help="Rehearse every section on the CPU, tiny sizes")
     args = parser.parse_args(argv)

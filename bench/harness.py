@@ -21,7 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from common import MODELS, RESULTS_DIR, WORK_DIR, available_sources, child_env, chunks, dialogues, write_records
+from common import (
+    MODELS,
+    RESULTS_DIR,
+    WORK_DIR,
+    available_sources,
+    child_env,
+    chunks,
+    dialogues,
+    environment,
+    publish,
+    write_records,
+)
 
 from dialogsum_batch.config import default_of
 
@@ -36,77 +47,80 @@ def int_list(text: str) -> list[int]:
     return [int(part) for part in str(text).split(",") if part.strip()]
 
 
-def arguments(doc: str | None, script: str) -> argparse.ArgumentParser:
-    """A parser for ``script`` described by the first paragraph of its docstring."""
-    return argparse.ArgumentParser(
+def choice_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma list of some of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        picked = [part.strip() for part in str(text).split(",") if part.strip()]
+        unknown = sorted(set(picked) - set(choices))
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+        return picked
+
+    return parse
+
+
+class CommandDefault:
+    """An argument whose default is the command's own (``dialogsum_batch.config.default_of``)."""
+
+    def __repr__(self) -> str:
+        return "the command's default"
+
+
+COMMAND = CommandDefault()
+
+
+def arguments(
+    doc: str | None,
+    script: str,
+    *,
+    model: str | None = None,
+    records: int | None = None,
+    source: str | None = None,
+    beams: str | None = None,
+    max_new_tokens: int | None | CommandDefault | bool = COMMAND,
+    threads: int | str | CommandDefault | bool = COMMAND,
+    repeats: int | None = None,
+    name: str | None = None,
+) -> argparse.ArgumentParser:
+    """A parser for ``script`` (described by its docstring's first paragraph) with the shared arguments it
+    asks for, each given its default: ``--model``, ``--records`` and ``--source``, ``--beams`` (a comma
+    list), ``--repeats`` and ``--max-load``, ``--name`` (which may name other arguments: ``latency-{model}``).
+    ``--max-new-tokens`` and ``--threads`` (a comma list when its default is one) are offered unless False,
+    with the command's defaults unless given; ``--output-dir`` and ``--work-dir`` always."""
+    parser = argparse.ArgumentParser(
         prog=f"python bench/{Path(script).name}", description=(doc or "").split("\n\n")[0].strip()
     )
-
-
-def add_model(parser: argparse.ArgumentParser, default: str = "mid", choices: Sequence[str] = tuple(MODELS)) -> None:
-    """``--model``: one of the benchmark models (common.MODELS)."""
-    parser.add_argument("--model", default=default, choices=list(choices), help="benchmark model (%(default)s)")
-
-
-def add_records(
-    parser: argparse.ArgumentParser, default: int, source: str | None = None, help: str = "records per measurement"
-) -> None:
-    """``--records`` and ``--source`` (synthetic, dialogsum when ../shared/data has it, or a JSONL path)."""
-    parser.add_argument("--records", type=int, default=default, help=f"{help} (%(default)s)")
-    parser.add_argument(
-        "--source",
-        default=source or available_sources()[-1],
-        help="synthetic, dialogsum (../shared/data, real lengths) or a JSONL path (%(default)s)",
-    )
-
-
-def add_decoding(
-    parser: argparse.ArgumentParser,
-    beams: str | None = "1",
-    max_new_tokens: int | None = default_of("max_new_tokens"),
-) -> None:
-    """``--beams`` (a comma list, when ``beams`` is given) and ``--max-new-tokens``, whose default is the
-    command's (None: the model's generation config, 64 tokens on the random benchmark models)."""
+    add = parser.add_argument
+    if model is not None:
+        add("--model", default=model, choices=list(MODELS), help="benchmark model (%(default)s)")
+    if records is not None:
+        add("--records", type=int, default=records, help="records per measurement (%(default)s)")
+        add("--source", default=source or available_sources()[-1], help=SOURCE_HELP)
     if beams is not None:
-        parser.add_argument("--beams", type=int_list, default=beams, help="comma list of beam sizes (%(default)s)")
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=max_new_tokens,
-        help="summary length cap (%(default)s; None: the model's own, as the command)",
-    )
-
-
-def add_threads(
-    parser: argparse.ArgumentParser, default: int | str = default_of("threads"), many: bool = False
-) -> None:
-    """``--threads``: one count (0, the command's default: its automatic choice) or, with ``many``, a comma list."""
-    if many:
-        parser.add_argument(
-            "--threads", type=int_list, default=default, help="comma list of thread counts (%(default)s)"
-        )
-    else:
-        parser.add_argument(
-            "--threads", type=int, default=default, help="CPU threads (%(default)s; 0: the command's automatic choice)"
-        )
-
-
-def add_timing(parser: argparse.ArgumentParser, repeats: int) -> None:
-    """``--repeats`` (rounds; the best counts) and ``--max-load`` (wait for a quieter machine first)."""
-    parser.add_argument(
-        "--repeats", type=int, default=repeats, help="rounds of every system; the best counts (%(default)s)"
-    )
-    parser.add_argument(
-        "--max-load", type=float, help="first wait (up to 10 min) for a 1-minute load average below this"
-    )
-
-
-def add_output(parser: argparse.ArgumentParser, name: str | None = None) -> None:
-    """``--output-dir``, ``--work-dir`` and, when the script writes one result, ``--name``."""
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON and Markdown go")
-    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="models, caches and outputs (%(default)s)")
+        add("--beams", type=int_list, default=beams, help="comma list of beam sizes (%(default)s)")
+    if max_new_tokens is not False:
+        default = default_of("max_new_tokens") if max_new_tokens is COMMAND else max_new_tokens
+        add("--max-new-tokens", type=int, default=default, help="summary length cap (%(default)s; None: the model's)")
+    if threads is not False:
+        default = default_of("threads") if threads is COMMAND else threads
+        many = isinstance(default, str)
+        add("--threads", type=int_list if many else int, default=default, help=THREADS_HELP[many])
+    if repeats is not None:
+        add("--repeats", type=int, default=repeats, help="rounds of every system; the best counts (%(default)s)")
+        add("--max-load", type=float, help="first wait (up to 10 min) for a 1-minute load average below this")
+    add("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON and Markdown go")
+    add("--work-dir", type=Path, default=WORK_DIR, help="models, caches and outputs (%(default)s)")
     if name is not None:
-        parser.add_argument("--name", default=name, help="result file names, without suffix (%(default)s)")
+        add("--name", default=name, help="result file names, without suffix (%(default)s)")
+    return parser
+
+
+SOURCE_HELP = "synthetic, dialogsum (../shared/data, real lengths) or a JSONL path (%(default)s)"
+THREADS_HELP = {
+    False: "CPU threads (%(default)s; 0: the command's automatic choice)",
+    True: "comma list of thread counts (%(default)s)",
+}
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -114,7 +128,32 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
     given = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(given)
     args.command = " ".join([parser.prog, shlex.join(given)]).strip()
+    if getattr(args, "name", None):
+        args.name = args.name.format(**vars(args)).replace(",", "-")
     return args
+
+
+SHARED = ("model", "source", "records", "beams", "max_new_tokens", "threads", "repeats")  # recorded in every report
+
+
+def benchmark_main(
+    parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
+    measure: Callable[[argparse.Namespace], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+) -> Callable[[Sequence[str] | None], dict[str, Any]]:
+    """A benchmark's ``main(argv)``: its arguments, a quiet enough machine (``--max-load``), the machine header,
+    the measurement, and the report written as ``--name``.json and .md under ``--output-dir``: the shared
+    arguments, what ``measure`` found, the machine and the command that reproduces it."""
+
+    def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+        args = parse_args(argv)
+        wait_for_load(getattr(args, "max_load", None))
+        env = environment(getattr(args, "threads", None))
+        given = {name: getattr(args, name) for name in SHARED if hasattr(args, name)}
+        report = {**given, **measure(args), "environment": env, "command": args.command}
+        return publish(args.name, report, markdown(report), args.output_dir)
+
+    return main
 
 
 # ---------------------------------------------------------------------------- rounds
@@ -248,7 +287,8 @@ def run_process(
     ok: Sequence[int] = (0,),
 ) -> Finished:
     """``python COMMAND`` (``-m MODULE ...``, ``-c CODE ...`` or ``SCRIPT ...``) in a fresh process, timed from
-    start to exit; ``feed`` writes its stdin. An exit status outside ``ok`` ends the benchmark with its stderr."""
+    start to exit; ``feed`` writes its stdin (closed after). An exit status outside ``ok`` ends the benchmark
+    with its stderr."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         peak, out, err = Path(tmp) / "peak.kib", Path(tmp) / "stdout", Path(tmp) / "stderr"
         environ = {**(env if env is not None else child_env()), PEAK_ENV: str(peak)}
@@ -258,7 +298,7 @@ def run_process(
             argv = [sys.executable, "-c", MEASURED, *command]
             process = subprocess.Popen(argv, env=environ, stdin=stdin, stdout=stdout, stderr=stderr)
             if feed is not None:
-                feed(process.stdin)
+                feed_and_close(process.stdin, feed)
             code = process.wait()
             seconds = time.perf_counter() - started
         done = Finished(
@@ -271,6 +311,19 @@ def run_process(
     if code not in ok:
         raise SystemExit(f"{shlex.join(command)[:500]} failed ({code}):\n{done.stderr[-3000:]}")
     return done
+
+
+def feed_and_close(pipe: IO[bytes], feed: Callable[[IO[bytes]], None]) -> None:
+    """``feed`` the child's stdin, then end it; a child that stopped reading says why by its exit status."""
+    try:
+        feed(pipe)
+    except BrokenPipeError:
+        pass
+    finally:
+        try:
+            pipe.close()
+        except BrokenPipeError:
+            pass
 
 
 # ---------------------------------------------------------------------------- in one process
