@@ -40,26 +40,14 @@ def work_dir(tmp_path, tiny_model_dir) -> Path:
     return folder
 
 
+def dirs(work_dir: Path, out: Path) -> list[str]:
+    return ["--work-dir", str(work_dir), "--output-dir", str(out)]
+
+
 def test_throughput_runs_every_anchor_and_reports_ratios(work_dir, tmp_path):
     out = tmp_path / "results"
-    results = bench_throughput.main(
-        [
-            "--model",
-            "tiny",
-            "--records",
-            "12",
-            "--beams",
-            "1",
-            "--max-new-tokens",
-            "3",
-            "--repeats",
-            "1",
-            "--work-dir",
-            str(work_dir),
-            "--output-dir",
-            str(out),
-        ]
-    )
+    argv = "--model tiny --records 12 --beams 1 --max-new-tokens 3 --repeats 1".split()
+    results = bench_throughput.main([*argv, *dirs(work_dir, out)])
     anchors = results[0]["anchors"]
     assert set(anchors) == {"notebook", "fixed-8", "ctranslate2", "ours"}
     assert anchors["ours"]["ours_speedup"] == 1.0
@@ -76,23 +64,10 @@ def test_throughput_runs_every_anchor_and_reports_ratios(work_dir, tmp_path):
 @pytest.mark.slow
 def test_memory_compares_fresh_processes_and_writes_the_verdict(work_dir, tmp_path):
     out = tmp_path / "results"
-    result = bench_memory.main(
-        [
-            "--sizes",
-            "10,30",
-            "--max-new-tokens",
-            "2",
-            "--limit",
-            "5",
-            "--work-dir",
-            str(work_dir),
-            "--output-dir",
-            str(out),
-        ]
-    )
+    result = bench_memory.main(["--sizes", "10,30", "--max-new-tokens", "2", "--limit", "5", *dirs(work_dir, out)])
     assert [run["records"] for run in result["runs"]] == [10, 30]
     assert all(run["written"] == run["records"] for run in result["runs"])
-    assert all(run["peak_rss_mb"] > 50 for run in result["runs"])  # torch alone is more than that
+    assert all(run["peak_rss_mb"] > 50 for run in result["runs"])  # Python and the model alone are more than that
     assert result["flat"] and result["ratio"] == pytest.approx(
         result["runs"][1]["peak_rss_mb"] / result["runs"][0]["peak_rss_mb"], abs=1e-3
     )
@@ -103,18 +78,7 @@ def test_memory_compares_fresh_processes_and_writes_the_verdict(work_dir, tmp_pa
 def test_latency_times_each_record_from_stdin_to_stdout(work_dir, tmp_path):
     out = tmp_path / "results"
     result = bench_latency.main(
-        [
-            "--rates",
-            "20:3",
-            "--max-waits",
-            "0.3,0",
-            "--max-new-tokens",
-            "2",
-            "--work-dir",
-            str(work_dir),
-            "--output-dir",
-            str(out),
-        ]
+        ["--rates", "20:3", "--max-waits", "0.3,0", "--max-new-tokens", "2", *dirs(work_dir, out)]
     )
     live, filling = result["runs"]
     assert (live["max_wait"], filling["max_wait"], live["records"]) == (0.3, 0.0, 3)
@@ -150,8 +114,9 @@ def test_bench_tasks_run_the_scripts():
     c = MockContext(run=Result(exited=0), repeat=True)
     bench(c, models="tiny", beams="1", work_dir="w", output_dir="o")
     commands = [call.args[0] for call in c.run.call_args_list]
-    assert "bench/bench_memory.py" in commands[0] and "--sizes 2000,20000" in commands[0]
-    assert "bench/bench_throughput.py" in commands[1] and "--model tiny --records 0 --beams 1" in commands[1]
+    assert "bench/bench_memory.py" in commands[0] and "--sizes" not in commands[0]  # left to the script
+    assert "bench/bench_throughput.py" in commands[1] and "--model tiny --beams 1 --repeats 1" in commands[1]
+    assert "--max-new-tokens" not in commands[1] and "--threads" not in commands[1]  # the command's defaults
     assert all("--work-dir w" in command and "--output-dir o" in command for command in commands)
     gpu_check(c, only="allocator", cpu_smoke=True)
     assert c.run.call_args_list[-1].args[0].endswith("bench/gpu_check.py --only allocator --cpu-smoke")
@@ -267,7 +232,7 @@ def test_results_start_with_the_machine_header_and_end_with_the_command(tmp_path
 
 def test_backends_measures_each_system_in_a_process_of_its_own(work_dir, tmp_path):
     argv = ["--model", "tiny", "--records", "4", "--beams", "1", "--max-new-tokens", "3", "--threads", "1"]
-    bench_backends.main([*argv, "--work-dir", str(work_dir), "--output-dir", str(tmp_path)])
+    bench_backends.main([*argv, *dirs(work_dir, tmp_path)])
     report = json.loads((tmp_path / "bench_backends.json").read_text())
     assert [row["system"] for row in report["results"]] == list(bench_backends.SYSTEMS)
     assert all(row["records"] == 4 and row["generated_tokens"] == 12 for row in report["results"])
@@ -278,17 +243,7 @@ def test_backends_measures_each_system_in_a_process_of_its_own(work_dir, tmp_pat
 @pytest.mark.slow
 def test_default_runs_the_command_and_the_fixed_loop_in_whole_processes(work_dir, tmp_path):
     argv = ["--model", "tiny", "--records", "3", "--threads", "1", "--repeats", "1", "--no-quality"]
-    argv += [
-        "--source",
-        "synthetic",
-        "--max-new-tokens",
-        "3",
-        "--work-dir",
-        str(work_dir),
-        "--output-dir",
-        str(tmp_path),
-    ]
-    report = bench_default.main(argv)
+    report = bench_default.main([*argv, "--source", "synthetic", "--max-new-tokens", "3", *dirs(work_dir, tmp_path)])
     speed = {row["system"]: row for row in report["speed"]}
     assert set(speed) == set(bench_default.SYSTEMS) and speed[bench_default.LOOP]["speedup"] == 1.0
     assert speed["default"]["serving"] == "ctranslate2, float32" and speed["transformers fp32"]["peak_mib"] > 100
@@ -302,7 +257,7 @@ def test_default_runs_the_command_and_the_fixed_loop_in_whole_processes(work_dir
 def test_ct2_cache_converts_once_then_hits_the_cache(work_dir, tmp_path, tiny_model_dir):
     argv = ["--model", "tiny", "--records", "3", "--beams", "1", "--repeats", "1", "--max-new-tokens", "3"]
     argv += ["--trained", str(tiny_model_dir), "--trained-records", "3", "--source", "synthetic"]
-    report = bench_ct2_cache.main([*argv, "--work-dir", str(work_dir), "--output-dir", str(tmp_path)])
+    report = bench_ct2_cache.main([*argv, *dirs(work_dir, tmp_path)])
     assert [row["system"] for row in report["conversion"]] == ["ctranslate2 fp32", "ctranslate2 int8"]
     assert all(row["cached_process_seconds"] < row["first_process_seconds"] for row in report["conversion"])
     assert report["identical"] == {1: 1.0} and set(report["quality"]["rouge1"]) == set(bench_ct2_cache.SYSTEMS)
@@ -311,7 +266,7 @@ def test_ct2_cache_converts_once_then_hits_the_cache(work_dir, tmp_path, tiny_mo
 def test_pytorch_path_compares_attempts_with_the_fixed_loop(work_dir, tmp_path):
     argv = ["--model", "tiny", "--records", "5", "--threads", "1", "--attempts", "fixed-8,engine fp32"]
     argv += ["--repeats", "2", "--max-new-tokens", "3", "--source", "synthetic"]
-    report = bench_pytorch_path.main([*argv, "--work-dir", str(work_dir), "--output-dir", str(tmp_path)])
+    report = bench_pytorch_path.main([*argv, *dirs(work_dir, tmp_path)])
     fixed, engine = report["runs"]
     assert (fixed["vs_fixed_8"], engine["identical"]) == (1.0, 1.0) and len(engine["all_seconds"]) == 2
     assert (tmp_path / "pytorch-path-tiny.md").is_file()
