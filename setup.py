@@ -29,7 +29,7 @@ setup(
     package_data={"dialogsum_batch.fixtures": ["data/*.jsonl", "data/*.txt", "data/README.md"]},
     # Exactly what the package imports (plus protobuf, which transformers needs to read the
     # spiece.model of transformers-4-era checkpoints). Ranges for users; CI installs the exact
-    # versions in constraints.txt. Not here on purpose (README, "Dependencies"): evaluate (its
+    # versions in constraints.txt. Not here on purpose (docs/design.md, "Dependencies"): evaluate (its
     # ROUGE fetches a script from the Hub; rouge_score is what it wraps) and jsonlines (the
     # readers need raw bytes per line for FILE:LINE errors and line-size limits).
     install_requires=[

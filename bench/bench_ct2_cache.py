@@ -11,7 +11,7 @@ on the same records file, with the same ``--threads`` and decoding (``--max-new-
   run in rounds so that load bursts hit them alike, and the best of ``--repeats`` rounds counts;
 * **agreement**: the share of identical fp32 greedy summaries, CTranslate2 against transformers;
 * **int8 quality on a trained model**: ROUGE-1 of transformers fp32 and CTranslate2 int8 (and fp32)
-  on held-out synthetic chats, with the tiny Pegasus fine-tuned by ``invoke finetune --preset smoke``
+  on held-out synthetic chats, with the tiny Pegasus fine-tuned by ``dialogsum-batch finetune --preset smoke``
   (made once into the work folder, or ``--trained DIR``): random weights score near zero whatever runs them.
 
 Targets (issue 15): int8 >= 2x transformers fp32 greedy; fp32 greedy summaries identical on >= 99%.
@@ -27,28 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    REPO,
-    RESULTS_DIR,
-    WORK_DIR,
-    available_sources,
-    child_env,
-    dialogues,
-    environment,
-    markdown_table,
-    model_dir,
-    publish,
-)
+import harness
+from common import dialogues, markdown_table, model_dir, write_records
 
 SYSTEMS = {  # name -> (backend, quantization)
     "transformers fp32": ("transformers", None),
@@ -70,47 +57,31 @@ def run_cli(
 ) -> dict[str, Any]:
     """One ``dialogsum-batch`` process; its wall time, the engine's figures and the summaries."""
     backend, quantization = SYSTEMS[system]
-    folder = Path(args.work_dir) / "ct2-cache-bench" / "runs"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = work(args) / "runs"
     output, metrics = folder / f"{tag}.jsonl", folder / f"{tag}.metrics.json"
-    command = [
-        sys.executable,
-        "-m",
-        "dialogsum_batch",
-        str(records),
-        "-m",
-        str(model),
-        "--backend",
-        backend,
-        "--threads",
-        str(threads or args.threads),
-        "--num-beams",
-        str(beams),
-        "--max-new-tokens",
-        str(args.max_new_tokens),
-        "-o",
-        str(output),
-        "--metrics-out",
-        str(metrics),
-    ]
-    command += ["--quantization", quantization] if quantization else []
-    started = time.perf_counter()
-    done = subprocess.run(
-        command, env=child_env(DIALOGSUM_CACHE=str(cache_dir(args))), capture_output=True, text=True, check=False
+    folder.mkdir(parents=True, exist_ok=True)
+    command = harness.summarize_command(
+        [records],
+        model,
+        output=output,
+        metrics=metrics,
+        threads=args.threads if threads is None else threads,
+        beams=beams,
+        max_new_tokens=args.max_new_tokens,
+        options=["--backend", backend, *(["--quantization", quantization] if quantization else [])],
     )
-    wall = time.perf_counter() - started
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    done = harness.run_process(command, harness.command_env(args.work_dir))
     report = json.loads(metrics.read_text())
     rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
     return {
         "system": system,
         "beams": beams,
         "records": report["records"],
-        "process_seconds": round(wall, 3),
+        "process_seconds": round(done.seconds, 3),
+        "peak_mib": done.peak_mib,
         "engine_seconds": report["seconds"],
         "dialogues_per_s": report["dialogues_per_second"],
-        "process_dialogues_per_s": round(report["records"] / wall, 3),
+        "process_dialogues_per_s": round(report["records"] / done.seconds, 3),
         "threads": report["model"].get("threads"),
         "dtype": report["model"].get("dtype"),
         "rouge1": (report.get("rouge") or {}).get("rouge1"),
@@ -119,14 +90,43 @@ def run_cli(
     }
 
 
-def cache_dir(args: argparse.Namespace) -> Path:
-    return Path(args.work_dir) / "ct2-cache-bench" / "cache"
+def work(args: argparse.Namespace) -> Path:
+    return Path(args.work_dir) / "ct2-cache-bench"
 
 
-def write_records(path: Path, rows: Sequence[dict[str, str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
+def first_runs(
+    systems: Sequence[str], threads: Any, work_dir: Path, run: Callable[[str, str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each system on an emptied conversion cache (it converts), then again (a cache hit): the conversion's
+    own seconds (from its log line), both processes' seconds and peak memory. ``run(system, tag)`` runs one."""
+    harness.clear_conversions(work_dir)
+    rows = []
+    for system in systems:
+        first, again = run(system, "convert"), run(system, "cached")
+        match = CONVERTED.search(first["log"])
+        if not match or "from the CTranslate2 cache" not in again["log"]:
+            raise SystemExit(f"expected a conversion, then a cache hit:\n{first['log']}\n{again['log']}")
+        rows.append(
+            {
+                "system": system,
+                "threads": threads,
+                "convert_seconds": float(match.group(1)),
+                "first_process_seconds": first["process_seconds"],
+                "cached_process_seconds": again["process_seconds"],
+                "first_peak_mib": first["peak_mib"],
+                "cached_peak_mib": again["peak_mib"],
+            }
+        )
+    return rows
+
+
+def first_runs_table(rows: list[dict[str, Any]]) -> str:
+    """``first_runs`` as Markdown."""
+    keys = ["system", "threads", "convert_seconds", "first_process_seconds", "cached_process_seconds"]
+    headers = ["system", "threads", "conversion s", "first process s", "cached process s"]
+    keys += ["first_peak_mib", "cached_peak_mib"]
+    headers += ["first peak MiB", "cached peak MiB"]
+    return markdown_table(headers, [[row[key] for key in keys] for row in rows])
 
 
 # ---------------------------------------------------------------------------- the three measurements
@@ -134,55 +134,42 @@ def write_records(path: Path, rows: Sequence[dict[str, str]]) -> Path:
 
 def measure_conversion(model: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """First run on an empty cache (converts), then a second (cache hit), per quantization; 2 records each."""
-    from dialogsum_batch.backends.ct2_cache import clear_entries
-
-    os.environ["DIALOGSUM_CACHE"] = str(cache_dir(args))  # clear_entries reads the root from the environment too
-    clear_entries(cache_dir(args) / "ctranslate2")
-    records = write_records(Path(args.work_dir) / "ct2-cache-bench" / "two.jsonl", dialogues(2, args.source, seed=1))
-    rows = []
-    for system in ("ctranslate2 fp32", "ctranslate2 int8"):
-        first = run_cli(model, records, system, 1, args, f"convert-{system.split()[1]}")
-        again = run_cli(model, records, system, 1, args, f"cached-{system.split()[1]}")
-        match = CONVERTED.search(first["log"])
-        if not match or "from the CTranslate2 cache" not in again["log"]:
-            raise SystemExit(f"expected a conversion, then a cache hit:\n{first['log']}\n{again['log']}")
-        rows.append(
-            {
-                "system": system,
-                "convert_seconds": float(match.group(1)),
-                "first_process_seconds": first["process_seconds"],
-                "cached_process_seconds": again["process_seconds"],
-            }
-        )
-    return rows
+    records = write_records(work(args) / "two.jsonl", dialogues(2, args.source, seed=1))
+    return first_runs(
+        ["ctranslate2 fp32", "ctranslate2 int8"],
+        args.threads,
+        args.work_dir,
+        lambda system, tag: run_cli(model, records, system, 1, args, f"{tag}-{system.split()[1]}"),
+    )
 
 
 def measure_speed(model: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[int, float]]:
     """Best of ``repeats`` rounds per system and beam size; the fp32 identical-summary share per beam size."""
-    records = write_records(
-        Path(args.work_dir) / "ct2-cache-bench" / "records.jsonl", dialogues(args.records, args.source, seed=1)
-    )
-    best: dict[tuple[str, int], dict[str, Any]] = {}
+    records = write_records(work(args) / "records.jsonl", dialogues(args.records, args.source, seed=1))
+    rows, identical = [], {}
     for beams in args.beams:
-        for round_ in range(args.repeats):
-            for system in SYSTEMS:
-                print(f"{system}, {beams} beam(s), round {round_ + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
-                run = run_cli(model, records, system, beams, args, f"speed-{system.split()[1]}-{beams}")
-                kept = best.get((system, beams))
-                if kept is None or run["dialogues_per_s"] > kept["dialogues_per_s"]:
-                    best[(system, beams)] = run
-    identical = {beams: same_share(best[("ctranslate2 fp32", beams)], best[(BASELINE, beams)]) for beams in args.beams}
-    return [with_speedup(run, best[(BASELINE, run["beams"])]) for run in best.values()], identical
+        best = best_systems(model, records, beams, args)
+        rows += [with_speedup(run, best[BASELINE]) for run in best.values()]
+        identical[beams] = harness.same_share(best["ctranslate2 fp32"]["summaries"], best[BASELINE]["summaries"])
+    return rows, identical
+
+
+def best_systems(model: Path, records: Path, beams: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Every system at ``beams`` in rounds; the fastest run of each."""
+    runs = harness.rounds(
+        SYSTEMS,
+        args.repeats,
+        lambda system: run_cli(model, records, system, beams, args, f"speed-{system.split()[1]}-{beams}"),
+        label=lambda system: f"{system}, {beams} beam(s)",
+    )
+    return {system: harness.fastest(tried, "engine_seconds") for system, tried in runs.items()}
 
 
 def measure_quality(args: argparse.Namespace) -> dict[str, Any]:
     """ROUGE-1 of every system on the trained tiny model, held-out chats, greedy (one thread: a small model)."""
     model = trained_model(args)
-    rows = [
-        {"id": r["id"], "dialogue": r["dialogue"], "summary": r["summary"]}
-        for r in dialogues(args.trained_records, "synthetic", seed=HELD_OUT_SEED)
-    ]
-    records = write_records(Path(args.work_dir) / "ct2-cache-bench" / "held-out.jsonl", rows)
+    rows = dialogues(args.trained_records, "synthetic", seed=HELD_OUT_SEED)
+    records = write_records(work(args) / "held-out.jsonl", rows)
     runs = {
         system: run_cli(model, records, system, 1, args, f"quality-{system.split()[1]}", threads=1)
         for system in SYSTEMS
@@ -193,28 +180,21 @@ def measure_quality(args: argparse.Namespace) -> dict[str, Any]:
         "records": len(rows),
         "rouge1": {system: run["rouge1"] for system, run in runs.items()},
         "int8_rouge1_difference": round(runs["ctranslate2 int8"]["rouge1"] - base, 3),
-        "fp32_identical": same_share(runs["ctranslate2 fp32"], runs[BASELINE]),
-        "int8_identical": same_share(runs["ctranslate2 int8"], runs[BASELINE]),
+        "fp32_identical": harness.same_share(runs["ctranslate2 fp32"]["summaries"], runs[BASELINE]["summaries"]),
+        "int8_identical": harness.same_share(runs["ctranslate2 int8"]["summaries"], runs[BASELINE]["summaries"]),
     }
 
 
 def trained_model(args: argparse.Namespace) -> Path:
-    """``--trained``, else the smoke fine-tune kept in the work folder (``invoke finetune --preset smoke`` once)."""
+    """``--trained``, else the smoke fine-tune kept in the work folder (``dialogsum-batch finetune --preset smoke``)."""
     if args.trained:
         return Path(args.trained)
     folder = Path(args.work_dir) / "smoke-finetuned"
     if not (folder / "model.safetensors").is_file():
         print(f"fine-tuning the tiny model once into {folder} (about a minute) ...", file=sys.stderr, flush=True)
-        command = [sys.executable, "-m", "invoke", "finetune", "--preset", "smoke", "--output-dir", str(folder)]
-        subprocess.run(
-            command, cwd=REPO, env=child_env(DIALOGSUM_CACHE=str(cache_dir(args))), check=True, capture_output=True
-        )
+        command = ["-m", "dialogsum_batch", "finetune", "--preset", "smoke", "--output-dir", str(folder)]
+        harness.run_process(command, harness.command_env(args.work_dir))
     return folder
-
-
-def same_share(run: dict[str, Any], base: dict[str, Any]) -> float:
-    pairs = list(zip(run["summaries"], base["summaries"]))
-    return round(sum(a == b for a, b in pairs) / max(len(pairs), 1), 4)
 
 
 def with_speedup(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
@@ -241,14 +221,8 @@ def verdict(speed: list[dict[str, Any]], identical: dict[int, float]) -> dict[st
 
 
 def markdown(report: dict[str, Any]) -> str:
-    env, quality, targets = report["environment"], report["quality"], report["targets"]
-    conversion = markdown_table(
-        ["system", "conversion s", "first process s", "cached process s"],
-        [
-            [r["system"], r["convert_seconds"], r["first_process_seconds"], r["cached_process_seconds"]]
-            for r in report["conversion"]
-        ],
-    )
+    quality, targets = report["quality"], report["targets"]
+    conversion = first_runs_table(report["conversion"])
     speed = markdown_table(
         ["system", "beams", "threads", "dialogues/s", "speedup", "process dialogues/s", "process speedup"],
         [
@@ -267,10 +241,8 @@ def markdown(report: dict[str, Any]) -> str:
     rouge = ", ".join(f"{name} {value:.2f}" for name, value in quality["rouge1"].items())
     return "\n".join(
         [
-            f"Model {report['model']} ({report['source']} records: {report['records']}), "
-            f"{report['max_new_tokens']} new tokens, best of {report['repeats']}; CPU {env['cpu']}, "
-            f"load average {env['load_average']} before, "
-            f"{report['load_after']} after; torch {env['torch']}, ctranslate2 {env['ctranslate2']}.",
+            f"Model {report['model']} ({report['source']} records: {report['records']}), max_new_tokens "
+            f"{report['max_new_tokens']}, --threads {report['threads']}, best of {report['repeats']}.",
             "",
             "Conversion into the cache (2 records per process):",
             "",
@@ -296,63 +268,34 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    import ctranslate2
-    from bench_backends import cpu_name
-
-    model = model_dir(args.model, Path(args.work_dir))
-    env = {**environment(args.threads), "cpu": cpu_name(), "ctranslate2": ctranslate2.__version__}
+    model = model_dir(args.model, args.work_dir)
     conversion = measure_conversion(model, args)
     speed, identical = measure_speed(model, args)
     quality = measure_quality(args)
     return {
-        "model": args.model,
-        "source": args.source,
-        "records": args.records,
-        "repeats": args.repeats,
-        "threads": args.threads,
-        "max_new_tokens": args.max_new_tokens,
-        "environment": env,
         "conversion": conversion,
         "speed": speed,
         "identical": identical,
         "quality": quality,
         "targets": verdict(speed, identical),
-        "load_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="mid", choices=["tiny", "mid", "large"], help="benchmark model (mid)")
-    parser.add_argument("--records", type=int, default=96, help="records per speed measurement (96)")
-    parser.add_argument(
-        "--source",
-        default=available_sources()[-1],
-        help="synthetic, dialogsum (../shared/data, real lengths) or a JSONL path (%(default)s)",
-    )
-    parser.add_argument("--beams", default="1,4", help="comma list of beam sizes (1,4)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=len(os.sched_getaffinity(0)),
-        help="threads for every system (%(default)s: every usable core)",
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of all systems; the best counts (3)")
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="summary length (32)")
+def add_quality(parser: argparse.ArgumentParser) -> None:
+    """``--trained`` and ``--trained-records``: the model and chats of the int8 quality figures."""
     parser.add_argument("--trained", help="a trained transformers model for the quality figures [default: smoke]")
-    parser.add_argument("--trained-records", type=int, default=200, help="held-out chats for quality (200)")
-    parser.add_argument("--work-dir", default=str(WORK_DIR), help="models, cache and outputs (%(default)s)")
-    parser.add_argument("--output-dir", default=str(RESULTS_DIR), help="where the JSON and Markdown go")
-    parser.add_argument("--name", default="bench_ct2_cache", help="result file names (bench_ct2_cache)")
-    args = parser.parse_args(argv)
-    args.beams = [int(b) for b in str(args.beams).split(",") if b.strip()]
-    return args
+    parser.add_argument("--trained-records", type=int, default=200, help="held-out chats for quality (%(default)s)")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    report = run_all(args)
-    return publish(args.name, report, markdown(report), Path(args.output_dir))
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records=96, beams="1,4", repeats=3, name="bench_ct2_cache"
+    )
+    add_quality(parser)
+    return harness.parse(parser, argv)
+
+
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Hostile inputs keep memory bounded: peak RSS of an archive bomb vs a normal corpus load.
 
 Each load runs in a fresh ``python -c`` process (``load_corpus`` on one 7z archive) and its own peak
-resident set size comes from the kernel's accounting of that child alone (``os.wait4``):
+resident set size is that process's (VmHWM, read as it exits):
 
 - **normal**: a SAMSum-sized corpus.7z (synthetic chats, 14,732 / 818 / 819 records, about 12 MB
   expanded), default caps;
@@ -13,9 +13,7 @@ resident set size comes from the kernel's accounting of that child alone (``os.w
   decompression step left at py7zr's default (up to 128 MB).
 
 Each bomb's peak must stay within ``--limit`` (1.5x) of the normal load's. Archives are built once
-into the work folder (bombs from sparse files, so building them costs no memory) by a child process
-of their own: Linux counts the RSS a child inherited before ``exec`` in its peak, so the measuring
-process stays small.
+into the work folder (bombs from sparse files, so building them costs no memory).
 
 An endless input line gets the same treatment (``endless_line_rss``): ``dialogsum-batch`` on the tiny
 model, ``--threads 1``, 40 records through a pipe, vs the same with a 300 MB line in the middle.
@@ -28,17 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, WORK_DIR, child_env, markdown_table, write_results  # noqa: E402
+import harness
+from common import child_env, environment, markdown_table, model_dir, publish
 
 DEFAULT_CAPS = {"DIALOGSUM_MAX_EXTRACT_BYTES": None, "DIALOGSUM_MAX_MEMBER_BYTES": None}  # the defaults are measured
 LIMIT = 1.5  # a bomb's peak RSS may be at most this multiple of a normal corpus load's
@@ -91,191 +86,98 @@ def bomb_archive(folder: Path, megabytes: int) -> Path:
 
 def load_in_child(archive: Path, mode: str = "bounded") -> dict[str, Any]:
     """One fresh process loading ``archive``: its own peak RSS, wall time and outcome."""
-    env = child_env(**DEFAULT_CAPS)
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen([sys.executable, "-c", CHILD, str(archive), mode], env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, peak RSS included
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if process.returncode != 0:
-        raise SystemExit(f"{archive.name}: exit {process.returncode}: {stderr[-2000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
+    done = harness.run_process(["-c", CHILD, str(archive), mode], child_env(**DEFAULT_CAPS))
     return {
         "archive": archive.name,
         "archive_kb": round(archive.stat().st_size / 1024, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "seconds": round(time.perf_counter() - started, 2),
-        **result,
+        "peak_rss_mb": done.peak_mib,
+        "seconds": round(done.seconds, 2),
+        **json.loads(done.stdout.strip().splitlines()[-1]),
     }
 
 
-def build_archives(folder: Path) -> dict[str, Path]:
-    """The normal corpus and the two bombs, built once."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return {"normal": normal_archive(folder), "over": bomb_archive(folder, 600), "under": bomb_archive(folder, 300)}
-
-
-def archive_bomb_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[str, Any]:
+def archive_bomb_rss(work_dir: Path, limit: float = LIMIT) -> dict[str, Any]:
     """Peak RSS of a normal corpus load vs archive bombs over and under the default caps."""
-    folder = work_dir / "hostile"
-    # built in a child: datasets and py7zr imported here would count in every measured child's peak
-    subprocess.run([sys.executable, __file__, "--build", str(folder)], check=True, env=child_env(**DEFAULT_CAPS))
-    archives = {
-        "normal": folder / "normal-corpus.7z",
-        "over": folder / "bomb-600mb.7z",
-        "under": folder / "bomb-300mb.7z",
-    }
-    normal = load_in_child(archives["normal"])
+    folder = Path(work_dir) / "hostile"
+    folder.mkdir(parents=True, exist_ok=True)
+    normal, over, under = normal_archive(folder), bomb_archive(folder, 600), bomb_archive(folder, 300)
     runs = {
-        "normal": normal,
-        "bomb over the cap": load_in_child(archives["over"]),
-        "bomb under the cap": load_in_child(archives["under"]),
-        "bomb under the cap, py7zr's own steps": load_in_child(archives["under"], "py7zr-steps"),
+        "normal": load_in_child(normal),
+        "bomb over the cap": load_in_child(over),
+        "bomb under the cap": load_in_child(under),
+        "bomb under the cap, py7zr's own steps": load_in_child(under, "py7zr-steps"),
     }
     for name, run in runs.items():
-        run["ratio"] = round(run["peak_rss_mb"] / normal["peak_rss_mb"], 2)
+        run["ratio"] = round(run["peak_rss_mb"] / runs["normal"]["peak_rss_mb"], 2)
         run["judged"] = name.startswith("bomb") and "py7zr's own" not in name
     judged = [run["ratio"] for run in runs.values() if run["judged"]]
-    return {
-        "limit": limit,
-        "bounded": all(ratio <= limit for ratio in judged),
-        "runs": runs,
-        "environment": {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "python": platform.python_version(),
-            "py7zr": _version("py7zr"),
-            "cpu_cores": os.cpu_count(),
-            "load_average": list(os.getloadavg()),
-        },
-    }
+    return {"limit": limit, "bounded": all(ratio <= limit for ratio in judged), "runs": runs}
 
 
 # ---------------------------------------------------------------------------- an endless input line
 
 LINE_MB = 300  # the hostile line: 300 MB of one byte, no newline until its end
 LINE_RECORDS = 40  # normal records around it (half before, half after)
+NEW_TOKENS = 16  # memory, not summaries, is measured
 
 
-def endless_line_rss(work_dir: Path = WORK_DIR, limit: float = LIMIT) -> dict[str, Any]:
-    """Peak RSS of ``dialogsum-batch`` (tiny real model, --threads 1) with and without a 300 MB line.
+def endless_line_rss(work_dir: Path, limit: float = LIMIT) -> dict[str, Any]:
+    """Peak RSS of ``dialogsum-batch`` (tiny model, --threads 1) with and without a 300 MB line.
 
     The input reaches the child through a pipe, written in 1 MB pieces by this process, so the long
     line exists nowhere whole but inside the child if it holds it. The default ``--max-line-bytes``
     applies; in skip mode the long line must become one error record and every other record a summary.
     """
-    folder = work_dir / "hostile"
-    model = folder / "tiny-model"
-    if not (model / "config.json").is_file():  # built in a child, for the same reason as the archives
-        subprocess.run(
-            [sys.executable, "-m", "dialogsum_batch.fixtures.tiny", str(model)],
-            check=True,
-            env=child_env(**DEFAULT_CAPS),
-            stdout=subprocess.DEVNULL,
-        )
     from dialogsum_batch.fixtures.synthetic import generate
 
+    model = model_dir("tiny", work_dir)
+    harness.fill_cache(model, work_dir, threads=1)
     lines = [json.dumps(record).encode() + b"\n" for record in generate(LINE_RECORDS, seed=5)]
-    normal = summarize_in_child(model, lines, 0)
-    endless = summarize_in_child(model, lines, LINE_MB)
+    folder = Path(work_dir) / "hostile"
+    normal = summarize_in_child(model, lines, 0, folder, work_dir)
+    endless = summarize_in_child(model, lines, LINE_MB, folder, work_dir)
     runs = {"normal": normal, f"one {LINE_MB} MB line": endless}
     for run in runs.values():
         run["ratio"] = round(run["peak_rss_mb"] / normal["peak_rss_mb"], 2)
     complete = endless["summaries"] == LINE_RECORDS and endless["errors"] == 1 and normal["summaries"] == LINE_RECORDS
+    return {"limit": limit, "bounded": endless["ratio"] <= limit and complete, "runs": runs}
+
+
+def summarize_in_child(model: Path, lines: list[bytes], line_mb: int, folder: Path, work_dir: Path) -> dict[str, Any]:
+    """One fresh ``dialogsum-batch`` reading ``lines`` from a pipe, a ``line_mb`` MB line in the middle."""
+    out, errors = folder / f"line-{line_mb}.jsonl", folder / f"line-{line_mb}.errors.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    errors.unlink(missing_ok=True)
+    options = ["--quiet", "--on-error", "skip", "--errors-out", str(errors)]
+    command = harness.summarize_command(["-"], model, output=out, threads=1, max_new_tokens=NEW_TOKENS, options=options)
+    env = harness.command_env(work_dir, **DEFAULT_CAPS)
+    done = harness.run_process(command, env, feed=lambda pipe: feed(pipe, lines, line_mb), ok=(0, 3))
     return {
-        "limit": limit,
-        "bounded": endless["ratio"] <= limit and complete,
-        "runs": runs,
-        "environment": {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "python": platform.python_version(),
-            "cpu_cores": os.cpu_count(),
-            "load_average": list(os.getloadavg()),
-        },
+        "input_mb": round((sum(map(len, lines)) + line_mb * 1_000_000) / 1e6, 1),
+        "exit": done.exit,
+        "summaries": len(out.read_text().splitlines()),
+        "errors": len(errors.read_text().splitlines()) if errors.exists() else 0,
+        "peak_rss_mb": done.peak_mib,
+        "seconds": round(done.seconds, 2),
     }
 
 
-def summarize_in_child(model: Path, lines: list[bytes], line_mb: int) -> dict[str, Any]:
-    """One fresh ``dialogsum-batch`` reading ``lines`` from a pipe, a ``line_mb`` MB line in the middle."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out, errors = Path(tmp) / "out.jsonl", Path(tmp) / "errors.jsonl"
-        command = [
-            sys.executable,
-            "-m",
-            "dialogsum_batch",
-            "-m",
-            str(model),
-            "--threads",
-            "1",
-            "--quiet",
-            "--max-new-tokens",
-            "16",
-            "--on-error",
-            "skip",
-            "--errors-out",
-            str(errors),
-            "-o",
-            str(out),
-            "-",
-        ]
-        started = time.perf_counter()
-        with tempfile.TemporaryFile() as err:
-            process = subprocess.Popen(command, env=child_env(**DEFAULT_CAPS), stdin=subprocess.PIPE, stderr=err)
-            feed(process.stdin, lines, line_mb)
-            _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, peak RSS included
-            err.seek(0)
-            stderr = err.read().decode(errors="replace")
-        code = os.waitstatus_to_exitcode(status)
-        if code not in (0, 3):
-            raise SystemExit(f"dialogsum-batch: exit {code}: {stderr[-2000:]}")
-        return {
-            "input_mb": round((sum(map(len, lines)) + line_mb * 1_000_000) / 1e6, 1),
-            "exit": code,
-            "summaries": len(out.read_text().splitlines()),
-            "errors": len(errors.read_text().splitlines()) if errors.exists() else 0,
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-
-
-def feed(pipe: Any, lines: list[bytes], line_mb: int) -> None:
-    """Half the records, the long line in 1 MB pieces (when asked), the other half; then end of input."""
+def feed(pipe: IO[bytes], lines: list[bytes], line_mb: int) -> None:
+    """Half the records, the long line in 1 MB pieces (when asked), the other half."""
     half = len(lines) // 2
-    try:
-        pipe.writelines(lines[:half])
-        if line_mb:
-            piece = b"x" * 1_000_000
-            for _ in range(line_mb):
-                pipe.write(piece)
-            pipe.write(b"\n")
-        pipe.writelines(lines[half:])
-    except BrokenPipeError:
-        pass  # the child stopped reading: its exit status says why
-    finally:
-        try:
-            pipe.close()
-        except BrokenPipeError:
-            pass
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
+    pipe.writelines(lines[:half])
+    if line_mb:
+        piece = b"x" * 1_000_000
+        for _ in range(line_mb):
+            pipe.write(piece)
+        pipe.write(b"\n")
+    pipe.writelines(lines[half:])
 
 
 def markdown(result: dict[str, Any]) -> str:
     rows = [
-        [
-            name,
-            run["archive_kb"],
-            run["outcome"],
-            run["peak_rss_mb"],
-            run["ratio"],
-            run["seconds"],
-            "yes" if run["judged"] else "no",
-        ]
+        [name, run["archive_kb"], run["outcome"], run["peak_rss_mb"], run["ratio"], run["seconds"]]
+        + ["yes" if run["judged"] else "no"]
         for name, run in result["runs"].items()
     ]
     table = markdown_table(["load", "archive KB", "outcome", "peak RSS MiB", "x normal", "s", "judged"], rows)
@@ -288,16 +190,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 def line_markdown(result: dict[str, Any]) -> str:
     rows = [
-        [
-            name,
-            run["input_mb"],
-            run["exit"],
-            run["summaries"],
-            run["errors"],
-            run["peak_rss_mb"],
-            run["ratio"],
-            run["seconds"],
-        ]
+        [name, run["input_mb"], run["exit"], run["summaries"], run["errors"], run["peak_rss_mb"], run["ratio"]]
+        + [run["seconds"]]
         for name, run in result["runs"].items()
     ]
     table = markdown_table(["input", "MB", "exit", "summaries", "errors", "peak RSS MiB", "x normal", "s"], rows)
@@ -309,27 +203,24 @@ def line_markdown(result: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = harness.arguments(__doc__, __file__, max_new_tokens=False, threads=False)
     parser.add_argument("--limit", type=float, default=LIMIT, help="largest allowed bomb / normal peak RSS")
-    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="where the archives are built and kept")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where results are written")
     parser.add_argument("--only", choices=("archive", "line"), help="run one benchmark (default: both)")
-    parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # internal: build archives in FOLDER, exit
-    args = parser.parse_args(argv)
-    if args.build:
-        build_archives(args.build)
-        return {"bounded": True}
-    results = []
-    if args.only in (None, "archive"):
-        results.append(("hostile-archive", archive_bomb_rss(args.work_dir, args.limit), markdown))
-    if args.only in (None, "line"):
-        results.append(("hostile-line", endless_line_rss(args.work_dir, args.limit), line_markdown))
-    for name, result, render in results:
-        text = render(result)
-        print(text)
-        write_results(name, result, text, args.output_dir)
-    return {"bounded": all(result["bounded"] for _, result, _ in results)}
+    return harness.parse(parser, argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    benchmarks = {"hostile-archive": (archive_bomb_rss, markdown), "hostile-line": (endless_line_rss, line_markdown)}
+    bounded = True
+    for name, (measure, render) in benchmarks.items():
+        if args.only in (None, name.removeprefix("hostile-")):
+            env = environment(1)
+            result = {**measure(args.work_dir, args.limit), "environment": env, "command": args.command}
+            publish(name, result, render(result), args.output_dir)
+            bounded = bounded and result["bounded"]
+    return {"bounded": bounded}
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS_DIR, WORK_DIR, child_env, environment, markdown_table, model_dir, publish  # noqa: E402
+import harness
+from common import REPO, markdown_table, model_dir
+
+NEW_TOKENS = 8  # latency is waiting, not decoding: short summaries keep 5,000 records quick
 
 
 def lines(count: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -37,31 +40,23 @@ def lines(count: int, seed: int = 0) -> list[tuple[str, str]]:
 
 
 def start(model: Path, max_wait: float, args: argparse.Namespace, metrics: Path) -> subprocess.Popen:
-    """The command, waiting on stdin once its model has loaded (its stderr says so)."""
-    command = [
-        sys.executable,
-        "-m",
-        "dialogsum_batch",
-        "-m",
-        str(model),
-        "--threads",
-        str(args.threads),
-        "--num-beams",
-        "1",
-        "--max-new-tokens",
-        str(args.max_new_tokens),
-        "--max-wait",
-        str(max_wait),
-        "--metrics-out",
-        str(metrics),
-    ]
+    """The command reading stdin, waiting once its model has loaded (its stderr says so)."""
+    command = harness.summarize_command(
+        ["-"],
+        model,
+        metrics=metrics,
+        threads=args.threads,
+        beams=1,
+        max_new_tokens=args.max_new_tokens,
+        options=["--max-wait", str(max_wait)],
+    )
     process = subprocess.Popen(
-        command,
+        [sys.executable, *command],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=child_env(),
+        env=harness.command_env(args.work_dir),
         cwd=REPO,
     )
     for line in process.stderr:  # drained on a thread from here on, so the child never blocks on it
@@ -118,49 +113,25 @@ def _consume(process: subprocess.Popen, answered: dict[str, float]) -> None:
         answered[json.loads(line)["id"]] = time.monotonic()
 
 
-def markdown(result: dict[str, Any], command: str) -> str:
+def markdown(result: dict[str, Any]) -> str:
+    headers = ["records/s", "records", "--max-wait s", "first s", "median s", "p90 s", "max s", "batches"]
     rows = [
-        [
-            f"{r['rate']:g}" if r["rate"] else "all at once",
-            r["records"],
-            f"{r['max_wait']:g}",
-            r["first_s"],
-            r["median_s"],
-            r["p90_s"],
-            r["max_s"],
-            r["batches"],
-            r["padding_efficiency"],
-            r.get("dialogues_per_second", ""),
-        ]
+        [f"{r['rate']:g}" if r["rate"] else "all at once", r["records"], f"{r['max_wait']:g}"]
+        + [r["first_s"], r["median_s"], r["p90_s"], r["max_s"], r["batches"], r["padding_efficiency"]]
+        + [r.get("dialogues_per_second", "")]
         for r in result["runs"]
     ]
-    table = markdown_table(
-        [
-            "records/s",
-            "records",
-            "--max-wait s",
-            "first s",
-            "median s",
-            "p90 s",
-            "max s",
-            "batches",
-            "padding eff.",
-            "dialogues/s",
-        ],
-        rows,
-    )
-    env = result["environment"]
+    table = markdown_table([*headers, "padding eff.", "dialogues/s"], rows)
     return (
         f"{table}\n\nSeconds from a record's arrival on stdin to its summary line on stdout. "
         f"{result['model']} random Pegasus, greedy, max_new_tokens {result['max_new_tokens']}, "
-        f"{result['threads']} thread(s), {env['cpu_cores']} cores, load average {env['load_average']}. "
+        f"--threads {result['threads']}. "
         "Stdin is closed after the last record, so with --max-wait 0 every record waits for the end of "
         "this run, not for a full window of 2,048 (a real, endless producer waits that long: 34 min at 1/s, "
         "20 s at 100/s). With --max-wait, a producer slower than the engine has its window cut about every "
         "max-wait seconds (at 100/s some 100 records), hence more batches and a little more padding. "
         "'all at once' is steady fast input (a file piped in): the reader stays ahead, no window is cut, and "
-        "batches, padding and throughput are those of --max-wait 0.\n\n"
-        f"Reproduce: `{command}`\n"
+        "batches, padding and throughput are those of --max-wait 0."
     )
 
 
@@ -171,25 +142,21 @@ def parse_rates(text: str) -> list[tuple[float, int]]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="tiny", choices=["tiny", "mid"])
+    parser = harness.arguments(__doc__, __file__, model="tiny", max_new_tokens=NEW_TOKENS, name="latency-{model}")
     parser.add_argument(
         "--rates",
         type=parse_rates,
-        default=parse_rates("1:10,100:200,0:5000"),
+        default="1:10,100:200,0:5000",
         help="RATE:COUNT pairs: records per second (0: all at once, as a file piped in) and how many records",
     )
-    parser.add_argument("--max-waits", default="1,0", help="Comma list of --max-wait values to compare")
-    parser.add_argument("--max-new-tokens", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="Where the benchmark models are kept")
-    return parser.parse_args(argv)
+    parser.add_argument("--max-waits", default="1,0", help="comma list of --max-wait values to compare (%(default)s)")
+    return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every rate at every --max-wait, each in a process of its own."""
     model = model_dir(args.model, args.work_dir)
+    harness.fill_cache(model, args.work_dir, threads=args.threads)
     runs = []
     with tempfile.TemporaryDirectory(prefix="dialogsum-latency-") as tmp:
         for rate, count in args.rates:
@@ -197,14 +164,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 runs.append(run_case(model, rate, count, max_wait, args, Path(tmp)))
                 print(f"{rate}/s x {count}, --max-wait {max_wait}: median {runs[-1]['median_s']} s", file=sys.stderr)
     result = {
-        "model": args.model,
-        "max_new_tokens": args.max_new_tokens,
-        "threads": args.threads,
         "runs": runs,
-        "environment": environment(args.threads),
     }
-    command = "python bench/bench_latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    return publish(f"latency-{args.model}", result, markdown(result, command.strip()), args.output_dir)
+    return result
+
+
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

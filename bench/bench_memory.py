@@ -2,9 +2,9 @@
 
 Each size runs in a fresh process, exactly as a user would start it (``python -m dialogsum_batch``
 on a synthetic JSONL file with reference summaries, so per-record ROUGE is scored too), through
-the tiny random Pegasus. The peak resident set size comes from the kernel's accounting of that
-child alone (``os.wait4``). A short ``--max-new-tokens`` keeps 20,000 records to about a minute
-on one core; memory depends on how many records are held at once, not on summary length.
+the tiny random Pegasus. The peak resident set size is the process's own (VmHWM, read as it exits).
+A short ``--max-new-tokens`` keeps 20,000 records to about a minute on one core; memory depends on
+how many records are held at once, not on summary length.
 
     python bench/bench_memory.py                       # 2,000 vs 20,000, limit 1.3x
     python bench/bench_memory.py --sizes 500,5000 --limit 1.3
@@ -14,67 +14,40 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, WORK_DIR, child_env, environment, markdown_table, model_dir, write_results  # noqa: E402
+import harness
+from common import dialogues, markdown_table, model_dir, write_records
 
 LIMIT = 1.3  # the largest run's peak RSS may be at most this multiple of the smallest's
+NEW_TOKENS = 8  # memory follows the records held at once, not summary length: short summaries keep 20,000 quick
 
 
-def write_input(path: Path, n: int, seed: int = 0) -> Path:
-    """``n`` synthetic records with summaries, streamed to a JSONL file."""
-    from dialogsum_batch.fixtures.synthetic import generate
-
-    with path.open("w", encoding="utf-8") as handle:
-        for record in generate(n, seed=seed):
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
-
-
-def run_size(n: int, model: Path, folder: Path, max_new_tokens: int, threads: int) -> dict[str, Any]:
+def run_size(n: int, model: Path, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One fresh ``dialogsum-batch`` process over ``n`` records; its own peak RSS, speed and counts."""
-    source = write_input(folder / f"in-{n}.jsonl", n)
+    source = write_records(folder / f"in-{n}.jsonl", dialogues(n, "synthetic"))
     output, metrics = folder / f"out-{n}.jsonl", folder / f"metrics-{n}.json"
-    command = [
-        sys.executable,
-        "-m",
-        "dialogsum_batch",
-        str(source),
-        "-m",
-        str(model),
-        "-o",
-        str(output),
-        "--max-new-tokens",
-        str(max_new_tokens),
-        "--threads",
-        str(threads),
-        "--metrics-out",
-        str(metrics),
-        "-q",
-    ]
-    errors = folder / f"stderr-{n}.txt"
-    started = time.perf_counter()
-    with errors.open("w") as stderr:
-        process = subprocess.Popen(command, env=child_env(), stderr=stderr)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, peak RSS included
-    process.returncode = code = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
-    if code != 0:
-        raise SystemExit(f"{n} records: exit {code}: {errors.read_text()[-2000:]}")
-    written = sum(1 for _ in output.open(encoding="utf-8"))
+    command = harness.summarize_command(
+        [source],
+        model,
+        output=output,
+        metrics=metrics,
+        threads=args.threads,
+        max_new_tokens=args.max_new_tokens,
+        options=["-q"],
+    )
+    done = harness.run_process(command, harness.command_env(args.work_dir))
     report = json.loads(metrics.read_text(encoding="utf-8"))
     return {
         "records": n,
-        "written": written,
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "process_seconds": round(seconds, 1),
+        "written": sum(1 for _ in output.open(encoding="utf-8")),
+        "peak_rss_mb": done.peak_mib,
+        "process_seconds": round(done.seconds, 1),
         "dialogues_per_second": report["dialogues_per_second"],
         "padding_efficiency": report["padding_efficiency"],
         "batches": report["batches"],
@@ -82,47 +55,37 @@ def run_size(n: int, model: Path, folder: Path, max_new_tokens: int, threads: in
     }
 
 
-def markdown(result: dict[str, Any], command: str) -> str:
+def markdown(result: dict[str, Any]) -> str:
     rows = [
-        [
-            r["records"],
-            r["written"],
-            r["peak_rss_mb"],
-            r["process_seconds"],
-            r["dialogues_per_second"],
-            r["padding_efficiency"],
-        ]
+        [r["records"], r["written"], r["peak_rss_mb"], r["process_seconds"], r["dialogues_per_second"]]
+        + [r["padding_efficiency"]]
         for r in result["runs"]
     ]
     table = markdown_table(["records", "written", "peak RSS MiB", "process s", "dialogues/s", "padding eff."], rows)
     verdict = "PASS" if result["flat"] else "FAIL"
     return (
         f"{table}\n\nPeak RSS ratio {result['ratio']:.3f} (limit {result['limit']}): {verdict}. "
-        f"Tiny random Pegasus, max_new_tokens {result['max_new_tokens']}, {result['threads']} thread(s); "
-        f"load average {result['environment']['load_average']}.\n\nReproduce: `{command}`\n"
+        f"Tiny random Pegasus, max_new_tokens {result['max_new_tokens']}, --threads {result['threads']}."
     )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="2000,20000", help="Comma list of record counts; first and last compared")
-    parser.add_argument("--max-new-tokens", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in the child (0 = its auto choice)")
-    parser.add_argument("--limit", type=float, default=LIMIT, help="Largest allowed ratio of peak RSS")
-    parser.add_argument("--name", default="memory", help="Result file name (without suffix)")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="Where the tiny model is kept")
-    return parser.parse_args(argv)
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = harness.arguments(__doc__, __file__, max_new_tokens=NEW_TOKENS, name="memory")
+    parser.add_argument(
+        "--sizes", type=harness.int_list, default="2000,20000", help="record counts; first and last compared"
+    )
+    parser.add_argument("--limit", type=float, default=LIMIT, help="largest allowed ratio of peak RSS (%(default)s)")
+    return harness.parse(parser, argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every size in a process of its own; whether the peak stayed flat and no record was lost."""
     model = model_dir("tiny", args.work_dir)
+    harness.fill_cache(model, args.work_dir, threads=args.threads)
     with tempfile.TemporaryDirectory(prefix="dialogsum-mem-") as tmp:
         runs = []
-        for n in sizes:
-            runs.append(run_size(n, model, Path(tmp), args.max_new_tokens, args.threads))
+        for n in args.sizes:
+            runs.append(run_size(n, model, Path(tmp), args))
             print(
                 f"{n} records: peak RSS {runs[-1]['peak_rss_mb']} MiB, {runs[-1]['process_seconds']} s", file=sys.stderr
             )
@@ -133,14 +96,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratio": round(ratio, 3),
         "limit": args.limit,
         "flat": ratio <= args.limit and not lost,
-        "max_new_tokens": args.max_new_tokens,
-        "threads": args.threads,
-        "environment": environment(args.threads),
     }
-    command = "python bench/bench_memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    table = markdown(result, command.strip())
-    write_results(args.name, result, table, args.output_dir)
-    print(table)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    result = harness.benchmark_main(parse_args, run_all, markdown)(argv)
     if not result["flat"]:
         raise SystemExit(1)
     return result

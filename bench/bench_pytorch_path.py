@@ -23,25 +23,15 @@ the machine's drift over a run of many minutes hits them alike; the best round c
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    WORK_DIR,
-    available_sources,
-    chunks,
-    dialogues,
-    environment,
-    markdown_table,
-    model_dir,
-    publish,
-)
+import harness
+from common import dialogues, markdown_table, model_dir
 
 ATTEMPTS = (
     "fixed-8",
@@ -79,53 +69,22 @@ def cpu_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def load(path: Path) -> tuple[Any, Any, Any]:
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    from dialogsum_batch.logs import library_bars, quiet_transformers
-
-    quiet_transformers()
-    with library_bars(show=False):
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32).eval()
-    generation = copy.deepcopy(model.generation_config)
-    return model, tokenizer, generation
-
-
-def fixed_8(model: Any, tokenizer: Any, generation: Any, texts: list[str]) -> list[str]:
-    import torch
-
-    out: list[str] = []
-    with torch.inference_mode():
-        for batch in chunks(texts, 8):
-            inputs = tokenizer(batch, max_length=1024, truncation=True, padding=True, return_tensors="pt")
-            output = model.generate(**inputs, generation_config=generation)
-            out += tokenizer.batch_decode(output, skip_special_tokens=True)
-    return [text.strip() for text in out]
-
-
 def engine(model: Any, tokenizer: Any, generation: Any, texts: list[str]) -> list[str]:
+    """The command's engine (harness.engine) over a transformers backend holding this model."""
     from dialogsum_batch.backends.transformers import TransformersBackend
-    from dialogsum_batch.config import BatchSettings
-    from dialogsum_batch.inference.engine import Engine
-    from dialogsum_batch.inference.records import Record
 
     backend = TransformersBackend(model, tokenizer, generation, 1024)
-    outcomes = list(Engine(backend, BatchSettings()).run(Record(i, str(i), t) for i, t in enumerate(texts)))
-    return [o.summary or "" for o in outcomes]
+    return [o.summary or "" for o in harness.engine(backend).run(harness.records(texts))]
 
 
-def prepare(attempt: str, path: Path) -> tuple[Callable[[list[str]], list[str]], str]:
+def prepare(attempt: str, path: Path, args: argparse.Namespace) -> tuple[Callable[[list[str]], list[str]], str]:
     """The attempt as a function of the texts, and a note on how it was set up."""
     import torch
 
-    model, tokenizer, generation = load(path)
-    generation.num_beams, generation.max_new_tokens = 1, ARGS.max_new_tokens
-    generation.min_length = generation.min_new_tokens = 0
+    model, tokenizer, generation = harness.load_transformers(path, 1, args.max_new_tokens)
     note = ""
     if attempt == "fixed-8":
-        return (lambda texts: fixed_8(model, tokenizer, generation, texts)), note
+        return (lambda texts: harness.fixed_batches(model, tokenizer, generation, texts)[0]), note
     if attempt == "engine bf16":
         model.to(torch.bfloat16)
         note = "native bf16" if cpu_bf16() else "bf16 emulated (no avx512_bf16 / amx_bf16)"
@@ -144,41 +103,49 @@ def prepare(attempt: str, path: Path) -> tuple[Callable[[list[str]], list[str]],
     return (lambda texts: engine(model, tokenizer, generation, texts)), note
 
 
-def measure(attempts: list[str], path: Path, texts: list[str], threads: int, repeats: int) -> list[dict[str, Any]]:
-    """Every attempt at one thread count, in rounds (each round runs them all), so that the machine's drift
-    over the minutes of a run hits them alike; the best round counts."""
+def measure(path: Path, texts: list[str], threads: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every attempt at one thread count, in rounds; the best round counts. An attempt that does not run on
+    this model is a finding, not a crash: its error is reported in its row."""
     import torch
 
     torch.set_num_threads(threads)
-    runs: dict[str, dict[str, Any]] = {}
-    prepared = {}
-    for attempt in attempts:
+    prepared, failed = {}, {}
+    for attempt in args.attempts:
         try:
-            prepared[attempt] = prepare(attempt, path)
-        except Exception as exc:  # an attempt that does not run on this model is a finding, not a crash
-            runs[attempt] = {"attempt": attempt, "threads": threads, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    for round_ in range(repeats):
-        for attempt, (run, note) in prepared.items():
-            if "error" in runs.get(attempt, {}):
-                continue
-            print(f"{attempt}, {threads} thread(s), round {round_ + 1}/{repeats} ...", file=sys.stderr, flush=True)
-            try:
-                started = time.perf_counter()
-                summaries = run(texts)
-                seconds = time.perf_counter() - started
-            except Exception as exc:
-                runs[attempt] = {"attempt": attempt, "threads": threads, "error": f"{type(exc).__name__}: {exc}"[:300]}
-                continue
-            entry = runs.setdefault(attempt, {"attempt": attempt, "threads": threads, "all_seconds": [], "note": note})
-            entry["all_seconds"].append(round(seconds, 3))
-            entry["summaries"] = summaries
-    for entry in runs.values():
-        if "all_seconds" in entry:
-            best = min(entry["all_seconds"])
-            entry.update(
-                seconds=best, first_seconds=entry["all_seconds"][0], dialogues_per_s=round(len(texts) / best, 3)
-            )
-    return [runs[a] for a in attempts if a in runs]
+            prepared[attempt] = prepare(attempt, path, args)
+        except Exception as exc:
+            failed[attempt] = f"{type(exc).__name__}: {str(exc)[:300]}"
+
+    def run(attempt: str) -> dict[str, Any]:
+        if attempt in failed:
+            return {}
+        try:
+            started = time.perf_counter()
+            summaries = prepared[attempt][0](texts)
+            return {"seconds": round(time.perf_counter() - started, 3), "summaries": summaries}
+        except Exception as exc:
+            failed[attempt] = f"{type(exc).__name__}: {exc}"[:300]
+            return {}
+
+    runs = harness.rounds(prepared, args.repeats, run, label=lambda attempt: f"{attempt}, {threads} thread(s)")
+    return [entry(attempt, threads, runs.get(attempt, []), prepared, failed, len(texts)) for attempt in args.attempts]
+
+
+def entry(attempt: str, threads: int, tried: list[dict], prepared: dict, failed: dict, records: int) -> dict[str, Any]:
+    """One attempt's row: its best and first seconds and summaries, or its error."""
+    if attempt in failed:
+        return {"attempt": attempt, "threads": threads, "error": failed[attempt]}
+    best = harness.fastest(tried)
+    return {
+        "attempt": attempt,
+        "threads": threads,
+        "note": prepared[attempt][1],
+        "all_seconds": [run["seconds"] for run in tried],
+        "seconds": best["seconds"],
+        "first_seconds": tried[0]["seconds"],
+        "dialogues_per_s": round(records / best["seconds"], 3),
+        "summaries": best["summaries"],
+    }
 
 
 def report(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -190,14 +157,13 @@ def report(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         anchor, plain = same.get("fixed-8"), same.get("engine fp32")
         run["vs_fixed_8"] = round(anchor["seconds"] / run["seconds"], 3) if anchor else None
         if plain:
-            pairs = list(zip(run["summaries"], plain["summaries"], strict=True))
-            run["identical"] = round(sum(a == b for a, b in pairs) / len(pairs), 3)
+            run["identical"] = harness.same_share(run["summaries"], plain["summaries"])
     for run in runs:
         run.pop("summaries", None)
     return runs
 
 
-def markdown(result: dict[str, Any], command: str) -> str:
+def markdown(result: dict[str, Any]) -> str:
     rows = [
         [
             r["attempt"],
@@ -224,53 +190,37 @@ def markdown(result: dict[str, Any], command: str) -> str:
         ],
         rows,
     )
-    env = result["environment"]
     return (
         f"{table}\n\nModel {result['model']} (random weights), {result['records']} {result['source']} records, "
-        f"greedy, {result['max_new_tokens']} new tokens, best of {result['repeats']} rounds, one process, each "
-        f"attempt with its own copy of the same weights. {env['machine']}, {env['cpu_cores']} cores, native bf16: "
-        f"{result['cpu_bf16']}; torch {env['torch']}; load average {env['load_average']}.\n\n"
-        f"Reproduce: `{command}`\n"
+        f"greedy, max_new_tokens {result['max_new_tokens']}, best of {result['repeats']} rounds, one process, each "
+        f"attempt with its own copy of the same weights; native bf16: {result['cpu_bf16']}."
     )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="mid", choices=["tiny", "mid", "large"])
-    parser.add_argument("--records", type=int, default=160)
-    parser.add_argument("--source", default="dialogsum" if "dialogsum" in available_sources() else "synthetic")
-    parser.add_argument("--threads", default="1,2", help="comma list of thread counts")
-    parser.add_argument("--attempts", default=",".join(ATTEMPTS))
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    return parser.parse_args(argv)
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records=160, threads="1,2", repeats=2, name="pytorch-path-{model}"
+    )
+    parser.add_argument(
+        "--attempts", type=harness.choice_list(ATTEMPTS), default=",".join(ATTEMPTS), help="comma list of %(default)s"
+    )
+    return harness.parse(parser, argv)
 
 
-ARGS = parse_args([])
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    global ARGS
-    ARGS = parse_args(argv)
-    path = model_dir(ARGS.model, ARGS.work_dir)
-    texts = [row["dialogue"] for row in dialogues(ARGS.records, ARGS.source)]
-    runs = []
-    for threads in (int(t) for t in ARGS.threads.split(",")):
-        runs += measure(ARGS.attempts.split(","), path, texts, threads, ARGS.repeats)
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every attempt at every thread count."""
+    path = model_dir(args.model, args.work_dir)
+    texts = [row["dialogue"] for row in dialogues(args.records, args.source)]
+    runs = [run for threads in args.threads for run in measure(path, texts, threads, args)]
     result = {
-        "model": ARGS.model,
         "records": len(texts),
-        "source": ARGS.source,
-        "max_new_tokens": ARGS.max_new_tokens,
-        "repeats": ARGS.repeats,
         "cpu_bf16": cpu_bf16(),
         "runs": report(runs),
-        "environment": environment(None),
     }
-    command = "python bench/bench_pytorch_path.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    return publish(f"pytorch-path-{ARGS.model}", result, markdown(result, command.strip()), ARGS.output_dir)
+    return result
+
+
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@
 * **concurrent job**: one busy loop runs throughout, taking one core.
 
 Each setting (``--threads 0``, then 1 .. every usable core) runs the mid-size model over the same
-records in a fresh ``dialogsum-batch`` process (whole-process wall time: model load and the idleness
-sample included); in the busy-minute case every setting gets its own busy minute first. The best of
-``--repeats`` counts. Target: the default within 1.15x of the best explicit count in every case.
+records in a fresh ``dialogsum-batch`` process, on the command's default backend unless ``--backend``
+names one (whole-process wall time: model load and the idleness sample included); in the busy-minute
+case every setting gets its own busy minute first. The best of ``--repeats`` counts. Target: the default
+within 1.15x of the best explicit count in every case.
 
 \b
     python bench/bench_threads.py                                     # about 15 minutes on 2 cores
@@ -32,17 +33,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    WORK_DIR,
-    available_sources,
-    child_env,
-    dialogues,
-    environment,
-    markdown_table,
-    model_dir,
-    publish,
-)
+import harness
+from common import dialogues, markdown_table, model_dir, usable_cores, write_records
 
 CASES = ("idle", "after-busy-minute", "concurrent-job")
 TARGET = 1.15  # the default's time over the best explicit count's, at most
@@ -87,39 +79,24 @@ def run_once(model: Path, records: Path, threads: int, args: argparse.Namespace)
     """One ``dialogsum-batch`` process; its wall time and the thread count it ran with."""
     folder = Path(args.work_dir) / "threads-bench"
     metrics = folder / "metrics.json"
-    command = [
-        sys.executable,
-        "-m",
-        "dialogsum_batch",
-        str(records),
-        "-m",
-        str(model),
-        "--backend",
-        args.backend,
-        "--threads",
-        str(threads),
-        "--num-beams",
-        "1",
-        "--max-new-tokens",
-        str(args.max_new_tokens),
-        "-o",
-        str(folder / "out.jsonl"),
-        "--metrics-out",
-        str(metrics),
-        "-q",
-    ]
-    env = child_env(DIALOGSUM_CACHE=str(folder / "cache"))
-    load, old_rule = round(os.getloadavg()[0], 2), load_rule(len(os.sched_getaffinity(0)))
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    options = ["--backend", args.backend, "-q"] if args.backend else ["-q"]
+    command = harness.summarize_command(
+        [records],
+        model,
+        output=folder / "out.jsonl",
+        metrics=metrics,
+        threads=threads,
+        beams=1,
+        max_new_tokens=args.max_new_tokens,
+        options=options,
+    )
+    load, old_rule = round(os.getloadavg()[0], 2), load_rule(usable_cores())
+    done = harness.run_process(command, harness.command_env(args.work_dir))
     report = json.loads(metrics.read_text())
     return {
         "asked": threads,
         "threads": report["model"].get("threads"),
-        "process_seconds": round(wall, 3),
+        "process_seconds": round(done.seconds, 3),
         "engine_seconds": report["seconds"],
         "load_average_at_start": load,
         "load_rule_would_pick": old_rule,
@@ -128,15 +105,15 @@ def run_once(model: Path, records: Path, threads: int, args: argparse.Namespace)
 
 def measure_case(case: str, model: Path, records: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Every thread setting in one situation, best of ``repeats``; the default's ratio to the best explicit."""
-    cores = len(os.sched_getaffinity(0))
-    best: dict[int, dict[str, Any]] = {}
-    for round_ in range(args.repeats):
-        for threads in [0, *range(1, cores + 1)]:
-            print(f"{case}: --threads {threads}, round {round_ + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
-            run = run_in(case, model, records, threads, args, cores)
-            if threads not in best or run["process_seconds"] < best[threads]["process_seconds"]:
-                best[threads] = run
-    explicit = min((run for asked, run in best.items() if asked), key=lambda run: run["process_seconds"])
+    cores = usable_cores()
+    runs = harness.rounds(
+        [0, *range(1, cores + 1)],
+        args.repeats,
+        lambda threads: run_in(case, model, records, threads, args, cores),
+        label=lambda threads: f"{case}: --threads {threads}",
+    )
+    best = {threads: harness.fastest(tried, "process_seconds") for threads, tried in runs.items()}
+    explicit = harness.fastest((run for asked, run in best.items() if asked), "process_seconds")
     ratio = round(best[0]["process_seconds"] / explicit["process_seconds"], 3)
     return {
         "case": case,
@@ -161,98 +138,57 @@ def run_in(case: str, model: Path, records: Path, threads: int, args: argparse.N
 
 
 def markdown(report: dict[str, Any]) -> str:
-    env = report["environment"]
     rows = [
-        [
-            case["case"],
-            run["asked"] or "0 (default)",
-            run["threads"],
-            run["process_seconds"],
-            run["engine_seconds"],
-            run["load_average_at_start"],
-            run["load_rule_would_pick"],
-            f"{case['ratio']:.2f}x {'PASS' if case['pass'] else 'FAIL'}" if not run["asked"] else "",
-        ]
+        [case["case"], run["asked"] or "0 (default)", run["threads"], run["process_seconds"], run["engine_seconds"]]
+        + [run["load_average_at_start"], run["load_rule_would_pick"]]
+        + [f"{case['ratio']:.2f}x {'PASS' if case['pass'] else 'FAIL'}" if not run["asked"] else ""]
         for case in report["cases"]
         for run in case["runs"]
     ]
-    table = markdown_table(
-        [
-            "case",
-            "--threads",
-            "ran with",
-            "process s",
-            "engine s",
-            "load avg at start",
-            "load rule would pick",
-            "default / best explicit",
-        ],
-        rows,
-    )
-    return "\n".join(
-        [
-            f"Model {report['model']} ({report['backend']}), {report['records']} {report['source']} records, greedy, "
-            f"{report['max_new_tokens']} new tokens, best of {report['repeats']}; busy minute "
-            f"{report['busy_seconds']} s; {env['cpu_cores']} cores, torch {env['torch']}. Target: the default within "
-            f"{TARGET}x of the best explicit count.",
-            "",
-            table,
-        ]
+    headers = ["case", "--threads", "ran with", "process s", "engine s", "load avg at start", "load rule would pick"]
+    table = markdown_table([*headers, "default / best explicit"], rows)
+    return (
+        f"Model {report['model']} ({report['backend'] or 'the default backend'}), {report['records']} "
+        f"{report['source']} records, greedy, max_new_tokens {report['max_new_tokens']}, best of {report['repeats']}; "
+        f"busy minute {report['busy_seconds']} s. Target: the default within {TARGET}x of the best explicit count."
+        f"\n\n{table}"
     )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="mid", choices=["tiny", "mid", "large"], help="benchmark model (mid)")
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records=96, threads=False, repeats=2, name="bench_threads"
+    )
     parser.add_argument(
         "--backend",
-        default="transformers",
         choices=["transformers", "ctranslate2"],
-        help="backend (ctranslate2 converts the model into a cache in the work folder)",
+        help="backend [default: the command's] (ctranslate2 converts the model into a cache in the work folder)",
     )
-    parser.add_argument("--records", type=int, default=96, help="records per run (96)")
+    parser.add_argument("--busy-seconds", type=float, default=60.0, help="length of the busy minute (%(default)s)")
     parser.add_argument(
-        "--source",
-        default=available_sources()[-1],
-        help="synthetic, dialogsum (real lengths) or a JSONL path (%(default)s)",
+        "--cases", type=harness.choice_list(CASES), default=",".join(CASES), help="comma list of %(default)s"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="summary length (32)")
-    parser.add_argument("--busy-seconds", type=float, default=60.0, help="length of the busy minute (60)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per setting and case; the best counts (2)")
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
-    parser.add_argument("--work-dir", default=str(WORK_DIR), help="models and outputs (%(default)s)")
-    parser.add_argument("--output-dir", default=str(RESULTS_DIR), help="where the JSON and Markdown go")
-    parser.add_argument("--name", default="bench_threads", help="result file names (bench_threads)")
-    args = parser.parse_args(argv)
-    args.cases = [case for case in str(args.cases).split(",") if case.strip()]
-    unknown = set(args.cases) - set(CASES)
-    if unknown:
-        parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
-    return args
+    return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    model = model_dir(args.model, Path(args.work_dir))
-    folder = Path(args.work_dir) / "threads-bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = dialogues(args.records, args.source, seed=1)
-    records = folder / "records.jsonl"
-    records.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every case; whether the default kept within the target in all."""
+    model = model_dir(args.model, args.work_dir)
+    records = write_records(
+        Path(args.work_dir) / "threads-bench" / "records.jsonl", dialogues(args.records, args.source, seed=1)
+    )
+    harness.fill_cache(model, args.work_dir, **({"options": ["--backend", args.backend]} if args.backend else {}))
     report = {
-        "model": args.model,
         "backend": args.backend,
-        "records": args.records,
-        "source": args.source,
-        "max_new_tokens": args.max_new_tokens,
         "busy_seconds": args.busy_seconds,
-        "repeats": args.repeats,
-        "environment": environment(0),
         "target": TARGET,
         "cases": [measure_case(case, model, records, args) for case in args.cases],
     }
     report["pass"] = all(case["pass"] for case in report["cases"])
-    return publish(args.name, report, markdown(report), Path(args.output_dir))
+    return report
+
+
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

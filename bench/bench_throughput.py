@@ -20,27 +20,30 @@ hits them alike; the best round of each is reported, the others are kept in the 
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    WORK_DIR,
+import harness
+from common import (
     chunks,
+    ct2_export,
     dialogues,
     environment,
+    load_average,
     markdown_table,
     model_dir,
     peak_rss_mb,
+    publish,
     reset_peak_rss,
 )
+
+from dialogsum_batch.config import default_of
 
 ANCHORS = ("notebook", "fixed-8", "ctranslate2", "ours")
 DEFAULT_RECORDS = {"tiny": 512, "mid": 192, "large": 24}  # a few minutes per anchor and case on two cores
@@ -51,15 +54,15 @@ FIXED_BATCH = 8  # the tutorial's batch size for SAMSum, and a common idiomatic 
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement setting: model, decoding and inputs."""
+    """One measurement setting: model, decoding and inputs; unset ones are the command's defaults."""
 
     model: str = "mid"  # tiny | mid | large (bench/common.py MODELS)
     beams: int = 1
-    max_new_tokens: int = 32  # random weights rarely stop early: every summary runs to this length
+    max_new_tokens: int | None = default_of("max_new_tokens")  # None: the model's (random weights run to it)
     records: int = 0  # 0: DEFAULT_RECORDS[model]
     source: str = "synthetic"  # synthetic | dialogsum | a JSONL path
-    threads: int = 0  # 0: what the backend's automatic choice picks for this model
-    batch_tokens: int = 0  # ours and CTranslate2; 0: the engine's default
+    threads: int = default_of("threads")  # 0: what the backend's automatic choice picks for this model
+    batch_tokens: int = default_of("batch_tokens")  # ours and CTranslate2
     repeats: int = 2
 
 
@@ -110,26 +113,18 @@ class Context:
 def load_context(case: Case, work_dir: Path) -> Context:
     """Load the benchmark model once, with the decoding settings of ``case``, on the chosen threads."""
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     from dialogsum_batch.backends.transformers import auto_threads
-    from dialogsum_batch.config import BatchSettings
-    from dialogsum_batch.logs import library_bars, quiet_transformers
 
-    quiet_transformers()
     path = model_dir(case.model, work_dir)
-    with library_bars(show=False):
-        model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+    model, tokenizer, generation = harness.load_transformers(
+        path, case.beams, case.max_new_tokens, no_repeat_ngram_size=0
+    )
     threads = case.threads or auto_threads(model)
     torch.set_num_threads(threads)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    generation = copy.deepcopy(model.generation_config)
-    generation.update(num_beams=case.beams, max_new_tokens=case.max_new_tokens, no_repeat_ngram_size=0)
     texts = [r["dialogue"] for r in dialogues(case.records or DEFAULT_RECORDS[case.model], case.source)]
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=NOTEBOOK_LENGTH)["input_ids"]]
-    return Context(
-        path, model, tokenizer, generation, texts, lengths, case.batch_tokens or BatchSettings.batch_tokens, threads
-    )
+    return Context(path, model, tokenizer, generation, texts, lengths, case.batch_tokens, threads)
 
 
 def generated_count(output: Any, pad_id: int) -> int:
@@ -170,34 +165,21 @@ def run_notebook(ctx: Context) -> Measure:
 
 
 def run_fixed(ctx: Context) -> Measure:
-    """Fixed batches of 8 in arrival order, padded to their longest member."""
-    tok, generated = ctx.tokenizer, 0
+    """Fixed batches of 8 in arrival order, padded to their longest member (harness.fixed_batches)."""
     started = time.perf_counter()
-    for batch in chunks(ctx.texts, FIXED_BATCH):
-        inputs = tok(batch, max_length=NOTEBOOK_LENGTH, truncation=True, padding=True, return_tensors="pt")
-        output = ctx.model.generate(**inputs, generation_config=ctx.generation)
-        tok.batch_decode(output, skip_special_tokens=True)
-        generated += generated_count(output, tok.pad_token_id)
+    _, generated = harness.fixed_batches(ctx.model, ctx.tokenizer, ctx.generation, ctx.texts, FIXED_BATCH)
     seconds = time.perf_counter() - started
     padded = sum(max(rows) * len(rows) for rows in chunks(ctx.lengths, FIXED_BATCH))
     return Measure("fixed-8", seconds, len(ctx.texts), generated, sum(ctx.lengths), padded, 0.0)
 
 
-def load_translator(ctx: Context, work_dir: Path) -> Any:
-    """A float32 CTranslate2 conversion of the same weights (kept in ``work_dir``), or None without ctranslate2."""
+def load_translator(ctx: Context) -> Any:
+    """A float32 CTranslate2 conversion of the same weights (kept beside them), or None without ctranslate2."""
     try:
         import ctranslate2
     except ImportError:
         return None
-    from dialogsum_batch.export import ExportSettings, export_model
-
-    folder = Path(work_dir) / f"{ctx.path.name}-ct2-float32"
-    if not (folder / "model.bin").is_file():
-        export_model(
-            ExportSettings(
-                source=str(ctx.path), output_dir=str(folder), format="ctranslate2", quantization="float32", force=True
-            )
-        )
+    folder = ct2_export(ctx.path, "float32")
     return ctranslate2.Translator(
         str(folder), device="cpu", compute_type="float32", inter_threads=1, intra_threads=ctx.threads
     )
@@ -226,21 +208,17 @@ def run_ctranslate2(ctx: Context) -> Measure:
 
 
 def run_ours(ctx: Context) -> Measure:
-    """The Engine and TransformersBackend, as the dialogsum-batch command runs them."""
+    """The command's engine (harness.engine) over a TransformersBackend holding the same model."""
     from dialogsum_batch.backends.transformers import TransformersBackend
-    from dialogsum_batch.config import BatchSettings
-    from dialogsum_batch.inference.engine import Engine
-    from dialogsum_batch.inference.records import Record
 
     backend = TransformersBackend(ctx.model, ctx.tokenizer, ctx.generation, NOTEBOOK_LENGTH)
-    engine = Engine(backend, BatchSettings(batch_tokens=ctx.batch_tokens))
-    records = (Record(i, str(i), text) for i, text in enumerate(ctx.texts))
+    engine = harness.engine(backend, batch_tokens=ctx.batch_tokens)
     started = time.perf_counter()
-    outcomes = list(engine.run(records))
+    outcomes = list(engine.run(harness.records(ctx.texts)))
     seconds = time.perf_counter() - started
-    for outcome in outcomes:
-        if outcome.error:
-            raise_error(outcome.error)
+    failed = next((o.error for o in outcomes if o.error is not None), None)
+    if failed is not None:
+        raise failed
     work = engine.counts
     extra = {
         "generate_seconds": round(work.generate_seconds, 3),
@@ -257,10 +235,6 @@ def run_ours(ctx: Context) -> Measure:
         0.0,
         extra,
     )
-
-
-def raise_error(error: Exception) -> None:
-    raise error
 
 
 RUNNERS: dict[str, Callable[[Context], Measure]] = {
@@ -285,22 +259,19 @@ def measure(ctx: Context, anchor: str) -> Measure:
     return result
 
 
-def run_case(case: Case, anchors: list[str], work_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def run_case(case: Case, anchors: list[str], work_dir: Path) -> dict[str, Any]:
     """Every anchor on the same context, ``case.repeats`` rounds; the best round of each is reported."""
     ctx = load_context(case, work_dir)
     if "ctranslate2" in anchors:
-        ctx.translator = load_translator(ctx, work_dir)
+        ctx.translator = load_translator(ctx)
         anchors = [a for a in anchors if a != "ctranslate2" or ctx.translator is not None]
     warm_up(ctx, anchors)
-    rounds: dict[str, list[Measure]] = {a: [] for a in anchors}
-    for number in range(case.repeats):
-        for anchor in anchors:
-            result = measure(ctx, anchor)
-            rounds[anchor].append(result)
-            log(
-                f"{case.model} beams={case.beams} round {number + 1}: {anchor:12s} {result.seconds:8.2f} s "
-                f"{result.dialogues / result.seconds:8.2f} dialogues/s"
-            )
+    rounds = harness.rounds(
+        anchors,
+        case.repeats,
+        lambda anchor: measure(ctx, anchor),
+        label=lambda a: f"{case.model} beams={case.beams} {a}",
+    )
     return summarize(case, ctx, rounds)
 
 
@@ -334,15 +305,15 @@ def summarize(case: Case, ctx: Context, rounds: dict[str, list[Measure]]) -> dic
         "case": {**asdict(case), "threads": ctx.threads, "batch_tokens": ctx.batch_tokens},
         "source_lengths": source,
         "anchors": best,
-        "environment": environment(ctx.threads),
+        "load_average": load_average(),
     }
 
 
 # ---------------------------------------------------------------------------- report
 
 
-def markdown(results: list[dict[str, Any]], command: str) -> str:
-    """One table row per case and anchor, and the command that reproduced it."""
+def markdown(results: list[dict[str, Any]]) -> str:
+    """One table row per case and anchor."""
     headers = [
         "model",
         "beams",
@@ -371,7 +342,7 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
                     f.get("wall_over_generate"),
                 ]
             )
-    loads = sorted({str(r["environment"]["load_average"]) for r in results})
+    loads = sorted({str(r["load_average"]) for r in results})
     case = results[0]["case"]
     note = (
         f"{len_records(results[0])} {case['source']} records (notebook: the first {NOTEBOOK_RECORDS}), "
@@ -379,57 +350,39 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
         f"{case['threads']} torch thread(s), batch_tokens {case['batch_tokens']}, best of {case['repeats']} "
         f"rounds; load average during the runs: {', '.join(loads)}."
     )
-    return f"{markdown_table(headers, rows)}\n\n{note}\n\nReproduce: `{command}`\n"
+    return f"{markdown_table(headers, rows)}\n\n{note}"
 
 
 def len_records(result: dict[str, Any]) -> int:
     return result["source_lengths"]["records"]
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="mid", help="Comma list of tiny, mid, large")
-    parser.add_argument("--records", type=int, default=0, help="Records per measurement (0: per-model default)")
-    parser.add_argument("--beams", default="1,4", help="Comma list of beam sizes")
-    parser.add_argument("--max-new-tokens", type=int, default=Case.max_new_tokens)
-    parser.add_argument("--source", default="synthetic", help="synthetic, dialogsum (../shared/data) or a JSONL path")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads for every anchor; 0 = our auto choice")
-    parser.add_argument("--batch-tokens", type=int, default=0, help="Token budget for ours and CTranslate2")
-    parser.add_argument("--repeats", type=int, default=Case.repeats, help="Rounds; the best of each anchor counts")
-    parser.add_argument("--anchors", default=",".join(ANCHORS), help=f"Comma list of {', '.join(ANCHORS)}")
-    parser.add_argument("--name", default="", help="Result file name without suffix [default: throughput-MODELS]")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="Where benchmark models are kept")
-    return parser.parse_args(argv)
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = harness.arguments(
+        __doc__, __file__, records=0, source="synthetic", beams="1,4", repeats=Case.repeats, name="throughput-{model}"
+    )
+    parser.add_argument("--model", default="mid", help="comma list of tiny, mid, large (%(default)s)")
+    parser.add_argument(
+        "--batch-tokens", type=int, default=default_of("batch_tokens"), help="token budget for ours and CTranslate2"
+    )
+    parser.add_argument(
+        "--anchors", type=harness.choice_list(ANCHORS), default=",".join(ANCHORS), help="comma list of %(default)s"
+    )
+    return harness.parse(parser, argv)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    from common import write_results
-
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    anchors = [a for a in args.anchors.split(",") if a]
-    unknown = set(anchors) - set(RUNNERS)
-    if unknown:
-        raise SystemExit(f"unknown anchors: {', '.join(sorted(unknown))}; known: {', '.join(ANCHORS)}")
+    harness.wait_for_load(args.max_load)
+    env = environment(args.threads)
     results = []
     for model in args.model.split(","):
-        for beams in (int(b) for b in args.beams.split(",")):
-            case = Case(
-                model,
-                beams,
-                args.max_new_tokens,
-                args.records,
-                args.source,
-                args.threads,
-                args.batch_tokens,
-                args.repeats,
-            )
-            results.append(run_case(case, anchors, args.work_dir, lambda line: print(line, file=sys.stderr)))
-    command = "python bench/bench_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    table = markdown(results, command.strip())
-    name = args.name or "throughput-" + args.model.replace(",", "-")
-    write_results(name, {"command": command.strip(), "results": results}, table, args.output_dir)
-    print(table)
+        for beams in args.beams:
+            options = (args.max_new_tokens, args.records, args.source, args.threads, args.batch_tokens, args.repeats)
+            results.append(run_case(Case(model, beams, *options), args.anchors, args.work_dir))
+    publish(
+        args.name, {"command": args.command, "results": results, "environment": env}, markdown(results), args.output_dir
+    )
     return results
 
 

@@ -1,4 +1,6 @@
-"""Shared helpers for the benchmark scripts: models, inputs, memory probes and result files.
+"""What the benchmark scripts measure with: models, inputs, the machine header and result files.
+
+How a benchmark runs (arguments, rounds, processes, engines) is ``harness.py``.
 
 Every benchmark model is a random-weight Pegasus with the project's locally trained vocabulary,
 padded with unused pieces up to the vocabulary size the spec asks for, so that the output layer
@@ -15,7 +17,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,16 +63,26 @@ def padded_vocab(size: int) -> list[tuple[str, float]]:
     return vocab + filler
 
 
-def build_model(spec: ModelSpec, output_dir: Path, seed: int = 0) -> Path:
-    """Write a random Pegasus of ``spec``'s sizes with a tokenizer of exactly ``spec.vocab_size`` pieces."""
+def random_pegasus(spec: ModelSpec, seed: int = 0, device: str = "cpu") -> tuple[Any, Any]:
+    """A random Pegasus of ``spec``'s sizes built on ``device`` (no files), and its tokenizer of exactly
+    ``spec.vocab_size`` pieces."""
+    import torch
     from transformers import PegasusTokenizer
 
     from dialogsum_batch.fixtures.tiny import TinySpec, random_model, tiny_config
-    from dialogsum_batch.logs import library_bars
 
     tokenizer = PegasusTokenizer(vocab=padded_vocab(spec.vocab_size), offset=0, model_max_length=1024)
     sizes = TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024)
-    model = random_model(tiny_config(sizes, len(tokenizer)), seed)
+    with torch.device(device):
+        model = random_model(tiny_config(sizes, len(tokenizer)), seed)
+    return model, tokenizer
+
+
+def build_model(spec: ModelSpec, output_dir: Path, seed: int = 0) -> Path:
+    """Write a random Pegasus of ``spec``'s sizes with a tokenizer of exactly ``spec.vocab_size`` pieces."""
+    from dialogsum_batch.logs import library_bars
+
+    model, tokenizer = random_pegasus(spec, seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     with library_bars(show=False):
         model.save_pretrained(output_dir)
@@ -95,6 +107,16 @@ def model_dir(name: str, work_dir: Path = WORK_DIR, seed: int = 0) -> Path:
     return build_model(spec, folder, seed)
 
 
+def ct2_export(model: Path, quantization: str) -> Path:
+    """The CTranslate2 export of ``model`` with ``quantization`` weights, made once beside it."""
+    from dialogsum_batch.export import ExportSettings, export_model
+
+    folder = model.parent / f"{model.name}-ct2-{quantization}"
+    if not (folder / "model.bin").is_file():
+        export_model(ExportSettings(str(model), str(folder), "ctranslate2", quantization, force=True))
+    return folder
+
+
 # ---------------------------------------------------------------------------- inputs
 
 
@@ -116,6 +138,16 @@ def dialogues(n: int, source: str = "synthetic", seed: int = 0) -> list[dict[str
 def available_sources() -> list[str]:
     """synthetic always; dialogsum when ../shared/data/dialogsum is present (never required)."""
     return ["synthetic"] + (["dialogsum"] if SHARED_DIALOGSUM.is_file() else [])
+
+
+def write_records(path: Path, rows: Iterable[dict[str, str]], reference: bool = True) -> Path:
+    """``rows`` as a JSON Lines file; without ``reference`` only id and dialogue (no ROUGE in timed runs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            kept = row if reference else {"id": row["id"], "dialogue": row["dialogue"]}
+            out.write(json.dumps(kept, ensure_ascii=False) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -162,21 +194,60 @@ def load_average() -> list[float]:
         return []
 
 
-def environment(threads: int | None = None) -> dict[str, Any]:
-    """Library versions, cores and load average, recorded beside every figure."""
-    import torch
-    import transformers
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), which a container may hold below the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def version(package: str) -> str | None:
+    """An installed package's version, read from its metadata: importing torch here would count in the peak
+    memory of every process this one starts afterwards."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed(package)
+    except PackageNotFoundError:
+        return None
+
+
+def environment(threads: int | list[int] | None = None) -> dict[str, Any]:
+    """The machine header recorded beside every figure: CPU, cores, threads, versions and the load average
+    before the runs (``publish`` adds the load average after)."""
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": threads if threads is not None else torch.get_num_threads(),
-        "load_average": load_average(),
+        "cpu": cpu_name(),
         "machine": platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "threads": threads,
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("torch", "transformers", "ctranslate2")},
+        "load_average": load_average(),
     }
+
+
+def machine_line(env: dict[str, Any]) -> str:
+    """The environment as the one line every results table starts with."""
+    threads = "automatic" if not env.get("threads") else env["threads"]
+    after = f", {env['load_after']} after" if env.get("load_after") is not None else ""
+    versions = ", ".join(f"{name} {env[name]}" for name in ("torch", "transformers", "ctranslate2") if env.get(name))
+    return (
+        f"{env.get('cpu') or env.get('machine')}, {env.get('usable_cores', env.get('cpu_cores'))} usable cores, "
+        f"threads {threads}; load average {env.get('load_average')} before{after}; "
+        f"python {env.get('python')}, {versions}."
+    )
 
 
 # ---------------------------------------------------------------------------- results
@@ -192,10 +263,22 @@ def write_results(name: str, payload: dict[str, Any], markdown: str, output_dir:
     return path
 
 
-def publish(name: str, report: dict[str, Any], table: str, output_dir: Path = RESULTS_DIR) -> dict[str, Any]:
-    """Write a benchmark's JSON and Markdown results, print the table, and give the report back."""
-    write_results(name, report, table, output_dir)
-    print(table)
+def publish(name: str, report: dict[str, Any], body: str, output_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+    """Write a benchmark's JSON and Markdown results, print the Markdown, and give the report back.
+
+    The Markdown is the machine header (``report["environment"]``, stamped with the load average now),
+    ``body``, and the command that reproduces it (``report["command"]``) where the report has them.
+    """
+    parts = [body.strip()]
+    env = report.get("environment")
+    if env is not None:
+        env["load_after"] = load_average()
+        parts.insert(0, machine_line(env))
+    if report.get("command"):
+        parts.append(f"Reproduce: `{report['command']}`")
+    markdown = "\n\n".join(parts) + "\n"
+    write_results(name, report, markdown, output_dir)
+    print(markdown)
     return report
 
 

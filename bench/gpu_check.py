@@ -46,7 +46,10 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, RESULTS_DIR, ModelSpec, dialogues, environment, padded_vocab  # noqa: E402
+import harness  # noqa: E402
+from common import MODELS, RESULTS_DIR, ModelSpec, dialogues, environment, random_pegasus  # noqa: E402
+
+from dialogsum_batch.config import default_of  # noqa: E402
 
 SECTIONS = ("allocator", "oom", "train", "throughput", "backends")
 DEADLINE_S = 330  # sections (and throughput cases) not started by then are skipped: under 8 minutes in all
@@ -91,52 +94,33 @@ class Check:
 
 
 def build_random_pegasus(spec: ModelSpec, device: str, dtype: Any, seed: int = 0) -> tuple[Any, Any]:
-    """A random Pegasus of ``spec``'s sizes built straight on ``device`` (no files), and its tokenizer."""
-    import torch
-    from transformers import PegasusForConditionalGeneration, PegasusTokenizer
-
-    from dialogsum_batch.fixtures.tiny import TinySpec, tiny_config, tiny_generation_config
-
-    tokenizer = PegasusTokenizer(vocab=padded_vocab(spec.vocab_size), offset=0, model_max_length=1024)
-    config = tiny_config(
-        TinySpec(len(tokenizer), spec.d_model, spec.layers, spec.heads, spec.ffn_dim, 1024), len(tokenizer)
-    )
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = PegasusForConditionalGeneration(config)
-    model = model.to(dtype=dtype).eval()
-    model.generation_config = tiny_generation_config()
-    return model, tokenizer
+    """A random Pegasus of ``spec``'s sizes built straight on ``device`` (no files) in ``dtype``, and its tokenizer."""
+    model, tokenizer = random_pegasus(spec, seed, device)
+    return model.to(dtype=dtype), tokenizer
 
 
 def make_backend(model: Any, tokenizer: Any, beams: int, max_new_tokens: int) -> Any:
-    import copy
-
     from dialogsum_batch.backends.transformers import TransformersBackend
 
-    generation = copy.deepcopy(model.generation_config)
-    generation.update(num_beams=beams, max_new_tokens=max_new_tokens, no_repeat_ngram_size=0)
+    generation = harness.decoding(model.generation_config, beams, max_new_tokens, no_repeat_ngram_size=0)
     return TransformersBackend(model, tokenizer, generation, 1024)
 
 
 def run_engine(
     backend: Any, texts: list[str], batch_tokens: int, max_batch_size: int
 ) -> tuple[Any, int, list[dict], list[str]]:
-    """The Engine over ``texts`` (bad records kept aside, as ``--on-error skip``): its counts, the summary tokens
-    generated, the outputs and the error lines."""
-    from dialogsum_batch.config import BatchSettings
-    from dialogsum_batch.inference.engine import Engine
-    from dialogsum_batch.inference.records import Record
-
-    engine = Engine(
-        backend,
-        BatchSettings(batch_tokens=batch_tokens, max_batch_size=max_batch_size),
-        log=lambda line: print(f"[engine] {line}", file=sys.stderr),
-    )
-    outcomes = list(engine.run(Record(i, str(i), text) for i, text in enumerate(texts)))
+    """The command's engine over ``texts`` (bad records kept aside, as ``--on-error skip``): its counts, the
+    summary tokens generated, the outputs and the error lines."""
+    say = lambda line: print(f"[engine] {line}", file=sys.stderr)  # noqa: E731
+    engine = harness.engine(backend, log=say, batch_tokens=batch_tokens, max_batch_size=max_batch_size, on_error="skip")
+    outcomes = list(engine.run(harness.records(texts)))
     outputs = [{"id": o.item.id, "summary": o.summary} for o in outcomes if o.error is None]
     errors = [str(o.error) for o in outcomes if o.error is not None]
     return replace(engine.counts), sum(o.tokens for o in outcomes), outputs, errors
+
+
+def say_engine(line: str) -> None:
+    print(f"[engine] {line}", file=sys.stderr)
 
 
 def release_gpu_memory() -> None:
@@ -403,9 +387,7 @@ def check_backends(check: Check) -> dict[str, Any]:
             summaries: list[str] = []
             figures = time_engine(ct2, texts, None, None, keep=summaries)
             figures["dtype"] = ct2.describe()["dtype"]
-            figures["identical_to_transformers"] = round(
-                sum(a == b for a, b in zip(summaries, reference, strict=True)) / len(reference), 4
-            )
+            figures["identical_to_transformers"] = harness.same_share(summaries, reference)
             base = runs[f"beams{beams}/transformers"]["dialogues_per_second"]
             figures["speedup"] = round(figures["dialogues_per_second"] / base, 2)
             runs[f"beams{beams}/ctranslate2 {quantization}"] = figures
@@ -420,10 +402,8 @@ def time_engine(
     """The Engine's figures over ``texts``; ``keep`` gets the summaries in input order when given."""
     import torch
 
-    from dialogsum_batch.config import BatchSettings
-
-    tokens = batch_tokens or BatchSettings.batch_tokens
-    rows = max_batch_size or BatchSettings.max_batch_size
+    tokens = batch_tokens or default_of("batch_tokens")
+    rows = max_batch_size or default_of("max_batch_size")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     synchronize()
@@ -450,20 +430,9 @@ def time_engine(
 
 def time_fixed(backend: Any, texts: list[str]) -> dict[str, Any]:
     """Idiomatic fixed batches of 8 in arrival order, padded to the longest, on the same model."""
-    import torch
-
-    model, tok = backend.model, backend.tokenizer
     synchronize()
     started = time.perf_counter()
-    generated = 0
-    with torch.inference_mode():
-        for start in range(0, len(texts), 8):
-            inputs = tok(
-                texts[start : start + 8], truncation=True, max_length=1024, padding=True, return_tensors="pt"
-            ).to(model.device)
-            output = model.generate(**inputs, generation_config=backend.generation)
-            tok.batch_decode(output, skip_special_tokens=True)
-            generated += int((output[:, 1:] != tok.pad_token_id).sum())
+    _, generated = harness.fixed_batches(backend.model, backend.tokenizer, backend.generation, texts)
     synchronize()
     seconds = time.perf_counter() - started
     return {

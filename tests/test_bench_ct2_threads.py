@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 from invoke import MockContext, Result
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +31,7 @@ def test_the_tasks_run_the_scripts_with_their_options():
     assert "bench/bench_threads.py --records 8 --busy-seconds 5 --repeats 1 --cases idle" in second
 
 
+@pytest.mark.slow
 def test_the_thread_benchmark_compares_the_default_with_every_explicit_count(tmp_path, tiny_model_dir):
     work = tmp_path / "work"
     shutil.copytree(tiny_model_dir, work / "perf-tiny")

@@ -60,7 +60,7 @@ def quickstart(c, output_dir="runs/quickstart"):
 
 
 CONSTRAINTS_HEADER = """\
-# Exact versions CI installs with: pip install -c constraints.txt -e ".[test]" (README, "Dependencies").
+# Exact versions CI installs with: pip install -c constraints.txt -e ".[test]" (docs/design.md, "Dependencies").
 # Refreshed {day} from a fresh venv: invoke constraints. torch's local build tag (+cpu) is left off
 # so that the CPU build here and a CUDA build elsewhere both satisfy it.
 """
