@@ -539,7 +539,7 @@ def test_python_dash_m_with_the_tiny_model_stops_on_sigterm_while_stalled(tiny_m
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     produce_then_stall(process, 2)
-    wait_for(process.stderr, "model ")
+    wait_for(process.stderr, f"model {tiny_model_dir} on ")  # loaded (a first run converts before this line)
     returned, seconds = stop_and_time(process, signal.SIGTERM)
     process.stdin.close()
     assert returned == 143 and seconds < 3.0, seconds  # two real (tiny) summaries are made after the signal
