@@ -2,15 +2,17 @@
 
 Each system runs in a fresh process over the same JSONL file and writes the same rows:
 
-* **local**: ``python -m dialogsum_batch`` with ``--threads CORES`` (one process, every core);
-* **ray 1xCORES**: ``python -m dialogsum_batch.ray`` on a local Ray it starts, one model actor holding
-  every core (``--cpus-per-worker CORES``): Ray's cost alone (start, read tasks, moving rows, the driver
-  writing them), the engine as local;
+* **local**: ``dialogsum-batch summarize`` with ``--threads CORES`` (one process, every core);
+* **ray 1xCORES**: ``dialogsum-batch ray`` on a local Ray it starts, one model actor holding every core
+  (``--cpus-per-worker CORES``): Ray's cost alone (start, read tasks, moving rows, the driver writing
+  them), the engine as local;
 * **ray CORESx1**: as many one-thread actors as cores: how Ray scales out on one machine.
 
-At two or more ``--records`` sizes a line ``seconds = fixed + per_dialogue * n`` is fitted to each system,
-which separates Ray's start-up (cluster, actors, model loads) from its cost per dialogue: the two figures
-``docs/scale.md`` sizes a fleet from. Every Ray run's rows are checked against the local command's.
+Decoding is greedy, the rest the command's defaults (backend, summary length) unless given. The systems
+run in interleaved rounds and the best of ``--repeats`` counts. At two or more ``--records`` sizes a line
+``seconds = fixed + per_dialogue * n`` is fitted to each system, which separates Ray's start-up (cluster,
+actors, model loads) from its cost per dialogue: the two figures ``docs/scale.md`` sizes a fleet from.
+Every Ray run's rows (ids and summaries) are checked against the local command's.
 
 \b
     python bench/bench_ray.py                                        # mid model, 64 and 256 records
@@ -23,74 +25,93 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    WORK_DIR,
-    available_sources,
-    child_env,
-    dialogues,
-    environment,
-    markdown_table,
-    model_dir,
-    publish,
-)
+import harness
+from common import dialogues, markdown_table, model_dir, usable_cores, write_records
+
+LOCAL = "local"
+RAY = ("-m", "dialogsum_batch", "ray")  # ``dialogsum-batch ray``
 
 
-def systems(cores: int) -> dict[str, list[str]]:
-    """Each system's command line options beyond the shared ones, on ``cores`` cores in all."""
+def systems(cores: int) -> dict[str, list[str] | None]:
+    """Each Ray system's options beyond the shared ones, on ``cores`` cores in all (None: the local command)."""
     return {
-        "local": ["-m", "dialogsum_batch", "--threads", str(cores)],
-        f"ray 1x{cores}": ["-m", "dialogsum_batch.ray", "--workers", "1", "--cpus-per-worker", str(cores)],
-        f"ray {cores}x1": ["-m", "dialogsum_batch.ray", "--workers", str(cores), "--cpus-per-worker", "1"],
+        LOCAL: None,
+        f"ray 1x{cores}": ["--workers", "1", "--cpus-per-worker", str(cores)],
+        f"ray {cores}x1": ["--workers", str(cores), "--cpus-per-worker", "1"],
     }
 
 
-def run_once(name: str, options: list[str], model: Path, records: Path, args: argparse.Namespace) -> dict[str, Any]:
+# ---------------------------------------------------------------------------- one process
+
+
+def run_system(system: str, model: Path, records: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One whole process: its wall time, the job's own seconds (from --metrics-out) and its rows."""
-    folder = Path(args.work_dir) / "ray-bench"
+    folder = work(args)
     output, metrics = folder / "out.jsonl", folder / "metrics.json"
     output.unlink(missing_ok=True)
-    command = [sys.executable, options[0], options[1], str(records), *options[2:]]
-    command += ["-m", str(model), "--backend", args.backend, "--num-beams", "1"]
-    command += ["--max-new-tokens", str(args.max_new_tokens), "-o", str(output), "--metrics-out", str(metrics), "-q"]
-    if name != "local":
-        command += ["--batch-size", str(args.batch_size)] + (["--address", args.address] if args.address else [])
-    env = child_env(DIALOGSUM_CACHE=str(folder / "cache"), RAY_AUTH_MODE="disabled", OMP_NUM_THREADS=None)
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    done = harness.run_process(command(system, model, records, output, metrics, args), job_env(args))
     rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {
-        "process_seconds": round(wall, 3),
+        "process_seconds": round(done.seconds, 3),
         "job_seconds": json.loads(metrics.read_text())["seconds"],
         "rows": [(row["id"], row["summary"]) for row in rows],
     }
 
 
-def measure(model: Path, records: Path, count: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every system over ``count`` records, best of ``repeats`` (interleaved rounds); rows checked."""
-    best: dict[str, dict[str, Any]] = {}
-    for round_ in range(args.repeats):
-        for name, options in systems(args.cores).items():
-            print(f"{count} records: {name}, round {round_ + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
-            run = run_once(name, options, model, records, args)
-            if name not in best or run["process_seconds"] < best[name]["process_seconds"]:
-                best[name] = run
-    local = best["local"]
+def command(system: str, model: Path, records: Path, output: Path, metrics: Path, args: argparse.Namespace) -> list:
+    """The local command with ``--threads CORES``, or ``dialogsum-batch ray`` with the system's actors."""
+    actors = systems(args.threads)[system]
+    local = actors is None
+    options = [*(["--backend", args.backend] if args.backend else []), "-q"]
+    if not local:
+        options += [*actors, "--batch-size", str(args.batch_size)]
+        options += ["--address", args.address] if args.address else []
+    return harness.summarize_command(
+        [records],
+        model,
+        output=output,
+        metrics=metrics,
+        threads=args.threads if local else None,  # an actor's threads are its CPUs
+        beams=1,
+        max_new_tokens=args.max_new_tokens,
+        options=options,
+        **({} if local else {"program": RAY}),
+    )
+
+
+def job_env(args: argparse.Namespace) -> dict[str, str]:
+    """The measured commands' environment; the local Ray each job starts inherits it."""
+    return harness.command_env(args.work_dir, RAY_AUTH_MODE="disabled", OMP_NUM_THREADS=None)
+
+
+def work(args: argparse.Namespace) -> Path:
+    return Path(args.work_dir) / "ray-bench"
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+def measure_size(model: Path, count: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every system over ``count`` records, best of ``repeats`` interleaved rounds; rows checked."""
+    rows = dialogues(count, args.source, seed=1)
+    records = write_records(work(args) / f"records-{count}.jsonl", rows, reference=False)
+    runs = harness.rounds(
+        systems(args.threads),
+        args.repeats,
+        lambda system: run_system(system, model, records, args),
+        label=lambda system: f"{count} records: {system}",
+    )
+    best = {system: harness.fastest(tried, "process_seconds") for system, tried in runs.items()}
+    local = best[LOCAL]
     return [
         {
-            "system": name,
+            "system": system,
             "records": count,
             "process_seconds": run["process_seconds"],
             "job_seconds": run["job_seconds"],
@@ -98,7 +119,7 @@ def measure(model: Path, records: Path, count: int, args: argparse.Namespace) ->
             "over_local": round(run["process_seconds"] / local["process_seconds"], 3),
             "same_rows_as_local": run["rows"] == local["rows"],
         }
-        for name, run in best.items()
+        for system, run in best.items()
     ]
 
 
@@ -115,27 +136,44 @@ def fitted(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         lines[name] = {
             "fixed_seconds": round(mean_s - slope * mean_n, 3),
             "seconds_per_dialogue": round(slope, 5),
-            "dialogues_per_second_after_start": round(1 / slope, 3) if slope > 0 else float("inf"),
+            "dialogues_per_second_after_start": round(1 / slope, 3) if slope > 0 else None,  # noise: no slope
         }
     return lines
 
 
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    model = model_dir(args.model, args.work_dir)
+    backend = ["--backend", args.backend] if args.backend else []
+    harness.fill_cache(model, args.work_dir, threads=args.threads, options=backend)  # a conversion: paid before
+    runs = [run for count in args.records for run in measure_size(model, count, args)]
+    return {
+        "backend": args.backend,
+        "batch_size": args.batch_size,
+        "address": args.address,
+        "ray": ray.__version__,
+        "runs": runs,
+        "fit": fitted(runs),
+    }
+
+
+# ---------------------------------------------------------------------------- report
+
+
+RUN_COLUMNS = ("system", "records", "process_seconds", "job_seconds", "dialogues_per_second")
+
+
+def run_row(run: dict[str, Any]) -> list[Any]:
+    """A run as a table row: its figures, then its time over the local command's and whether the rows agree."""
+    agree = "yes" if run["same_rows_as_local"] else "NO"
+    return [*(run[key] for key in RUN_COLUMNS), f"{run['over_local']:.2f}x", agree]
+
+
 def markdown(report: dict[str, Any]) -> str:
-    env = report["environment"]
-    rows = [
-        [
-            run["system"],
-            run["records"],
-            run["process_seconds"],
-            run["job_seconds"],
-            run["dialogues_per_second"],
-            f"{run['over_local']:.2f}x",
-            "yes" if run["same_rows_as_local"] else "NO",
-        ]
-        for run in report["runs"]
-    ]
     table = markdown_table(
-        ["system", "records", "process s", "job s", "dialogues/s", "time / local", "rows = local"], rows
+        ["system", "records", "process s", "job s", "dialogues/s", "time / local", "rows = local"],
+        [run_row(run) for run in report["runs"]],
     )
     fits = markdown_table(
         ["system", "fixed s", "s / dialogue", "dialogues/s after start"],
@@ -144,12 +182,14 @@ def markdown(report: dict[str, Any]) -> str:
             for name, fit in report["fit"].items()
         ],
     )
+    length = report["max_new_tokens"] or "the model's"
+    where = f"the cluster at {report['address']}" if report["address"] else "a local Ray each"
     return "\n".join(
         [
-            f"Model {report['model']} ({report['backend']}), {report['source']} records, greedy, "
-            f"{report['max_new_tokens']} new tokens, Ray batches of {report['batch_size']}, best of "
-            f"{report['repeats']}; {report['cores']} cores (load average {env['load_average']}), torch "
-            f"{env['torch']}, ray {report['ray']}. Whole processes: Ray's start and the model loads included.",
+            f"Model {report['model']} (backend {report['backend'] or 'the default'}), {report['source']} records, "
+            f"greedy, {length} new tokens, Ray batches of {report['batch_size']} on {where}, best of "
+            f"{report['repeats']}; cores: {report['threads']} for every system, ray {report['ray']}. Whole "
+            "processes: Ray's start and the model loads included.",
             "",
             table,
             "",
@@ -161,56 +201,24 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="mid", choices=["tiny", "mid", "large"], help="benchmark model (mid)")
-    parser.add_argument("--backend", default="ctranslate2", choices=["transformers", "ctranslate2"], help="backend")
-    parser.add_argument("--records", default="64,256", help="comma list of sizes; two or more fit a line (64,256)")
-    parser.add_argument(
-        "--source", default=available_sources()[-1], help="synthetic, dialogsum or a JSONL path (%(default)s)"
+    parser = harness.arguments(
+        __doc__, __file__, model="mid", records="64,256", threads=False, repeats=2, name="bench_ray"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="summary length (32)")
-    parser.add_argument("--batch-size", type=int, default=64, help="rows Ray hands an actor at once (64)")
-    parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)), help="cores each system gets")
-    parser.add_argument("--address", help="run the Ray systems on this cluster instead of a local Ray each")
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the best counts (2)")
-    parser.add_argument("--work-dir", default=str(WORK_DIR), help="models and outputs (%(default)s)")
-    parser.add_argument("--output-dir", default=str(RESULTS_DIR), help="where the JSON and Markdown go")
-    parser.add_argument("--name", default="bench_ray", help="result file names (bench_ray)")
-    args = parser.parse_args(argv)
-    args.records = [int(size) for size in str(args.records).split(",") if size.strip()]
-    return args
+    add = parser.add_argument
+    add(
+        "--threads",
+        "--cores",
+        type=int,
+        default=usable_cores(),
+        help="cores every system gets in all: the local --threads, the Ray actors' CPUs (%(default)s)",
+    )
+    add("--backend", choices=["auto", "transformers", "ctranslate2"], help="backend [default: the command's]")
+    add("--batch-size", type=int, default=64, help="rows Ray hands an actor at once (%(default)s)")
+    add("--address", help="run the Ray systems on this cluster instead of a local Ray each")
+    return harness.parse(parser, argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    import ray
-
-    args = parse_args(argv)
-    model = model_dir(args.model, Path(args.work_dir))
-    folder = Path(args.work_dir) / "ray-bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    warm_up = folder / "warm-up.jsonl"  # a CTranslate2 conversion, the page cache: paid before any timing
-    warm_up.write_text("".join(json.dumps(row) + "\n" for row in dialogues(2, "synthetic", seed=2)), encoding="utf-8")
-    run_once("local", systems(args.cores)["local"], model, warm_up, args)
-    runs = []
-    for count in args.records:
-        records = folder / f"records-{count}.jsonl"
-        rows = dialogues(count, args.source, seed=1)
-        records.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-        runs += measure(model, records, count, args)
-    report = {
-        "model": args.model,
-        "backend": args.backend,
-        "source": args.source,
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        "cores": args.cores,
-        "repeats": args.repeats,
-        "ray": ray.__version__,
-        "environment": environment(args.cores),
-        "runs": runs,
-        "fit": fitted(runs),
-    }
-    return publish(args.name, report, markdown(report), Path(args.output_dir))
+main = harness.benchmark_main(parse_args, run_all, markdown)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def arguments(
     script: str,
     *,
     model: str | None = None,
-    records: int | None = None,
+    records: int | str | None = None,
     source: str | None = None,
     beams: str | None = None,
     max_new_tokens: int | None | CommandDefault | bool = COMMAND,
@@ -84,8 +84,9 @@ def arguments(
     name: str | None = None,
 ) -> argparse.ArgumentParser:
     """A parser for ``script`` (described by its docstring's first paragraph) with the shared arguments it
-    asks for, each given its default: ``--model``, ``--records`` and ``--source``, ``--beams`` (a comma
-    list), ``--repeats`` and ``--max-load``, ``--name`` (which may name other arguments: ``latency-{model}``).
+    asks for, each given its default: ``--model``, ``--records`` (a comma list when its default is one) and
+    ``--source``, ``--beams`` (a comma list), ``--repeats`` and ``--max-load``, ``--name`` (which may name
+    other arguments: ``latency-{model}``).
     ``--max-new-tokens`` and ``--threads`` (a comma list when its default is one) are offered unless False,
     with the command's defaults unless given; ``--output-dir`` and ``--work-dir`` always."""
     parser = argparse.ArgumentParser(
@@ -95,7 +96,8 @@ def arguments(
     if model is not None:
         add("--model", default=model, choices=list(MODELS), help="benchmark model (%(default)s)")
     if records is not None:
-        add("--records", type=int, default=records, help="records per measurement (%(default)s)")
+        many = isinstance(records, str)
+        add("--records", type=int_list if many else int, default=records, help=RECORDS_HELP[many])
         add("--source", default=source or available_sources()[-1], help=SOURCE_HELP)
     if beams is not None:
         add("--beams", type=int_list, default=beams, help="comma list of beam sizes (%(default)s)")
@@ -116,6 +118,10 @@ def arguments(
     return parser
 
 
+RECORDS_HELP = {
+    False: "records per measurement (%(default)s)",
+    True: "comma list of record counts, one measurement each (%(default)s)",
+}
 SOURCE_HELP = "synthetic, dialogsum (../shared/data, real lengths) or a JSONL path (%(default)s)"
 THREADS_HELP = {
     False: "CPU threads (%(default)s; 0: the command's automatic choice)",

@@ -296,25 +296,55 @@ def test_summarize_batch_in_a_users_pipeline_matches_the_python_api(cluster, tin
     assert [row["id"] for row in summarized("skip")] == [row["id"] for row in expected]
 
 
+def bench_script():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import bench_ray
+
+    return bench_ray
+
+
 @needs_ray
 @pytest.mark.slow
 def test_the_ray_overhead_bench_runs_both_systems_on_the_same_rows(cluster, tiny_model_dir, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    import bench_ray
-    import common
+    script = bench_script()
+    import common  # beside the script, importable once it is
 
     work = tmp_path / "work"
     shutil.copytree(tiny_model_dir, work / "perf-tiny")
     (work / "perf-tiny" / "bench_spec.json").write_text(json.dumps({**asdict(common.MODELS["tiny"]), "seed": 0}))
-    report = bench_ray.main(
+    report = script.main(
         ["--model", "tiny", "--backend", "transformers", "--records", "3,6", "--max-new-tokens", "4"]
         + ["--repeats", "1", "--cores", "1", "--batch-size", "2", "--address", cluster.address]
         + ["--work-dir", str(work), "--output-dir", str(tmp_path / "results"), "--source", "synthetic"]
     )
-    assert {run["system"] for run in report["runs"]} == {"local", "ray 1x1"}
+    assert [(run["system"], run["records"]) for run in report["runs"]] == [
+        ("local", 3),
+        ("ray 1x1", 3),
+        ("local", 6),
+        ("ray 1x1", 6),
+    ]
     assert all(run["same_rows_as_local"] and run["process_seconds"] > 0 for run in report["runs"])
     assert set(report["fit"]) == {"local", "ray 1x1"}
-    assert (tmp_path / "results" / "bench_ray.md").read_text().count("ray 1x1") == 3  # 2 sizes and the fit
+    assert (report["records"], report["threads"], report["environment"]["threads"]) == ([3, 6], 1, 1)
+    markdown = (tmp_path / "results" / "bench_ray.md").read_text()
+    assert markdown.count("ray 1x1") == 3  # 2 sizes and the fit
+    assert "threads 1; load average" in markdown.splitlines()[0]  # the shared machine header
+    assert markdown.strip().splitlines()[-1].startswith("Reproduce: `python bench/bench_ray.py --model tiny")
+
+
+def test_the_ray_overhead_bench_leaves_unset_options_to_the_command():
+    from dialogsum_batch.config import default_of
+
+    args = bench_script().parse_args(["--records", "8,16", "--cores", "2"])
+    assert (args.records, args.threads, args.name) == ([8, 16], 2, "bench_ray")
+    assert args.max_new_tokens == default_of("max_new_tokens") and args.backend is None
+    local, ray = (
+        bench_script().command(system, Path("m"), Path("in.jsonl"), Path("o"), Path("x"), args)
+        for system in ("local", "ray 2x1")
+    )
+    assert local[:3] == ["-m", "dialogsum_batch", "summarize"] and "--threads" in local and "--backend" not in local
+    assert ray[:3] == ["-m", "dialogsum_batch", "ray"] and "--threads" not in ray
+    assert ray[ray.index("--workers") :][:4] == ["--workers", "2", "--cpus-per-worker", "1"]
 
 
 def test_the_bench_task_runs_the_script_with_its_options():
@@ -325,5 +355,6 @@ def test_the_bench_task_runs_the_script_with_its_options():
     c = MockContext(run=Result(exited=0), repeat=True)
     bench_ray(c, model="tiny", records="8,16", repeats=1, address="head:6379", work_dir="w")
     (command,) = [call.args[0] for call in c.run.call_args_list]
-    assert "bench/bench_ray.py --model tiny --backend ctranslate2 --records 8,16 --repeats 1" in command
-    assert "--address head:6379" in command and "--work-dir w" in command
+    assert "bench/bench_ray.py --model tiny --records 8,16 --repeats 1 --address head:6379" in command
+    assert "--work-dir w" in command
+    assert "--backend" not in command and "--output-dir" not in command  # left to the script

@@ -210,34 +210,39 @@ def bench_default(
     python(c, "bench/bench_default.py", options, work_dir)
 
 
-@register(
-    help={
-        "model": "Benchmark model: tiny, mid, large",
-        "backend": "transformers or ctranslate2",
-        "records": "Comma list of sizes; two or more separate Ray's start-up from its cost per dialogue",
-        "repeats": "Interleaved rounds; the best of each system counts",
-        "address": "A Ray cluster to run on instead of a local Ray per run",
-        "output_dir": "Where the JSON and Markdown results go",
-        "work_dir": "Where the benchmark models are kept between runs [default: $TMPDIR/dialogsum-bench]",
-    }
-)
+RAY_HELP = {
+    "model": DEFAULT_HELP["model"],
+    "backend": "auto, transformers or ctranslate2 [default: the command's]",
+    "records": "Comma list of record counts; two or more separate Ray's start-up from its cost per dialogue",
+    "source": DEFAULT_HELP["source"],
+    "cores": "Cores every system gets in all [default: the usable cores]",
+    "repeats": "Interleaved rounds of all systems; the best counts",
+    "address": "A Ray cluster to run on instead of a local Ray per run",
+    "output_dir": THROUGHPUT_HELP["output_dir"],
+    "work_dir": THROUGHPUT_HELP["work_dir"],
+}
+
+
+@register(help=helps(RAY_HELP))
 def bench_ray(
     c,
-    model="mid",
-    backend="ctranslate2",
-    records="64,256",
-    repeats=2,
-    address="",
-    output_dir="bench/results",
+    model=None,
+    backend=None,
+    records=None,
+    source=None,
+    cores=None,
+    repeats=None,
+    address=None,
+    output_dir=None,
     work_dir="",
 ):
     """Ray's overhead against the local command on the same records and cores (needs the ray extra).
 
-    invoke bench-ray
+    invoke bench-ray --records 64,256
     """
-    args = ["--model", str(model), "--backend", str(backend), "--records", str(records), "--repeats", str(repeats)]
-    args += ["--output-dir", str(output_dir)] + (["--address", str(address)] if address else [])
-    python(c, "bench/bench_ray.py", args, work_dir)
+    options = flags(model=model, backend=backend, records=records, source=source, cores=cores, repeats=repeats)
+    options += flags(address=address, output_dir=output_dir)
+    python(c, "bench/bench_ray.py", options, work_dir)
 
 
 @register(
