@@ -148,7 +148,8 @@ def markdown(report: dict[str, Any]) -> str:
     spec = report["model"]
     lines = [
         f"Random Pegasus d_model {spec['d_model']}, {spec['layers']}+{spec['layers']} layers, {spec['heads']} heads, "
-        f"FFN {spec['ffn_dim']}, vocab {spec['vocab_size']}; {report['records']} synthetic dialogues, "
+        f"FFN {spec['ffn_dim']}, vocab {spec['vocab_size']}; {report['records']} {report['source']} dialogues "
+        f"({report['results'][0]['source_tokens_mean']} source tokens on average), "
         f"{report['tokens_per_summary']} new tokens each (max_new_tokens: {report['max_new_tokens'] or 'the model'}); "
         f"best of {report['repeats']} rounds.",
         "",

@@ -10,6 +10,12 @@ from typing import Any
 DEFAULT_MODEL = "transformersbook/pegasus-samsum"  # a public Pegasus fine-tuned on SAMSum
 MODEL_ENV = "DIALOGSUM_MODEL"
 
+
+def setting(default: Any, help: str) -> Any:
+    """A settings field that is also a user option: its default, and the one line of help the command shows."""
+    return field(default=default, metadata={"help": help})
+
+
 CACHE_ENV = "DIALOGSUM_CACHE"  # moves the cache root (conversions and downloads) elsewhere
 
 
@@ -38,19 +44,23 @@ EVAL_BOOTSTRAP = 1000  # resamples for the 95% intervals
 class FieldNames:
     """Which JSON fields hold the dialogue, the id and the reference summary."""
 
-    text: str = "dialogue"
-    id: str = "id"
-    reference: str = "summary"
+    text: str = setting("dialogue", "JSON field (CSV column) holding the dialogue.")
+    id: str = setting(
+        "id", "Field holding the record id (none: FILE:LINE); a field other than 'id' must be in every record."
+    )
+    reference: str = setting("summary", "Field holding reference summaries (a string or a list), for ROUGE.")
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
     """Decoding overrides; None keeps the model's generation_config.json value."""
 
-    num_beams: int | None = None  # 1 = greedy; 4-8 typical for Pegasus
-    max_new_tokens: int | None = None  # summary length cap in tokens (SAMSum: 64-128)
-    length_penalty: float | None = None  # >1 favours longer beams, <1 shorter
-    no_repeat_ngram_size: int | None = None  # 0 = off; 3 stops phrase loops
+    num_beams: int | None = setting(None, "Beam size: 1 greedy, 4-8 typical for Pegasus  [default: the model's]")
+    max_new_tokens: int | None = setting(None, "Summary length cap in tokens (SAMSum: 64-128)  [default: the model's]")
+    length_penalty: float | None = setting(None, "Beam length penalty: >1 longer, <1 shorter  [default: the model's]")
+    no_repeat_ngram_size: int | None = setting(
+        None, "Block repeated n-grams; 0 off, 3 stops loops  [default: the model's]"
+    )
 
     def overrides(self) -> dict[str, float | int]:
         """The settings the user set, as generate() keyword arguments."""
@@ -67,46 +77,66 @@ class DecodeSettings:
 class BatchSettings:
     """How records are windowed, sorted and grouped into batches."""
 
-    batch_tokens: int = 8192  # padded source tokens per batch (rows x longest row)
-    max_batch_size: int = 64  # rows per batch, whatever their length
-    sort_window: int = 2048  # records held at once and sorted by length (memory bound)
-    unordered: bool = False  # write results as batches finish instead of in input order
-    max_wait: float = 1.0  # seconds a record may wait for its window to fill while input runs dry; 0 = no limit
+    batch_tokens: int = setting(8192, "Padded source tokens per batch (rows x longest row).")
+    max_batch_size: int = setting(64, "Records per batch at most, whatever their length.")
+    sort_window: int = setting(2048, "Records read ahead and sorted by length (the memory bound).")
+    unordered: bool = setting(False, "Write results as batches finish, not in input order.")
+    max_wait: float = setting(
+        1.0,
+        "Live input: batch the records read so far once the oldest has waited this long and no more is ready; "
+        "0 always waits for full windows.",
+    )
 
 
 @dataclass(frozen=True)
 class LongSettings:
     """What becomes of a dialogue longer than the model's source limit."""
 
-    mode: str = "truncate"  # truncate: truncated at the limit (flagged); chunk: summarize pieces, then their summaries
-    overlap: int = 1  # chunk: turns repeated at the start of the next piece, so a reply keeps its question
-    target: int = 128  # chunk: joined piece summaries longer than this many tokens are summarized again
+    mode: str = setting(
+        "truncate",
+        "A dialogue longer than --max-source-length: truncate it (flagged truncated), or summarize it in pieces "
+        "at turn boundaries and then their joined summaries (chunks: N).",
+    )
+    overlap: int = setting(
+        1, "--long chunk: turns repeated at the start of the next piece (a reply keeps its question)."
+    )
+    target: int = setting(
+        128, "--long chunk: joined piece summaries longer than this many tokens are summarized again."
+    )
 
 
 @dataclass(frozen=True)
 class ChatSettings:
     """How chat exports (WhatsApp, Slack, Telegram, Discord) and subtitles become dialogues."""
 
-    gap_minutes: float = 30.0  # a silence longer than this starts a new dialogue; 30-120 suits most chats
+    gap_minutes: float = setting(
+        30.0, "Chat exports and subtitles: a silence longer than this starts a new dialogue (30-120 suits most chats)."
+    )
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     """Which model to load and how."""
 
-    name: str = DEFAULT_MODEL  # local folder or Hub id
-    backend: str = "auto"  # auto (backends/choice.py: CTranslate2 float32 on a CPU) | transformers | ctranslate2
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto | float32 | bfloat16 (float16 only when forced)
-    force_dtype: bool = False  # allow float16 despite Pegasus overflowing in it
-    max_source_length: int | None = None  # None: 1024 or the model's limit, whichever is lower
-    trust_remote_code: bool = False  # run code shipped with a Hub model
-    allow_pickle: bool = False  # load *.bin (pickle) weights when no safetensors exist
-    threads: int = 0  # CPU threads for inference; 0 = automatic: 1 for small models, else the idle cores
-    # CTranslate2 only: a transformers folder is converted (once, into the cache) with these weights; a
-    # CTranslate2 folder is loaded with this compute type. None: float32 for conversions (transformers fp32's
-    # summaries), the folder's own type. int8 is --fast. Set under --backend auto, it picks CTranslate2.
-    quantization: str | None = None
+    name: str = setting(DEFAULT_MODEL, "Model folder (transformers or CTranslate2) or Hub id.")
+    backend: str = setting(
+        "auto",
+        "auto, transformers, ctranslate2 or a plugin's; auto serves on the CPU through CTranslate2 float32 "
+        "(converted once into the cache; the summaries of transformers fp32), else transformers, saying why.",
+    )
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N.")
+    dtype: str = setting("auto", "Weights dtype; auto is bfloat16 on a GPU that has it, else float32.")
+    force_dtype: bool = setting(False, "Allow float16, which makes Pegasus overflow.")
+    max_source_length: int | None = setting(None, "Source tokens kept  [default: 1024 or the model's limit]")
+    trust_remote_code: bool = setting(False, "Run code shipped with a Hub model.")
+    allow_pickle: bool = setting(False, "Load pickle (*.bin) weights when no safetensors exist.")
+    threads: int = setting(0, "CPU threads for inference; 0 picks: 1 for small models, else the idle cores.")
+    # None: float32 for conversions (transformers fp32's summaries), a CTranslate2 folder's own type.
+    quantization: str | None = setting(
+        None,
+        "CTranslate2 weights: a transformers folder is converted once into the cache with them (float32 "
+        "unless set); a CTranslate2 folder loads as this compute type. Set under --backend auto, it picks CTranslate2.",
+    )
 
 
 @dataclass(frozen=True)
@@ -139,8 +169,8 @@ class RunSettings:
     batch: BatchSettings = field(default_factory=BatchSettings)
     long: LongSettings = field(default_factory=LongSettings)
     fields: FieldNames = field(default_factory=FieldNames)
-    keep_fields: tuple[str, ...] = ()  # input fields copied to the output ("*" = all)
-    on_error: str = "fail"  # fail | skip
+    keep_fields: tuple[str, ...] = setting((), "Input fields copied to the output (comma list, repeatable; * for all).")
+    on_error: str = setting("fail", "Bad record: stop (exit 1) or skip it and go on (exit 3).")
     shard: ShardSettings | None = None  # None: the whole input
     chats: ChatSettings = field(default_factory=ChatSettings)  # chat exports split into dialogues
 
@@ -180,6 +210,12 @@ def default_of(option: str) -> Any:
     section, name = OPTION_FIELDS[option]
     found = next(f for f in fields(SECTIONS[section]) if f.name == name)
     return found.default if found.default is not MISSING else found.default_factory()  # type: ignore[misc]
+
+
+def help_of(option: str) -> str:
+    """The one line of help of a keyword option, read from its settings field."""
+    section, name = OPTION_FIELDS[option]
+    return next(f for f in fields(SECTIONS[section]) if f.name == name).metadata.get("help", "")
 
 
 def run_settings(**options: Any) -> RunSettings:

@@ -201,3 +201,20 @@ def test_errors_end_every_subcommand_the_same_way(tmp_path):
         assert result.exit_code == 1 and len(lines) == 1 and " error: " in lines[0], (name, result.stderr)
         debug = CliRunner().invoke(main, [*args, "--debug"])
         assert debug.exit_code == 1 and debug.exception is not None and not isinstance(debug.exception, SystemExit)
+
+
+def test_every_settings_option_takes_its_default_and_help_from_the_settings_field():
+    """Defaults and help live in the settings dataclasses (config.OPTION_FIELDS); summarize and ray read them."""
+    from dialogsum_batch.cli.ray import ray_command
+    from dialogsum_batch.cli.summarize import summarize
+    from dialogsum_batch.config import OPTION_FIELDS, default_of, help_of
+
+    for command in (summarize, ray_command):
+        settings = [param for param in command.params if param.name in OPTION_FIELDS and param.name != "shard"]
+        assert len(settings) >= 20
+        for param in settings:
+            if not getattr(param, "is_flag", False) and not param.multiple:
+                assert param.default == default_of(param.name), (command.name, param.name)
+            assert param.help, (command.name, param.name)
+        same = [p for p in settings if p.help == help_of(p.name)]
+        assert len(same) >= len(settings) - 3  # a command may say more (ray: per actor), never restate a default

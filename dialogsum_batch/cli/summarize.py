@@ -12,17 +12,29 @@ import click
 
 from ..backends import registry
 from ..backends.ct2_convert import FAST_QUANTIZATION, QUANTIZATIONS
-from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, default_of, run_settings
+from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, run_settings
 from ..errors import ModelError, refuse_float16
-from ..formats import format_names
 from ..inference.job import JobFiles, written_files
 from ..inference.outputs import OUTPUT_FIELDS, same_file
-from ..inference.records import MAX_LINE_BYTES, STDIN
+from ..inference.records import STDIN
 from ..inference.runner import run_job
 from ..logs import library_bars, stderr_is_terminal
 from ..modelfiles import decoding_problem, machine_memory
 from ..shards import COUNT_ENV, from_scheduler
-from .common import CONTEXT, EPILOG, command_log, errors_shown, job_files, log_options, parse_keep
+from .common import (
+    CONTEXT,
+    EPILOG,
+    batching_options,
+    command_log,
+    decoding_options,
+    errors_shown,
+    input_options,
+    job_files,
+    log_options,
+    long_options,
+    output_options,
+    setting_option,
+)
 
 # A second signal stops at once: --resume still finds every whole line of an output file.
 INTERRUPTED_AGAIN = "interrupted again: stopped at once; rerun with --resume to go on"
@@ -56,14 +68,7 @@ def parse_backend(ctx: click.Context, param: click.Parameter, value: str) -> str
 
 @click.command("summarize", epilog=EPILOG, context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))  # a folder: an unpacked Slack export
-@click.option(
-    "-m",
-    "--model",
-    default=default_of("model"),
-    envvar=MODEL_ENV,
-    show_envvar=True,
-    help="Model folder (transformers or CTranslate2) or Hub id.",
-)
+@setting_option("-m", "--model", envvar=MODEL_ENV, show_envvar=True)
 @click.option(
     "-o",
     "--output",
@@ -71,139 +76,28 @@ def parse_backend(ctx: click.Context, param: click.Parameter, value: str) -> str
     type=click.Path(allow_dash=True, dir_okay=False),
     help="Where the JSONL summaries go; - is stdout.",
 )
-@click.option(
-    "--format",
-    "input_format",
-    type=click.Choice(["auto", *format_names()]),  # the built-ins and those of dialogsum_batch.formats entry points
-    default="auto",
-    help="Input format (docs/formats.md); auto goes by content, then by file suffix, and says which it chose.",
-)
-@click.option(
-    "--gap",
-    "gap_minutes",
-    default=default_of("gap_minutes"),
-    type=click.FloatRange(0, min_open=True),
-    metavar="MINUTES",
-    help="Chat exports and subtitles: a silence longer than this starts a new dialogue.",
-)
-@click.option(
-    "--max-line-bytes",
-    default=MAX_LINE_BYTES,
-    type=click.IntRange(1),
-    show_default=True,
-    help="Longer input lines become bad records, read past without holding them in memory.",
-)
-@click.option("--text-field", default=default_of("text_field"), help="JSONL field holding the dialogue.")
-@click.option(
-    "--id-field",
-    default=default_of("id_field"),
-    help="JSONL field holding the record id (none: FILE:LINE); a field other than 'id' must be in every record.",
-)
-@click.option(
-    "--reference-field",
-    default=default_of("reference_field"),
-    help="JSONL field holding reference summaries, for ROUGE.",
-)
-@click.option(
-    "--keep-fields",
-    multiple=True,
-    callback=parse_keep,
-    help="Input fields copied to the output (comma list, repeatable; * for all).",
-)
-@click.option(
-    "--backend",
-    default=default_of("backend"),
-    envvar="DIALOGSUM_BACKEND",
-    show_envvar=True,
-    callback=parse_backend,
-    help="auto, transformers, ctranslate2 or a plugin's; auto serves on the CPU through CTranslate2 float32 "
-    "(converted once into the cache; the summaries of transformers fp32), else transformers, saying why.",
-)
-@click.option("--device", default=default_of("device"), callback=parse_device, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    default=default_of("dtype"),
-    help="Weights dtype; auto is bfloat16 on a GPU that has it, else float32.",
-)
-@click.option("--force-dtype", is_flag=True, help="Allow float16, which makes Pegasus overflow.")
-@click.option(
-    "--quantization",
-    type=click.Choice(QUANTIZATIONS),
-    help="CTranslate2 weights: a transformers folder is converted once into the cache with them "
-    "(float32 unless set); a CTranslate2 folder loads as this compute type.",
-)
+@input_options
+@setting_option("--backend", envvar="DIALOGSUM_BACKEND", show_envvar=True, callback=parse_backend)
+@setting_option("--device", callback=parse_device)
+@setting_option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
+@setting_option("--force-dtype", is_flag=True)
+@setting_option("--quantization", type=click.Choice(QUANTIZATIONS))
 @click.option(
     "--fast",
     is_flag=True,
-    help=f"Same as --quantization {FAST_QUANTIZATION}: about 1.8x the default's speed on the CPU; summaries may "
-    "differ a little (ROUGE-1 -0.3 on the trained tiny model).",
+    help=f"Same as --quantization {FAST_QUANTIZATION}: about 1.6x the default's speed on the CPU; summaries may "
+    "differ a little (ROUGE-1 -0.1 on the trained tiny model; bench/results/bench_default.md).",
 )
-@click.option(
-    "--threads",
-    default=default_of("threads"),
-    type=click.IntRange(0),
-    help="CPU threads for inference; 0 picks: 1 for small models, else the idle cores.",
-)
-@click.option("--num-beams", type=click.IntRange(1), help="Beam size  [default: the model's]")
-@click.option("--max-new-tokens", type=click.IntRange(1), help="Summary length cap  [default: the model's]")
-@click.option("--length-penalty", type=float, help="Beam length penalty  [default: the model's]")
-@click.option("--no-repeat-ngram-size", type=click.IntRange(0), help="Block repeated n-grams  [default: the model's]")
-@click.option(
-    "--max-source-length", type=click.IntRange(8), help="Source tokens kept  [default: 1024 or the model's limit]"
-)
-@click.option(
-    "--batch-tokens", default=default_of("batch_tokens"), type=click.IntRange(1), help="Padded source tokens per batch."
-)
-@click.option(
-    "--max-batch-size", default=default_of("max_batch_size"), type=click.IntRange(1), help="Records per batch at most."
-)
-@click.option(
-    "--sort-window",
-    default=default_of("sort_window"),
-    type=click.IntRange(1),
-    help="Records read ahead and sorted by length.",
-)
-@click.option(
-    "--max-wait",
-    default=default_of("max_wait"),
-    type=click.FloatRange(0),
-    metavar="SECONDS",
-    help="Live input: batch the records read so far once the oldest has waited this long and no "
-    "more is ready; 0 always waits for full windows.",
-)
-@click.option(
-    "--long",
-    "long",
-    type=click.Choice(["truncate", "chunk"]),
-    default=default_of("long"),
-    help="A dialogue longer than --max-source-length: truncate it (flagged truncated), or summarize it in "
-    "pieces at turn boundaries and then their joined summaries (chunks: N).",
-)
-@click.option(
-    "--long-overlap",
-    default=default_of("long_overlap"),
-    type=click.IntRange(0),
-    metavar="TURNS",
-    help="--long chunk: turns repeated at the start of the next piece.",
-)
-@click.option(
-    "--long-target",
-    default=default_of("long_target"),
-    type=click.IntRange(1),
-    metavar="TOKENS",
-    help="--long chunk: joined piece summaries longer than this are summarized again.",
-)
-@click.option("--unordered", is_flag=True, help="Write results as batches finish, not in input order.")
-@click.option(
-    "--on-error",
-    type=click.Choice(["fail", "skip"]),
-    default=default_of("on_error"),
-    help="Bad record: stop (exit 1) or skip it and go on (exit 3).",
-)
-@click.option("--errors-out", type=click.Path(dir_okay=False), help="JSONL file for skipped records.")
-@click.option("--resume", is_flag=True, help="Skip ids already in --output and append the rest.")
-@click.option("--lock", "lock_file", type=click.Path(dir_okay=False), help="Lock file  [default: OUTPUT.lock]")
+@setting_option("--threads", type=click.IntRange(0))
+@decoding_options
+@setting_option("--max-source-length", type=click.IntRange(8))
+@batching_options
+@setting_option("--sort-window", type=click.IntRange(1))
+@setting_option("--max-wait", type=click.FloatRange(0), metavar="SECONDS")
+@long_options
+@setting_option("--unordered", is_flag=True)
+@setting_option("--on-error", type=click.Choice(["fail", "skip"]))
+@output_options
 @click.option(
     "--shard",
     callback=parse_shard,
@@ -226,11 +120,6 @@ def parse_backend(ctx: click.Context, param: click.Parameter, value: str) -> str
     help=f"N for --shard auto where the scheduler does not say it (Kubernetes); else ${COUNT_ENV}.",
 )
 @click.option(
-    "--metrics-out",
-    type=click.Path(dir_okay=False),
-    help="JSON of the run however it ends (status, counts, model, versions, options); an earlier one is replaced.",
-)
-@click.option(
     "--progress/--no-progress",
     default=None,
     envvar="DIALOGSUM_PROGRESS",
@@ -238,8 +127,8 @@ def parse_backend(ctx: click.Context, param: click.Parameter, value: str) -> str
     show_default=False,
     help="Draw the progress bar on stderr  [default: only when stderr is a terminal; never with --quiet]",
 )
-@click.option("--trust-remote-code", is_flag=True, help="Run code shipped with a Hub model.")
-@click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights when no safetensors exist.")
+@setting_option("--trust-remote-code", is_flag=True)
+@setting_option("--allow-pickle", is_flag=True)
 @log_options
 def summarize(**options) -> None:
     """Summarize chat dialogues in bulk with a fine-tuned Pegasus, JSONL in, JSONL out.
