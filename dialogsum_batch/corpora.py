@@ -41,6 +41,7 @@ import datasets
 
 from dialogsum_batch.config import downloads_dir
 from dialogsum_batch.errors import ConfigError, DataError, first_line
+from dialogsum_batch.files import exclusive_lock
 from dialogsum_batch.hub import KNOWN_DOWNLOADS, SAMSUM_CORPUS_URL, hub_unreachable, is_hub_id, resolve_hub_id
 from dialogsum_batch.logs import Say, library_bars
 from dialogsum_batch.text import normalise
@@ -463,7 +464,11 @@ def _download(url: str, cache: Path, emit: Say) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"{target.parent}: cannot create the download cache ({first_line(exc)})") from exc
-    with _exclusive(target.with_name(target.name + ".lock")):
+    with contextlib.ExitStack() as held:  # one process fetches a URL, the others wait, then reuse it
+        try:
+            held.enter_context(exclusive_lock(target.with_name(target.name + ".lock"), wait=True))
+        except OSError as exc:
+            raise DataError(f"{target.parent}: cannot write to the download cache ({first_line(exc)})") from exc
         if not _cached(url, target):  # another process may have published it while this one waited
             emit(f"downloading {url} to {target}")
             _fetch(url, target)
@@ -477,20 +482,6 @@ def _cached(url: str, target: Path) -> bool:
     known = KNOWN_DOWNLOADS.get(url)
     # a copy cached before downloads were verified may be short: a known file is re-checked on each use
     return known is None or _file_digest(target) == known
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``lock_path``: one process fetches a URL, the others wait, then reuse it."""
-    import fcntl  # POSIX, like the output lock
-
-    try:
-        handle = lock_path.open("a")
-    except OSError as exc:
-        raise DataError(f"{lock_path.parent}: cannot write to the download cache ({first_line(exc)})") from exc
-    with handle:  # closing releases the flock, even when the process dies; the file stays, harmless
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _fetch(url: str, target: Path) -> None:

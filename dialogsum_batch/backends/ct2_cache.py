@@ -31,15 +31,11 @@ from typing import Any
 
 from ..config import CACHE_ENV, cache_home
 from ..errors import ModelError
+from ..files import exclusive_lock
 from ..logs import Say, library_bars
 from ..modelfiles import check_transformers_folder, read_json
 from ..version import __version__
 from . import ct2_convert  # by module: tests count conversions by replacing ct2_convert.write_ctranslate2
-
-try:
-    import fcntl
-except ImportError:  # Windows: no lock; the rename still keeps half-written entries out of sight
-    fcntl = None  # type: ignore[assignment]
 
 MARKER = "dialogsum_cache.json"  # written last: an entry without it is incomplete
 DIGESTS = "digests.json"
@@ -186,20 +182,10 @@ def remove_leftovers(root: Path, key: str) -> None:
 @contextmanager
 def key_lock(root: Path, key: str, say: Say, wait: bool = True) -> Iterator[bool]:
     """Hold the key's lock file for the block; yields False when ``wait`` is off and another process holds it."""
-    if fcntl is None:
-        yield True
-        return
     path = root / f".lock-{key}"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                yield False
-                return
-            say(f"another process is converting this model into the CTranslate2 cache; waiting for it ({path})")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield True  # closing the file releases the lock
+    waiting = f"another process is converting this model into the CTranslate2 cache; waiting for it ({path})"
+    with exclusive_lock(path, wait, lambda: say(waiting)) as held:
+        yield held is not None
 
 
 # ----------------------------------------------------------------------------- converting and serving
