@@ -41,7 +41,7 @@ import datasets
 
 from dialogsum_batch.config import downloads_dir
 from dialogsum_batch.errors import ConfigError, DataError, first_line
-from dialogsum_batch.files import exclusive_lock
+from dialogsum_batch.files import exclusive_lock, publish_file
 from dialogsum_batch.hub import KNOWN_DOWNLOADS, SAMSUM_CORPUS_URL, hub_unreachable, is_hub_id, resolve_hub_id
 from dialogsum_batch.logs import Say, library_bars
 from dialogsum_batch.text import normalise
@@ -485,22 +485,13 @@ def _cached(url: str, target: Path) -> bool:
 
 
 def _fetch(url: str, target: Path) -> None:
-    """Download into a temporary file beside ``target``; publish it by atomic rename once verified."""
-    try:  # a name of this process's own: two processes never write one .part
-        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    except OSError as exc:
-        raise DataError(f"{target.parent}: cannot write to the download cache ({first_line(exc)})") from exc
-    partial = Path(name)
+    """Download into a file beside ``target``, published by atomic rename once verified (whole on disk)."""
     try:
-        with os.fdopen(descriptor, "wb") as handle:
+        with publish_file(target, "wb", durable=True) as handle:
             size, digest, declared = _copy_body(url, handle)
-            handle.flush()
-            os.fsync(handle.fileno())  # the published file must survive a crash whole, or not at all
-        _verify_download(url, size, digest, declared)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+            _verify_download(url, size, digest, declared)
+    except OSError as exc:  # creating, syncing or renaming the file; the transfer's own errors are DataErrors
+        raise DataError(f"{target.parent}: cannot write to the download cache ({first_line(exc)})") from exc
 
 
 def _copy_body(url: str, out: IO[bytes]) -> tuple[int, str, int | None]:

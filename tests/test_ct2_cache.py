@@ -137,7 +137,7 @@ def test_an_entry_without_its_marker_is_rebuilt(tiny_model_dir, cache_dir, conve
     again, lines = convert(tiny_model_dir)
     assert again == entry and conversions == ["int8", "int8"]
     assert any("incomplete or damaged" in line for line in lines)
-    assert (entry / MARKER).is_file() and not list(cache_dir.glob(".trash-*"))
+    assert (entry / MARKER).is_file() and not list(cache_dir.glob(".*.old-*"))
 
 
 def test_an_entry_with_a_changed_file_is_rebuilt(tiny_model_dir, cache_dir, conversions):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from typing import Any
 
 from ..config import CACHE_ENV, cache_home
 from ..errors import ModelError
-from ..files import exclusive_lock
+from ..files import exclusive_lock, publish_dir, staging_dir, write_json_atomic
 from ..logs import Say, library_bars
 from ..modelfiles import check_transformers_folder, read_json
 from ..version import __version__
@@ -164,18 +163,9 @@ def write_marker(folder: Path, meta: dict[str, Any], digests: DigestIndex) -> di
     return files
 
 
-def publish(staging: Path, entry: Path) -> None:
-    """Rename the finished folder into place; a broken entry found there is moved aside and removed first."""
-    if entry.exists():
-        trash = entry.with_name(f".trash-{entry.name}-{os.getpid()}")
-        os.rename(entry, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.rename(staging, entry)
-
-
 def remove_leftovers(root: Path, key: str) -> None:
-    """Staging and trash folders of this key: only a converter that died holding the key's lock leaves them."""
-    for leftover in [*root.glob(f".tmp-{key}-*"), *root.glob(f".trash-{key}-*")]:
+    """Staging and set-aside folders of this key: only a converter that died holding the key's lock leaves them."""
+    for leftover in [*root.glob(f".tmp-{key}-*"), *root.glob(f".{key}.old-*")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -257,15 +247,12 @@ def writable_root() -> Path:
 def build_entry(conversion: Conversion, entry: Path, key: str, ct2_version: str, digests: DigestIndex) -> float:
     """Convert into a staging folder inside the cache, mark it complete, rename it into place; seconds taken."""
     remove_leftovers(entry.parent, key)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=entry.parent))
-    try:
+    with staging_dir(entry.parent, f".tmp-{key}-") as staging:  # removed unless published
         started = time.perf_counter()
         convert_into(conversion, staging)
         seconds = time.perf_counter() - started
         files = write_marker(staging, entry_meta(conversion, key, ct2_version, seconds), digests)
-        publish(staging, entry)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # already gone once published
+        publish_dir(staging, entry)  # a broken entry found there is moved aside and removed
     for name, info in files.items():  # same stat after the rename: the next run need not hash them again
         digests.remember(entry / name, info["sha256"])
     return seconds
@@ -361,7 +348,8 @@ def clear_entries(root: Path | None = None, older_than_days: float | None = None
 
 def clear_leftovers(root: Path) -> None:
     """Staging folders of dead converters, lock files and the digest index, except where a conversion runs."""
-    keys = {path.name.split("-")[1] for path in [*root.glob(".tmp-*"), *root.glob(".trash-*")]}
+    keys = {path.name.split("-")[1] for path in root.glob(".tmp-*")}
+    keys |= {path.name[1:].split(".old-")[0] for path in root.glob(".*.old-*")}
     keys |= {path.name[len(".lock-") :] for path in root.glob(".lock-*")}
     for key in keys:
         with key_lock(root, key, lambda _: None, wait=False) as held:
@@ -372,13 +360,6 @@ def clear_leftovers(root: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write beside ``path`` and rename over it: readers see the old file or the new one, never half of one."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(staging, path)
 
 
 def format_entries(root, entries) -> str:
