@@ -41,7 +41,7 @@ import datasets
 
 from dialogsum_batch.config import downloads_dir
 from dialogsum_batch.errors import ConfigError, DataError, first_line
-from dialogsum_batch.files import exclusive_lock, publish_file
+from dialogsum_batch.files import Sha256Counter, exclusive_lock, publish_file, sha256_file
 from dialogsum_batch.hub import KNOWN_DOWNLOADS, SAMSUM_CORPUS_URL, hub_unreachable, is_hub_id, resolve_hub_id
 from dialogsum_batch.logs import Say, library_bars
 from dialogsum_batch.text import normalise
@@ -481,7 +481,7 @@ def _cached(url: str, target: Path) -> bool:
         return False
     known = KNOWN_DOWNLOADS.get(url)
     # a copy cached before downloads were verified may be short: a known file is re-checked on each use
-    return known is None or _file_digest(target) == known
+    return known is None or sha256_file(target) == known
 
 
 def _fetch(url: str, target: Path) -> None:
@@ -496,19 +496,18 @@ def _fetch(url: str, target: Path) -> None:
 
 def _copy_body(url: str, out: IO[bytes]) -> tuple[int, str, int | None]:
     """Copy the body of ``url`` to ``out``: bytes received, their sha256, the announced Content-Length."""
-    digest, size = hashlib.sha256(), 0
+    counted = Sha256Counter()
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             declared = _content_length(response.headers.get("Content-Length"))
             # read(n) returns short when the server closes early, without IncompleteRead: count the bytes
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+                counted.update(chunk)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise DataError(f"{url}: download failed ({first_line(reason)})") from exc
-    return size, digest.hexdigest(), declared
+    return counted.size, counted.hexdigest(), declared
 
 
 def _content_length(text: str | None) -> int | None:
@@ -529,16 +528,6 @@ def _verify_download(url: str, size: int, digest: str, declared: int | None) -> 
             f"{url}: download does not match the known file ({size:,} bytes, sha256 {digest[:16]}...; expected "
             f"{known[0]:,} bytes, sha256 {known[1][:16]}...); nothing cached"
         )
-
-
-def _file_digest(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a file, read in chunks."""
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _read_saved(path: Path) -> _Source:

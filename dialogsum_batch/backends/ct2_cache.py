@@ -30,7 +30,7 @@ from typing import Any
 
 from ..config import CACHE_ENV, cache_home
 from ..errors import ModelError
-from ..files import exclusive_lock, publish_dir, staging_dir, write_json_atomic
+from ..files import exclusive_lock, publish_dir, sha256_file, staging_dir, write_json_atomic
 from ..logs import Say, library_bars
 from ..modelfiles import check_transformers_folder, read_json
 from ..version import __version__
@@ -39,7 +39,6 @@ from . import ct2_convert  # by module: tests count conversions by replacing ct2
 MARKER = "dialogsum_cache.json"  # written last: an entry without it is incomplete
 DIGESTS = "digests.json"
 LAYOUT = 1  # bump when the conversion itself changes, so that entries made the old way are not served
-CHUNK = 1 << 20  # bytes per read while hashing
 # What the converter reads; the rest of a run folder (trainer state, metrics, cards) does not change the result.
 SOURCE_PATTERNS = (
     "*.safetensors",
@@ -89,7 +88,7 @@ class DigestIndex:
         known = self.known.get(real)
         if isinstance(known, list) and known[:2] == stamp:
             return str(known[2])
-        value = hash_file(Path(real))
+        _, value = sha256_file(Path(real))
         self.remember(Path(real), value)
         return value
 
@@ -108,15 +107,6 @@ class DigestIndex:
             write_json_atomic(self.path, alive)
         except OSError:
             pass
-
-
-def hash_file(path: Path) -> str:
-    """sha256 of a file's content, read in chunks (memory stays flat for any size)."""
-    digest = sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_files(source: Path) -> list[Path]:
