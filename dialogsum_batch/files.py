@@ -173,8 +173,8 @@ NUMBER_TOO_LONG = "a number too long to read (over 4,300 digits)"
 
 
 class JsonLimitError(ValueError):
-    """Valid JSON that Python will not read (nested thousands deep, an integer past the digit limit), a
-    constant RFC 8259 lacks (NaN, Infinity) where those are refused, or a text over a size cap."""
+    """Valid JSON that Python will not read (nested thousands deep, an integer past the digit limit), or a
+    constant RFC 8259 lacks (NaN, Infinity) where those are refused."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -199,11 +199,9 @@ def json_limits() -> Iterator[None]:
         raise JsonLimitError(NUMBER_TOO_LONG) from None
 
 
-def loads_json_limited(data: str | bytes, max_bytes: int | None = None, reject_constants: bool = False) -> Any:
-    """``json.loads`` under ``json_limits``; a text over ``max_bytes`` is refused unread, NaN and Infinity
-    with ``reject_constants``."""
-    if max_bytes is not None and len(data) > max_bytes:
-        raise JsonLimitError(f"{len(data):,} bytes, over the {max_bytes:,}-byte limit")
+def loads_json_limited(data: str | bytes, reject_constants: bool = False) -> Any:
+    """``json.loads`` under ``json_limits``; NaN and Infinity refused with ``reject_constants``. Cap the size
+    before reading (``capped_lines``, a stat): this reads what it is given."""
     with json_limits():
         return json.loads(data, parse_constant=_reject_constant) if reject_constants else json.loads(data)
 

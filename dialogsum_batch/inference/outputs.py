@@ -17,10 +17,10 @@ from typing import IO, Any
 from .. import rouge
 from ..config import FieldNames
 from ..errors import DataError, DialogsumError, InputError, LockedError, MissingFieldError, OutputClosed, fields_found
-from ..files import exclusive_lock
+from ..files import JsonLimitError, capped_lines, exclusive_lock, loads_json_limited
 from ..logs import Log
 from .engine import EngineCounts, Outcome
-from .records import MAX_LINE_BYTES, Record, bounded_lines, json_type, shorten
+from .records import MAX_LINE_BYTES, Record, json_type, shorten
 
 MISSING_FIELDS_KEPT = 100  # field names remembered from records that lacked a named field, for the message
 OUTPUT_FIELDS = frozenset(
@@ -357,7 +357,7 @@ def read_written(stream: IO[bytes], path: str, keys: dict, limit: int) -> tuple[
     """Each whole line's keys, and the offset of a torn last line (None when the file ends with a newline)."""
     rows: list[tuple[Any, ...]] = []
     offset = 0
-    for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+    for number, raw in enumerate(capped_lines(stream, limit), start=1):
         if isinstance(raw, int):  # read past, never held: a file of endless lines is not ours
             raise not_ours(path, number, f"a line over the {limit:,}-byte limit")
         if not raw.endswith(b"\n"):
@@ -376,12 +376,12 @@ JSON_BLANKS = b" \t\r\n"
 def parse_written(raw: bytes, path: str, number: int) -> Any:
     """One line as JSON, or a DataError naming the line: never a raw decoder, recursion or digit-limit error."""
     try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:  # before ValueError: both are ValueErrors
+        return loads_json_limited(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
         reason = f"invalid UTF-8 at byte {exc.start}"
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON ({exc.msg})"
-    except (RecursionError, ValueError):  # nested thousands deep, or an integer past Python's digit limit
+    except JsonLimitError:  # nested thousands deep, or an integer past Python's digit limit
         reason = "JSON nested too deeply or with a number too long to read"
     raise not_ours(path, number, reason)
 
