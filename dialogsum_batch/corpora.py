@@ -41,6 +41,16 @@ import datasets
 
 from dialogsum_batch.config import downloads_dir
 from dialogsum_batch.errors import ConfigError, DataError, first_line
+from dialogsum_batch.files import (
+    JsonLimitError,
+    Sha256Counter,
+    capped_lines,
+    decode_json_limited,
+    exclusive_lock,
+    loads_json_limited,
+    publish_file,
+    sha256_file,
+)
 from dialogsum_batch.hub import KNOWN_DOWNLOADS, SAMSUM_CORPUS_URL, hub_unreachable, is_hub_id, resolve_hub_id
 from dialogsum_batch.logs import Say, library_bars
 from dialogsum_batch.text import normalise
@@ -463,7 +473,11 @@ def _download(url: str, cache: Path, emit: Say) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"{target.parent}: cannot create the download cache ({first_line(exc)})") from exc
-    with _exclusive(target.with_name(target.name + ".lock")):
+    with contextlib.ExitStack() as held:  # one process fetches a URL, the others wait, then reuse it
+        try:
+            held.enter_context(exclusive_lock(target.with_name(target.name + ".lock"), wait=True))
+        except OSError as exc:
+            raise DataError(f"{target.parent}: cannot write to the download cache ({first_line(exc)})") from exc
         if not _cached(url, target):  # another process may have published it while this one waited
             emit(f"downloading {url} to {target}")
             _fetch(url, target)
@@ -476,57 +490,33 @@ def _cached(url: str, target: Path) -> bool:
         return False
     known = KNOWN_DOWNLOADS.get(url)
     # a copy cached before downloads were verified may be short: a known file is re-checked on each use
-    return known is None or _file_digest(target) == known
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``lock_path``: one process fetches a URL, the others wait, then reuse it."""
-    import fcntl  # POSIX, like the output lock
-
-    try:
-        handle = lock_path.open("a")
-    except OSError as exc:
-        raise DataError(f"{lock_path.parent}: cannot write to the download cache ({first_line(exc)})") from exc
-    with handle:  # closing releases the flock, even when the process dies; the file stays, harmless
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    return known is None or sha256_file(target) == known
 
 
 def _fetch(url: str, target: Path) -> None:
-    """Download into a temporary file beside ``target``; publish it by atomic rename once verified."""
-    try:  # a name of this process's own: two processes never write one .part
-        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    except OSError as exc:
-        raise DataError(f"{target.parent}: cannot write to the download cache ({first_line(exc)})") from exc
-    partial = Path(name)
+    """Download into a file beside ``target``, published by atomic rename once verified (whole on disk)."""
     try:
-        with os.fdopen(descriptor, "wb") as handle:
+        with publish_file(target, "wb", durable=True) as handle:
             size, digest, declared = _copy_body(url, handle)
-            handle.flush()
-            os.fsync(handle.fileno())  # the published file must survive a crash whole, or not at all
-        _verify_download(url, size, digest, declared)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+            _verify_download(url, size, digest, declared)
+    except OSError as exc:  # creating, syncing or renaming the file; the transfer's own errors are DataErrors
+        raise DataError(f"{target.parent}: cannot write to the download cache ({first_line(exc)})") from exc
 
 
 def _copy_body(url: str, out: IO[bytes]) -> tuple[int, str, int | None]:
     """Copy the body of ``url`` to ``out``: bytes received, their sha256, the announced Content-Length."""
-    digest, size = hashlib.sha256(), 0
+    counted = Sha256Counter()
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             declared = _content_length(response.headers.get("Content-Length"))
             # read(n) returns short when the server closes early, without IncompleteRead: count the bytes
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+                counted.update(chunk)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise DataError(f"{url}: download failed ({first_line(reason)})") from exc
-    return size, digest.hexdigest(), declared
+    return counted.size, counted.hexdigest(), declared
 
 
 def _content_length(text: str | None) -> int | None:
@@ -547,16 +537,6 @@ def _verify_download(url: str, size: int, digest: str, declared: int | None) -> 
             f"{url}: download does not match the known file ({size:,} bytes, sha256 {digest[:16]}...; expected "
             f"{known[0]:,} bytes, sha256 {known[1][:16]}...); nothing cached"
         )
-
-
-def _file_digest(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a file, read in chunks."""
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _read_saved(path: Path) -> _Source:
@@ -643,7 +623,7 @@ def _read_file(path: Path, label: str) -> _Table:
 def _read_csv(path: Path, label: str) -> _Table:
     """A CSV file with a header row; quoted fields may span lines."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(_bounded_lines(handle, label))
+        reader = csv.DictReader(_capped_text_lines(handle, label))
         try:
             rows = [dict(row) for row in reader]
         except csv.Error as exc:
@@ -651,10 +631,10 @@ def _read_csv(path: Path, label: str) -> _Table:
         return _Table(label, tuple(reader.fieldnames or ()), rows)
 
 
-def _bounded_lines(handle: IO[str], label: str) -> Iterator[str]:
+def _capped_text_lines(handle: IO[str], label: str) -> Iterator[str]:
     """The lines of a text file, refusing one longer than MAX_RECORD_BYTES characters before holding it."""
-    for number, line in enumerate(iter(lambda: handle.readline(MAX_RECORD_BYTES + 1), ""), start=1):
-        if len(line) - line.endswith("\n") > MAX_RECORD_BYTES:
+    for number, line in enumerate(capped_lines(handle, MAX_RECORD_BYTES), start=1):
+        if isinstance(line, int):
             raise DataError(f"{label}:{number}: line longer than {MAX_RECORD_BYTES:,} characters")
         yield line
 
@@ -690,8 +670,7 @@ def _read_jsonl(path: Path, label: str) -> _Table:
     blank = 0
     with path.open("rb") as handle:
         # binary lines end only at b"\n": str.splitlines would also cut strings at U+2028, U+0085, \x1c ...
-        lines = iter(lambda: handle.readline(MAX_RECORD_BYTES + 1), b"")  # never more than one record's worth
-        for number, raw in enumerate(lines, start=1):
+        for number, raw in enumerate(capped_lines(handle, MAX_RECORD_BYTES), start=1):  # one record's worth
             record = _parse_json_line(raw, number, label)
             if record is None:
                 blank += 1
@@ -700,9 +679,9 @@ def _read_jsonl(path: Path, label: str) -> _Table:
     return _table_from_objects(label, records, blank)
 
 
-def _parse_json_line(raw: bytes, number: int, label: str) -> dict[str, Any] | None:
+def _parse_json_line(raw: bytes | int, number: int, label: str) -> dict[str, Any] | None:
     """One JSON Lines line as an object, None when blank; anything else is a DataError naming the line."""
-    if len(raw) - raw.endswith(b"\n") > MAX_RECORD_BYTES:
+    if isinstance(raw, int):  # read past, never held
         raise DataError(f"{label}:{number}: line longer than {MAX_RECORD_BYTES:,} bytes (a corpus record is a few KB)")
     if number == 1 and raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
@@ -713,10 +692,10 @@ def _parse_json_line(raw: bytes, number: int, label: str) -> dict[str, Any] | No
     if not text.strip(" \t\r\n"):  # JSON's whitespace only: a line of U+3000 or \x1c is bad JSON, not blank
         return None
     try:
-        record = json.loads(text)
+        record = loads_json_limited(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{label}:{number}: invalid JSON ({exc.msg}, column {exc.colno})") from exc
-    except (ValueError, RecursionError) as exc:  # valid JSON Python refuses: deep nesting, 4,300+ digits
+    except JsonLimitError as exc:  # valid JSON Python refuses: deep nesting, 4,300+ digits
         raise DataError(f"{label}:{number}: JSON that Python cannot read ({first_line(exc)})") from exc
     if not isinstance(record, dict):
         raise DataError(f"{label}:{number}: a {type(record).__name__}, not a JSON object")
@@ -733,7 +712,6 @@ class _JsonListReader:
     def __init__(self, handle: IO[bytes], label: str):
         self.handle, self.label = handle, label
         self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
-        self.raw_decode = json.JSONDecoder().raw_decode
         self.text, self.pos, self.eof, self.bytes_read = "", 0, False, 0
         self.lines_before, self.column_before = 0, 0  # where text[0] sits in the file, for messages
 
@@ -760,12 +738,12 @@ class _JsonListReader:
         self._peek()
         while True:
             try:
-                value, end = self.raw_decode(self.text, self.pos)
+                value, end = decode_json_limited(self.text, self.pos)
             except json.JSONDecodeError as exc:
                 if _cut_short(exc, len(self.text)) and self._widen():
                     continue  # the value only runs past the window
                 raise self._error(exc.pos, f"invalid JSON ({exc.msg})") from exc
-            except (ValueError, RecursionError) as exc:  # valid JSON Python refuses: deep nesting, 4,300+ digits
+            except JsonLimitError as exc:  # valid JSON Python refuses: deep nesting, 4,300+ digits
                 raise self._error(self.pos, f"JSON that Python cannot read ({first_line(exc)})") from exc
             if end < len(self.text) or not self._widen():  # a number at the window's edge may go on
                 self.pos = end

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cards
+from . import cards, files
 from .backends.ct2_convert import (  # QUANTIZATIONS stays importable from here: the CLI's --quantization choices
     DEFAULT_QUANTIZATION,
     EXPORT_INFO,
@@ -142,39 +141,27 @@ def check_output(out: Path, source: Path, force: bool) -> None:
 def staging_dir(out: Path) -> Iterator[Path]:
     """A fresh hidden folder beside ``out``, removed again if the export fails."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if out.resolve() in staging.resolve().parents:  # out's parent is a link back into out
-        raise ConfigError(f"the staging folder {staging} would lie inside {out}, the folder it replaces")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    prefix = f".{out.name}.partial-"
+    if out.resolve() in (out.parent / prefix).resolve().parents:  # out's parent is a link back into out
+        raise ConfigError(f"the staging folder {out.parent / prefix}* would lie inside {out}, the folder it replaces")
+    with files.staging_dir(out.parent, prefix) as staging:
         yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def replace_dir(staging: Path, out: Path) -> None:
     """Move the finished export into place; an old export or empty folder goes, nothing else.
 
-    ``check_output`` looked at OUT before the export began; what is there now may differ. So the
-    old folder is first moved aside (one atomic rename: what is checked is what gets deleted), its
-    marker checked there, and only then deleted; anything else is moved back and refused.
+    ``check_output`` looked at OUT before the export began; what is there now may differ. So the old folder
+    is checked where ``publish_dir`` moved it aside, and only then deleted; anything else is moved back and
+    refused.
     """
     if out.is_symlink():
         raise ConfigError(f"output {out} became a symbolic link during the export; left as it is")
-    if not out.exists():
-        staging.rename(out)
-        return
-    aside = out.parent / f".{out.name}.old-{os.getpid()}"
-    out.rename(aside)
-    if not is_previous_export(aside):
-        aside.rename(out)
+    if not files.publish_dir(staging, out, is_previous_export):
         raise ConfigError(
             f"output folder {out} changed during the export and is not a previous export "
             f"(no {EXPORT_INFO}); left as it is"
         )
-    staging.rename(out)
-    shutil.rmtree(aside)
 
 
 def is_previous_export(folder: Path) -> bool:

@@ -10,7 +10,6 @@ base model, ``invoke export`` and the CTranslate2 conversion cache all call them
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import struct
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError, first_line
+from .files import loads_json_limited
 
 MAX_PARAMETERS_ENV = "DIALOGSUM_MAX_MODEL_PARAMETERS"
 MAX_PARAMETERS = 20_000_000_000  # ~80 GB in fp32, 35x pegasus-large: past this a config is a mistake or an attack
@@ -156,8 +156,8 @@ def read_json(file: Path) -> Any:
     """The parsed file, or None when it is missing or not JSON: for files that are no reason to fail
     (cards, metrics, caches, info files)."""
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return loads_json_limited(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # JsonLimitError and UnicodeDecodeError are ValueErrors
         return None
 
 
@@ -168,10 +168,10 @@ def read_object(file: Path) -> dict[str, Any] | None:
     try:
         if file.stat().st_size > MAX_JSON_BYTES:
             raise ModelError(f"{file}: {file.stat().st_size} bytes, too large for a settings file")
-        data = json.loads(file.read_bytes())
+        data = loads_json_limited(file.read_bytes())
     except OSError as exc:
         raise ModelError(f"{file}: cannot read it: {first_line(exc)}") from None
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+    except ValueError as exc:  # UnicodeDecodeError and JsonLimitError are ValueErrors
         raise ModelError(f"{file}: not valid JSON: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise ModelError(f"{file}: must hold a JSON object, not {json_kind(data)}")
@@ -255,10 +255,10 @@ def check_safetensors(file: Path) -> None:
             length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
             if length < 2 or length > min(MAX_HEADER_BYTES, size - 8):
                 raise ModelError(f"{file}: not a safetensors file (truncated or corrupt header)")
-            header = json.loads(handle.read(length))
+            header = loads_json_limited(handle.read(length))
     except OSError as exc:
         raise ModelError(f"{file}: cannot read it: {first_line(exc)}") from None
-    except (ValueError, RecursionError):
+    except ValueError:
         raise ModelError(f"{file}: not a safetensors file (its header is not JSON)") from None
     if not isinstance(header, dict):
         raise ModelError(f"{file}: not a safetensors file (its header is not a JSON object)")

@@ -137,7 +137,7 @@ def test_an_entry_without_its_marker_is_rebuilt(tiny_model_dir, cache_dir, conve
     again, lines = convert(tiny_model_dir)
     assert again == entry and conversions == ["int8", "int8"]
     assert any("incomplete or damaged" in line for line in lines)
-    assert (entry / MARKER).is_file() and not list(cache_dir.glob(".trash-*"))
+    assert (entry / MARKER).is_file() and not list(cache_dir.glob(".*.old-*"))
 
 
 def test_an_entry_with_a_changed_file_is_rebuilt(tiny_model_dir, cache_dir, conversions):
@@ -220,8 +220,8 @@ def test_dialogsum_cache_moves_the_conversions(tiny_model_dir, cache_dir, monkey
 
 def test_unchanged_files_are_not_hashed_again(tiny_model_dir, tmp_path, monkeypatch):
     hashed: list[str] = []
-    real = ct2_cache.hash_file
-    monkeypatch.setattr(ct2_cache, "hash_file", lambda path: hashed.append(path.name) or real(path))
+    real = ct2_cache.sha256_file
+    monkeypatch.setattr(ct2_cache, "sha256_file", lambda path: hashed.append(path.name) or real(path))
     index = tmp_path / "digests.json"
     digests = DigestIndex(index)
     key = cache_key(tiny_model_dir, "int8", "4.8.5", digests)

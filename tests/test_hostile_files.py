@@ -22,6 +22,7 @@ from conftest import REPO, TORCHRUN, launch_env, read_jsonl, start_fake_command,
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dialogsum_batch import files
 from dialogsum_batch.cli import main
 from dialogsum_batch.errors import DataError, LockedError
 from dialogsum_batch.inference import job as runner
@@ -398,7 +399,8 @@ def read_only(monkeypatch, folder: Path) -> None:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
         return real(file, *args, **kwargs)
 
-    monkeypatch.setattr(outputs, "open", guarded, raising=False)  # outputs.py's open: the writers and the lock
+    monkeypatch.setattr(outputs, "open", guarded, raising=False)  # outputs.py's open: the writers
+    monkeypatch.setattr(files, "open", guarded, raising=False)  # files.py's open: the lock
 
 
 @pytest.mark.parametrize("lock_inside", [True, False])
@@ -439,16 +441,16 @@ def test_a_lock_removed_by_its_holder_as_we_open_it_is_taken_afresh(tmp_path, mo
         OutputLock(str(path)).__enter__()
     assert not path.exists()
     opened = []
-    real_open = OutputLock._open
+    real_lock = OutputLock._lock
 
-    def racing_open(self):
-        stream = real_open(self)
+    def racing_lock(self):
+        stream = real_lock(self)
         if not opened:
             os.unlink(self.path)  # the previous holder finished between our open and our flock
         opened.append(stream)
         return stream
 
-    monkeypatch.setattr(OutputLock, "_open", racing_open)
+    monkeypatch.setattr(OutputLock, "_lock", racing_lock)
     with OutputLock(str(path)) as lock:
         assert len(opened) == 2 and lock._still_ours() and path.read_text().startswith("pid ")
     assert not path.exists()

@@ -6,7 +6,6 @@ stays strict UTF-8 with RFC 8259 JSON on every line.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dialogsum_batch.cli import main
-from dialogsum_batch.inference.records import BadRecord, Record, bounded_lines, read_records
+from dialogsum_batch.inference.records import BadRecord, Record, read_records
 
 
 def good(i: int) -> bytes:
@@ -95,23 +94,6 @@ def test_an_endless_line_is_read_past_and_reported(fake_backend, tmp_path):
     assert result.exit_code == 3
     assert [row["id"] for row in rows] == ["g0", "g1"]
     assert errors[0]["line"] == 2 and "over the 65,536-byte limit" in errors[0]["reason"]
-
-
-def test_bounded_lines_never_hold_more_than_the_limit():
-    """An over-long line comes back as the bytes read of it; reads stay within the limit or one skip chunk."""
-
-    class Watched(io.BytesIO):
-        biggest = 0
-
-        def readline(self, size=-1):
-            line = super().readline(size)
-            Watched.biggest = max(Watched.biggest, len(line))
-            return line
-
-    stream = Watched(b"ab\n" + b"z" * 5_000_000 + b"\ncd")
-    assert list(bounded_lines(stream, 100)) == [b"ab\n", 101, b"cd"]
-    assert Watched.biggest <= 1024 * 1024
-    assert list(bounded_lines(io.BytesIO(b"x" * 100 + b"\n" + b"y" * 100), 100)) == [b"x" * 100 + b"\n", b"y" * 100]
 
 
 def test_text_dialogue_of_exotic_blanks_is_an_error_not_a_gap(fake_backend):

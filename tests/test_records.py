@@ -16,10 +16,8 @@ from dialogsum_batch.config import FieldNames
 from dialogsum_batch.errors import InputError
 from dialogsum_batch.inference.records import (
     RAW_LIMIT,
-    SKIP_CHUNK,
     BadRecord,
     Record,
-    bounded_lines,
     decoded_lines,
     detect_format,
     expand,
@@ -50,20 +48,6 @@ def bad_one(path: str, **options) -> InputError:
     item = only(read(path, **options))
     assert isinstance(item, BadRecord), item
     return item.error
-
-
-class CountingReads(io.BytesIO):
-    """A byte stream that remembers the largest read asked of it and the largest it returned."""
-
-    def __init__(self, data: bytes):
-        super().__init__(data)
-        self.largest = 0
-
-    def readline(self, size: int = -1) -> bytes:
-        assert size > 0, "an unbounded readline would hold a whole over-long line"
-        line = super().readline(size)
-        self.largest = max(self.largest, len(line))
-        return line
 
 
 @pytest.fixture
@@ -240,28 +224,6 @@ def test_over_long_line_is_a_bad_record_and_reading_goes_on(tmp_path):
     assert [item.dialogue for item in (items[0], items[2])] == ["A: 1", "A: 3"]
     assert str(items[1].error) == f"{path}:2: line is over the 50-byte limit (--max-line-bytes)"
     assert items[2].line == 3
-
-
-@pytest.mark.parametrize(
-    "line, expected",
-    [
-        (b"x" * 10, b"x" * 10 + b"\n"),  # exactly the limit: kept
-        (b"x" * 11, 11),  # one byte over: the bytes read of it
-    ],
-)
-def test_bounded_lines_limit_is_inclusive(line, expected):
-    assert list(bounded_lines(io.BytesIO(line + b"\nnext\n"), 10)) == [expected, b"next\n"]
-
-
-def test_bounded_lines_over_long_last_line_without_newline():
-    assert list(bounded_lines(io.BytesIO(b"ok\n" + b"y" * 5000), 100)) == [b"ok\n", 101]
-
-
-def test_bounded_lines_read_past_an_over_long_line_without_holding_it():
-    size = 5 * SKIP_CHUNK + 123
-    stream = CountingReads(b"short\n" + b"z" * size + b"\nafter\n")
-    assert list(bounded_lines(stream, 64)) == [b"short\n", 65, b"after\n"]
-    assert stream.largest <= SKIP_CHUNK
 
 
 def test_decoded_lines_name_the_over_long_line():

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,20 +30,15 @@ from typing import Any
 
 from ..config import CACHE_ENV, cache_home
 from ..errors import ModelError
+from ..files import exclusive_lock, publish_dir, sha256_file, staging_dir, write_json_atomic
 from ..logs import Say, library_bars
 from ..modelfiles import check_transformers_folder, read_json
 from ..version import __version__
 from . import ct2_convert  # by module: tests count conversions by replacing ct2_convert.write_ctranslate2
 
-try:
-    import fcntl
-except ImportError:  # Windows: no lock; the rename still keeps half-written entries out of sight
-    fcntl = None  # type: ignore[assignment]
-
 MARKER = "dialogsum_cache.json"  # written last: an entry without it is incomplete
 DIGESTS = "digests.json"
 LAYOUT = 1  # bump when the conversion itself changes, so that entries made the old way are not served
-CHUNK = 1 << 20  # bytes per read while hashing
 # What the converter reads; the rest of a run folder (trainer state, metrics, cards) does not change the result.
 SOURCE_PATTERNS = (
     "*.safetensors",
@@ -94,7 +88,7 @@ class DigestIndex:
         known = self.known.get(real)
         if isinstance(known, list) and known[:2] == stamp:
             return str(known[2])
-        value = hash_file(Path(real))
+        _, value = sha256_file(Path(real))
         self.remember(Path(real), value)
         return value
 
@@ -113,15 +107,6 @@ class DigestIndex:
             write_json_atomic(self.path, alive)
         except OSError:
             pass
-
-
-def hash_file(path: Path) -> str:
-    """sha256 of a file's content, read in chunks (memory stays flat for any size)."""
-    digest = sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_files(source: Path) -> list[Path]:
@@ -168,38 +153,19 @@ def write_marker(folder: Path, meta: dict[str, Any], digests: DigestIndex) -> di
     return files
 
 
-def publish(staging: Path, entry: Path) -> None:
-    """Rename the finished folder into place; a broken entry found there is moved aside and removed first."""
-    if entry.exists():
-        trash = entry.with_name(f".trash-{entry.name}-{os.getpid()}")
-        os.rename(entry, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.rename(staging, entry)
-
-
 def remove_leftovers(root: Path, key: str) -> None:
-    """Staging and trash folders of this key: only a converter that died holding the key's lock leaves them."""
-    for leftover in [*root.glob(f".tmp-{key}-*"), *root.glob(f".trash-{key}-*")]:
+    """Staging and set-aside folders of this key: only a converter that died holding the key's lock leaves them."""
+    for leftover in [*root.glob(f".tmp-{key}-*"), *root.glob(f".{key}.old-*")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextmanager
 def key_lock(root: Path, key: str, say: Say, wait: bool = True) -> Iterator[bool]:
     """Hold the key's lock file for the block; yields False when ``wait`` is off and another process holds it."""
-    if fcntl is None:
-        yield True
-        return
     path = root / f".lock-{key}"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                yield False
-                return
-            say(f"another process is converting this model into the CTranslate2 cache; waiting for it ({path})")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield True  # closing the file releases the lock
+    waiting = f"another process is converting this model into the CTranslate2 cache; waiting for it ({path})"
+    with exclusive_lock(path, wait, lambda: say(waiting)) as held:
+        yield held is not None
 
 
 # ----------------------------------------------------------------------------- converting and serving
@@ -271,15 +237,12 @@ def writable_root() -> Path:
 def build_entry(conversion: Conversion, entry: Path, key: str, ct2_version: str, digests: DigestIndex) -> float:
     """Convert into a staging folder inside the cache, mark it complete, rename it into place; seconds taken."""
     remove_leftovers(entry.parent, key)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=entry.parent))
-    try:
+    with staging_dir(entry.parent, f".tmp-{key}-") as staging:  # removed unless published
         started = time.perf_counter()
         convert_into(conversion, staging)
         seconds = time.perf_counter() - started
         files = write_marker(staging, entry_meta(conversion, key, ct2_version, seconds), digests)
-        publish(staging, entry)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # already gone once published
+        publish_dir(staging, entry)  # a broken entry found there is moved aside and removed
     for name, info in files.items():  # same stat after the rename: the next run need not hash them again
         digests.remember(entry / name, info["sha256"])
     return seconds
@@ -375,7 +338,8 @@ def clear_entries(root: Path | None = None, older_than_days: float | None = None
 
 def clear_leftovers(root: Path) -> None:
     """Staging folders of dead converters, lock files and the digest index, except where a conversion runs."""
-    keys = {path.name.split("-")[1] for path in [*root.glob(".tmp-*"), *root.glob(".trash-*")]}
+    keys = {path.name.split("-")[1] for path in root.glob(".tmp-*")}
+    keys |= {path.name[1:].split(".old-")[0] for path in root.glob(".*.old-*")}
     keys |= {path.name[len(".lock-") :] for path in root.glob(".lock-*")}
     for key in keys:
         with key_lock(root, key, lambda _: None, wait=False) as held:
@@ -386,13 +350,6 @@ def clear_leftovers(root: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write beside ``path`` and rename over it: readers see the old file or the new one, never half of one."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(staging, path)
 
 
 def format_entries(root, entries) -> str:

@@ -1,6 +1,6 @@
 """JSON values for every format: one line of JSONL checked as a record, and a JSON document held whole but read
 piece by piece, so each array item keeps its line for errors and a cut file still gives the items before the
-cut. Python's ``json`` raises ``RecursionError`` and ``ValueError`` on some valid JSON: each is a reason here."""
+cut. The valid JSON Python refuses (``files.json_limits``) and NaN / Infinity are each a reason here."""
 
 from __future__ import annotations
 
@@ -11,37 +11,24 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import InputError
+from ..files import NESTED_TOO_DEEPLY, JsonLimitError, decode_json_limited, loads_json_limited
 from .base import DOCUMENT_BYTES, MORE, Head, Parsed, ReadContext
 from .lines import Lines, shorten
 
 BLANKS = re.compile(r"[ \t\r\n]*")
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON (RFC 8259)")
-
-
-DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-
-
 def parse_json_line(number: int, text: str, source: str) -> Parsed:
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = loads_json_limited(text, reject_constants=True)
         reason = object_problem(value)
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON ({exc.msg})"
-    except (RecursionError, ValueError) as exc:
-        reason = value_problem(exc)
+    except JsonLimitError as exc:
+        reason = str(exc)
     if reason:
         return Parsed(number, error=InputError(source, number, reason, shorten(text)))
     return Parsed(number, fields=value)
-
-
-def value_problem(exc: BaseException) -> str:
-    """Why valid JSON could not be read: nested too deeply, NaN / Infinity, or an integer too long."""
-    if isinstance(exc, RecursionError):  # valid JSON nested thousands deep: Python's parser (or writer) gives up
-        return "JSON nested too deeply to read"
-    return str(exc) if "RFC 8259" in str(exc) else "a number too long to read (over 4,300 digits)"
 
 
 def object_problem(value: Any) -> str | None:
@@ -54,7 +41,7 @@ def object_problem(value: Any) -> str | None:
         bad = next((key for key, item in value.items() if not _encodable(key, item)), "?")
         return f"field '{_printable(bad)}' holds a lone surrogate (\\ud800-\\udfff), which is not text"
     except RecursionError:
-        return "JSON nested too deeply to read"
+        return NESTED_TOO_DEEPLY
     return None
 
 
@@ -116,11 +103,11 @@ class JsonDocument:
         """The value starting at ``pos`` (blanks skipped) and the position after it."""
         pos = self.skip(pos)
         try:
-            return DECODER.raw_decode(self.text, pos)
+            return decode_json_limited(self.text, pos, reject_constants=True)
         except json.JSONDecodeError as exc:
             raise self.problem(exc.pos, f"invalid JSON ({exc.msg})") from None
-        except (RecursionError, ValueError) as exc:
-            raise self.problem(pos, value_problem(exc)) from None
+        except JsonLimitError as exc:
+            raise self.problem(pos, str(exc)) from None
 
     def expect(self, pos: int, char: str, what: str) -> int:
         pos = self.skip(pos)
@@ -224,8 +211,8 @@ BROKEN = object()  # first_value of a line that is not JSON
 def first_value(line: str) -> Any:
     """A head line parsed as JSON, or BROKEN."""
     try:
-        return json.loads(line)
-    except (ValueError, RecursionError):
+        return loads_json_limited(line)
+    except ValueError:  # JsonLimitError included
         return BROKEN
 
 

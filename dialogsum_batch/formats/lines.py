@@ -1,5 +1,6 @@
 """Bytes to numbered lines, written once for every format: gzip by content, stdin, a byte cap per line
-(a longer line is read past, never held), BOM, CRLF, NUL bytes and bad UTF-8 turned into errors per line.
+(``files.capped_lines``: a longer line is read past, never held), BOM, CRLF, NUL bytes and bad UTF-8 turned
+into errors per line.
 
 Readers never raise on bad data: a line that cannot be text comes as an ``InputError`` in its place.
 """
@@ -13,11 +14,11 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 from ..errors import InputError
+from ..files import capped_lines
 
 RAW_LIMIT = 500  # characters of a bad line kept in error reports
 STDIN = "-"
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is an error, read past without holding it
-SKIP_CHUNK = 1024 * 1024  # bytes read at a time while skipping an over-long line
 GZIP_MAGIC = b"\x1f\x8b"
 JSON_WHITESPACE = " \t\r\n"  # RFC 8259's blanks; a line of others (U+3000, \x1c, \x85) is not empty
 
@@ -47,28 +48,11 @@ def stdin_binary() -> IO[bytes]:
         return sys.stdin.buffer
 
 
-def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | int]:
-    """Each line's bytes, or for a line over ``limit`` bytes the bytes read of it so far (more than ``limit``).
-
-    The over-long line is reported as soon as it passes the limit, and read past (never held) only when the
-    next line is asked for: a consumer that stops at it (``--on-error fail``) never waits for a line that
-    does not end.
-    """
-    while raw := stream.readline(limit + 1):
-        content = len(raw) - raw.endswith(b"\n")
-        if content <= limit:
-            yield raw
-            continue
-        yield len(raw)
-        while not raw.endswith(b"\n") and (raw := stream.readline(SKIP_CHUNK)):
-            pass
-
-
 def decoded_lines(
     stream: IO[bytes], source: str, limit: int = MAX_LINE_BYTES
 ) -> Iterator[tuple[int, str | InputError]]:
     """Yield (line number, text) with BOM, CRLF, bad UTF-8 and over-long lines handled per line."""
-    for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+    for number, raw in enumerate(capped_lines(stream, limit), start=1):
         if isinstance(raw, int):
             reason = f"line is over the {limit:,}-byte limit (--max-line-bytes)"
             yield number, InputError(source, number, reason)

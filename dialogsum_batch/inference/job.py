@@ -25,6 +25,7 @@ from .. import rouge
 from ..backends import Backend
 from ..config import RunSettings, ShardSettings
 from ..errors import DataError
+from ..files import publish_file
 from ..hub import is_hub_id
 from ..logs import Log
 from ..shards import describe, plan_files
@@ -370,9 +371,8 @@ def write_metrics(files: JobFiles, settings: RunSettings, ending: Ending, code: 
             path.write_text(text, encoding="utf-8")
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+        with publish_file(path) as handle:
+            handle.write(text)
     except OSError as exc:
         raise DataError(f"{files.metrics_out}: cannot write the metrics ({exc.strerror or exc})") from exc
 

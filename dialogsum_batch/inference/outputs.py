@@ -17,9 +17,10 @@ from typing import IO, Any
 from .. import rouge
 from ..config import FieldNames
 from ..errors import DataError, DialogsumError, InputError, LockedError, MissingFieldError, OutputClosed, fields_found
+from ..files import JsonLimitError, capped_lines, exclusive_lock, loads_json_limited
 from ..logs import Log
 from .engine import EngineCounts, Outcome
-from .records import MAX_LINE_BYTES, Record, bounded_lines, json_type, shorten
+from .records import MAX_LINE_BYTES, Record, json_type, shorten
 
 MISSING_FIELDS_KEPT = 100  # field names remembered from records that lacked a named field, for the message
 OUTPUT_FIELDS = frozenset(
@@ -356,7 +357,7 @@ def read_written(stream: IO[bytes], path: str, keys: dict, limit: int) -> tuple[
     """Each whole line's keys, and the offset of a torn last line (None when the file ends with a newline)."""
     rows: list[tuple[Any, ...]] = []
     offset = 0
-    for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+    for number, raw in enumerate(capped_lines(stream, limit), start=1):
         if isinstance(raw, int):  # read past, never held: a file of endless lines is not ours
             raise not_ours(path, number, f"a line over the {limit:,}-byte limit")
         if not raw.endswith(b"\n"):
@@ -375,12 +376,12 @@ JSON_BLANKS = b" \t\r\n"
 def parse_written(raw: bytes, path: str, number: int) -> Any:
     """One line as JSON, or a DataError naming the line: never a raw decoder, recursion or digit-limit error."""
     try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:  # before ValueError: both are ValueErrors
+        return loads_json_limited(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
         reason = f"invalid UTF-8 at byte {exc.start}"
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON ({exc.msg})"
-    except (RecursionError, ValueError):  # nested thousands deep, or an integer past Python's digit limit
+    except JsonLimitError:  # nested thousands deep, or an integer past Python's digit limit
         reason = "JSON nested too deeply or with a number too long to read"
     raise not_ours(path, number, reason)
 
@@ -422,15 +423,21 @@ class OutputLock:
     def __init__(self, path: str):
         self.path = path
         self.stream: IO[str] | None = None
+        self.held = contextlib.ExitStack()
 
     def __enter__(self) -> OutputLock:
         for _ in range(LOCK_TRIES):
-            self.stream = self._open()
-            self._flock(self.stream)
+            self.stream = self._lock()
+            if self.stream is None:
+                self.held.close()
+                raise LockedError(
+                    f"{self.path} is held by {self._holder() or 'another process'}: "
+                    "another run is writing the same output"
+                )
             if self._still_ours():
                 self._note_pid(self.stream)
                 return self
-            self.stream.close()  # the holder removed it after we opened it: lock the file now at the path
+            self.held.close()  # the holder removed it after we opened it: lock the file now at the path
         raise DataError(f"{self.path}: cannot take the lock: the file keeps being replaced")
 
     def __exit__(self, *exc: object) -> None:
@@ -440,31 +447,24 @@ class OutputLock:
             if self._still_ours():
                 os.unlink(self.path)
         with contextlib.suppress(OSError):  # a pid line that never reached a full disk fails again here
-            self.stream.close()  # closing releases the flock
+            self.held.close()  # closing releases the flock
         self.stream = None
 
-    def _open(self) -> IO[str]:
+    def _lock(self) -> IO[str] | None:
+        """The lock file, held (kept open in ``self.held``), or None when another run holds it."""
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            return open(self.path, "a+", encoding="utf-8")
+            return self.held.enter_context(exclusive_lock(self.path, wait=False))
         except OSError as exc:
             raise DataError(f"{self.path}: cannot create the lock ({exc.strerror or exc})") from exc
 
-    def _flock(self, stream: IO[str]) -> None:
-        import fcntl
-
+    def _holder(self) -> str:
+        """The pid line the holder wrote, for the message only ("" when unreadable or already gone)."""
         try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:  # read through our own descriptor: the path may already be gone
-                stream.seek(0)
-                holder = stream.read(200).strip()
-            except (OSError, UnicodeDecodeError):
-                holder = ""
-            stream.close()
-            raise LockedError(
-                f"{self.path} is held by {holder or 'another process'}: another run is writing the same output"
-            ) from None
+            with open(self.path, encoding="utf-8") as stream:
+                return stream.read(200).strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
 
     def _still_ours(self) -> bool:
         """Whether the path still names the file we hold open."""

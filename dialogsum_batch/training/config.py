@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import ConfigError, float16_refused
+from ..files import JsonLimitError, loads_json_limited
 from ..hub import SAMSUM_CORPUS_URL
 from ..rouge import ROUGE_TYPES
 
@@ -283,9 +284,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def _parse_json(text: str, file: Path) -> Any:
     try:
-        return json.loads(text)
+        return loads_json_limited(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{file}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except JsonLimitError as exc:  # valid JSON Python will not read
+        raise ConfigError(f"config file {file}: {exc}") from None
 
 
 def _parse_yaml(text: str, file: Path) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import json
 import logging
 import pickle
 import sys
@@ -45,7 +44,7 @@ from ..backends.resolve import PickleOnlyError, resolve_model
 from ..errors import ConfigError, ModelError
 from ..fixtures.tiny import build_tiny_model
 from ..logs import Say, library_bars, stderr_is_terminal
-from ..modelfiles import LOAD_ERRORS, Advice, check_transformers_folder, load_failure
+from ..modelfiles import LOAD_ERRORS, Advice, check_transformers_folder, load_failure, read_json
 from . import data, report
 from .config import TINY_MODEL, TrainConfig
 from .runtime import prepare_cuda_allocator
@@ -113,9 +112,8 @@ def resume_point(run_dir: Path, resume: bool, log: Say) -> str | None:
 
 def is_complete(checkpoint: Path, config: TrainConfig) -> bool:
     """Whether ``checkpoint`` already reached the run's length (max_steps, else the epochs)."""
-    try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    state = read_json(checkpoint / "trainer_state.json")
+    if not isinstance(state, dict):  # missing, unreadable or not ours: train on
         return False
     if config.max_steps > 0:
         return state.get("global_step", 0) >= config.max_steps
