@@ -176,3 +176,10 @@ def read_jsonl(text: str) -> list[dict]:
 def write_jsonl(path: Path, rows: Sequence[dict]) -> Path:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the fine-tuned smoke model pays for a training run (~20 s once a session): slow by nature."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

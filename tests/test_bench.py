@@ -230,6 +230,7 @@ def test_results_start_with_the_machine_header_and_end_with_the_command(tmp_path
 # ---------------------------------------------------------------------------- every script, tiny
 
 
+@pytest.mark.slow
 def test_backends_measures_each_system_in_a_process_of_its_own(work_dir, tmp_path):
     argv = ["--model", "tiny", "--records", "4", "--beams", "1", "--max-new-tokens", "3", "--threads", "1"]
     bench_backends.main([*argv, *dirs(work_dir, tmp_path)])
@@ -272,6 +273,7 @@ def test_pytorch_path_compares_attempts_with_the_fixed_loop(work_dir, tmp_path):
     assert (tmp_path / "pytorch-path-tiny.md").is_file()
 
 
+@pytest.mark.slow
 def test_hostile_line_is_one_error_record_in_a_measured_process(work_dir, tmp_path):
     model = common.model_dir("tiny", work_dir)
     lines = [json.dumps(row).encode() + b"\n" for row in common.dialogues(4, "synthetic")]

@@ -162,6 +162,7 @@ def test_leftovers_of_a_dead_converter_are_removed_before_converting(tiny_model_
     assert not stale.exists() and [e.name for e in entries(cache_dir)] == [entry.name]
 
 
+@pytest.mark.slow
 def test_two_processes_starting_at_once_publish_one_complete_entry(tiny_model_dir, cache_dir, tmp_path):
     go = tmp_path / "go"
     code = f"""

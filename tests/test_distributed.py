@@ -252,6 +252,7 @@ def two_processes(chats, tiny_model_dir, tmp_path_factory) -> tuple[dict[str, Pa
     return files, result
 
 
+@pytest.mark.slow
 def test_two_processes_write_what_one_writes(one_process, two_processes):
     files, result = two_processes
     assert job_exit_code(result) == 3, result.stderr[-3000:]  # partial
@@ -271,6 +272,7 @@ def test_metrics_and_summary_count_every_rank_once(one_process, two_processes):
     assert skipped == [str(n) for n in sorted(BAD_LINES)]
 
 
+@pytest.mark.slow
 def test_fail_stops_both_ranks_at_the_first_bad_record_then_resume_finishes(
     chats, one_process, tiny_model_dir, tmp_path
 ):
@@ -292,6 +294,7 @@ def test_fail_stops_both_ranks_at_the_first_bad_record_then_resume_finishes(
     assert (metrics["resumed"], metrics["records"], metrics["processes"]) == (10, 50, 2)
 
 
+@pytest.mark.slow
 def test_a_held_lock_stops_every_rank_with_75(chats, tiny_model_dir, tmp_path):
     out = tmp_path / "out.jsonl"
     with OutputLock(str(out) + ".lock"):
@@ -304,6 +307,7 @@ def test_a_held_lock_stops_every_rank_with_75(chats, tiny_model_dir, tmp_path):
 # ---------------------------------------------------------------------- fine-tuning on two processes
 
 
+@pytest.mark.slow
 def test_finetune_on_two_processes_trains_one_run_that_serves(tmp_path, capfd):
     run_dir = tmp_path / "run"
     finetune_task(

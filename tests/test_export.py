@@ -262,6 +262,7 @@ def test_export_task_maps_errors_to_exit(tiny_model_dir, tmp_path):
     assert missing.value.code == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["hf", "ctranslate2"])
 def test_export_in_a_pipe_logs_lines_and_draws_no_bars(run_folder, tmp_path, fmt):
     if fmt == "ctranslate2":

@@ -195,6 +195,7 @@ def test_card_names_a_local_base_by_path_only(tmp_path):
     assert f"the local model folder `{base}`" in card and "huggingface.co" not in card
 
 
+@pytest.mark.slow
 def test_training_in_a_pipe_logs_one_line_per_step_and_draws_no_bars(tmp_path):
     settings = [
         "max_steps=2",

@@ -548,6 +548,7 @@ def test_python_dash_m_with_the_tiny_model_stops_on_sigterm_while_stalled(tiny_m
     assert [r["id"] for r in read_jsonl(out.read_text())] == ["s0", "s1"]
 
 
+@pytest.mark.slow
 def test_two_processes_stop_on_sigterm_while_stalled_and_write_every_record_read(tiny_model_dir, tmp_path):
     """Under torchrun the launcher passes SIGTERM to both ranks; the last share is finished on both anyway."""
     out = tmp_path / "out.jsonl"

@@ -213,6 +213,7 @@ def test_max_wait_0_waits_for_the_window_or_the_end_of_input(live):
     assert job.next_line(timeout=10)["id"] == "r0"
 
 
+@pytest.mark.slow
 def test_two_processes_write_each_summary_while_stdin_is_still_open(live):
     """Under torchrun the main process reads, deals the flushed window and writes, as one process does."""
     job = live("--max-wait", "1", launcher=TORCHRUN)

@@ -284,6 +284,7 @@ def card_python(card: str) -> str:
     return card.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow
 def test_exported_card_snippet_runs_on_transformers_5_and_links_only_what_is_there(tiny_model_dir, tmp_path):
     import os
     import sys
