@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..config import default_of, help_of
+from ..config import OPTION_FIELDS, default_of, help_of
 from ..errors import DialogsumError, OutputClosed
 from ..inference.job import JobFiles
 from ..inference.outputs import discard_stdout
@@ -159,3 +159,13 @@ def job_files(options: dict) -> JobFiles:
         resume=options["resume"],
         max_line_bytes=options["max_line_bytes"],
     )
+
+
+def settings_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The parsed options that are settings (``config.OPTION_FIELDS``), for ``run_settings``."""
+    return {name: value for name, value in options.items() if name in OPTION_FIELDS}
+
+
+def check_errors_out(options: dict[str, Any]) -> None:
+    if options["errors_out"] and options["on_error"] != "skip":
+        raise click.UsageError("--errors-out only applies with --on-error skip")

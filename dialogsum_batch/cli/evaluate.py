@@ -7,11 +7,10 @@ from typing import Any
 import click
 
 from ..backends.ct2_convert import QUANTIZATIONS
-from ..config import EVAL_BOOTSTRAP, EVAL_OUTPUT_DIR, EVAL_SPLIT, default_of
+from ..baselines import BASELINES
+from ..config import EVAL_BOOTSTRAP, EVAL_OUTPUT_DIR, EVAL_SPLIT
 from ..logs import library_bars
-from .common import CONTEXT, command_log, errors_shown, log_options
-
-BASELINES = ("lead3", "longest3")  # baselines.BASELINES, named here so --help needs no import of the scorer
+from .common import CONTEXT, command_log, errors_shown, log_options, setting_option
 
 
 @click.command("evaluate", context_settings=CONTEXT)
@@ -24,20 +23,20 @@ BASELINES = ("lead3", "longest3")  # baselines.BASELINES, named here so --help n
 @click.option("--model", "-m", help="Model folder or Hub id; leave out to evaluate --baseline alone.")
 @click.option("--split", default=EVAL_SPLIT, help="Split to evaluate; a single file is taken as this split.")
 @click.option("--output-dir", default=EVAL_OUTPUT_DIR, type=click.Path(file_okay=False), help="Report folder.")
-@click.option("--baseline", type=click.Choice(BASELINES), help="Extractive baseline, side by side with --model.")
-@click.option("--num-beams", type=click.IntRange(1), help="Beam size  [default: the model's]")
-@click.option("--max-new-tokens", type=click.IntRange(1), help="Summary length cap  [default: the model's]")
-@click.option("--length-penalty", type=float, help="Beam length penalty  [default: the model's]")
 @click.option(
-    "--batch-tokens", default=default_of("batch_tokens"), type=click.IntRange(1), help="Padded tokens a batch."
+    "--baseline", type=click.Choice(sorted(BASELINES)), help="Extractive baseline, side by side with --model."
 )
-@click.option("--device", default=default_of("device"), help="auto, cpu, cuda or cuda:N.")
-@click.option("--backend", default=default_of("backend"), help="auto, transformers, ctranslate2 or a plugin's.")
-@click.option("--quantization", type=click.Choice(QUANTIZATIONS), help="CTranslate2 weights for the conversion.")
+@setting_option("--num-beams", type=click.IntRange(1))
+@setting_option("--max-new-tokens", type=click.IntRange(1))
+@setting_option("--length-penalty", type=float)
+@setting_option("--batch-tokens", type=click.IntRange(1))
+@setting_option("--device")
+@setting_option("--backend")
+@setting_option("--quantization", type=click.Choice(QUANTIZATIONS))
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N records of the split.")
 @click.option("--bootstrap", default=EVAL_BOOTSTRAP, type=click.IntRange(1), help="Resamples for 95% intervals.")
 @click.option("--seed", default=0, type=int, help="Seed of the bootstrap resampling.")
-@click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights when no safetensors exist.")
+@setting_option("--allow-pickle", is_flag=True)
 @click.option("--force", is_flag=True, help="Write into a non-empty --output-dir (an earlier evaluation's files).")
 @log_options
 def evaluate(**options: Any) -> None:

@@ -11,12 +11,13 @@ from typing import Any
 import click
 
 from ..backends.ct2_convert import QUANTIZATIONS
-from ..config import MODEL_ENV, OPTION_FIELDS, RaySettings, RunSettings, run_settings
+from ..config import MODEL_ENV, RaySettings, RunSettings, run_settings
 from ..logs import library_bars, stderr_is_terminal
 from .common import (
     CONTEXT,
     EPILOG,
     batching_options,
+    check_errors_out,
     command_log,
     decoding_options,
     errors_shown,
@@ -26,6 +27,7 @@ from .common import (
     long_options,
     output_options,
     setting_option,
+    settings_options,
 )
 
 INTERRUPTED = "interrupted: the rows written are whole; rerun with --resume to go on"
@@ -94,13 +96,12 @@ def ray_command(**options: Any) -> None:
 def check_usage(options: dict[str, Any]) -> None:
     if "-" in options["inputs"]:
         raise click.UsageError("dialogsum-batch ray reads files or folders (Ray tasks read them), not stdin")
-    if options["errors_out"] and options["on_error"] != "skip":
-        raise click.UsageError("--errors-out only applies with --on-error skip")
+    check_errors_out(options)
 
 
 def build_settings(options: dict[str, Any]) -> RunSettings:
     """The run's settings from the options named as the Python API names them."""
-    return run_settings(**{name: options[name] for name in OPTION_FIELDS if name in options})
+    return run_settings(**settings_options(options))
 
 
 def ray_settings(options: dict[str, Any]) -> RaySettings:

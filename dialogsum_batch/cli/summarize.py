@@ -12,7 +12,7 @@ import click
 
 from ..backends import registry
 from ..backends.ct2_convert import FAST_QUANTIZATION, QUANTIZATIONS
-from ..config import MODEL_ENV, OPTION_FIELDS, RunSettings, ShardSettings, run_settings
+from ..config import MODEL_ENV, RunSettings, ShardSettings, run_settings
 from ..errors import ModelError, refuse_float16
 from ..inference.job import JobFiles, written_files
 from ..inference.outputs import OUTPUT_FIELDS, same_file
@@ -25,6 +25,7 @@ from .common import (
     CONTEXT,
     EPILOG,
     batching_options,
+    check_errors_out,
     command_log,
     decoding_options,
     errors_shown,
@@ -34,6 +35,7 @@ from .common import (
     long_options,
     output_options,
     setting_option,
+    settings_options,
 )
 
 # A second signal stops at once: --resume still finds every whole line of an output file.
@@ -142,9 +144,9 @@ def summarize(**options) -> None:
       dialogsum-batch data/test.jsonl --num-beams 4 --metrics-out metrics.json
       dialogsum-batch 'logs/*.jsonl.gz' -o out.jsonl --resume --on-error skip --errors-out bad.jsonl
     """
-    check_usage(options)
-    log = command_log(options)
     files = job_files(options)
+    check_usage(options, files)
+    log = command_log(options)
     asked = options["progress"]
     progress = not options["quiet"] and (stderr_is_terminal() if asked is None else asked)
     again = INTERRUPTED_AGAIN_STDOUT if options["output"] == "-" else INTERRUPTED_AGAIN
@@ -154,12 +156,11 @@ def summarize(**options) -> None:
     sys.exit(code)
 
 
-def check_usage(options: dict) -> None:
+def check_usage(options: dict, files: JobFiles) -> None:
     """Flag combinations that cannot work: a usage error (exit 2) before anything starts."""
     if options["resume"] and options["output"] == "-":
         raise click.UsageError("--resume needs -o/--output FILE: stdout cannot be read back")
-    if options["errors_out"] and options["on_error"] != "skip":
-        raise click.UsageError("--errors-out only applies with --on-error skip")
+    check_errors_out(options)
     try:
         refuse_float16(options["dtype"], options["force_dtype"])
     except ModelError as error:
@@ -175,7 +176,7 @@ def check_usage(options: dict) -> None:
             f"({', '.join(sorted(OUTPUT_FIELDS))} are never copied from the input)"
         )
     check_shard(options)
-    check_written_files(job_files(options))
+    check_written_files(files)
     check_fit(options)
 
 
@@ -223,7 +224,7 @@ def check_written_files(files: JobFiles) -> None:
 
 def build_settings(options: dict) -> RunSettings:
     """One frozen RunSettings from the parsed options (named as ``config.OPTION_FIELDS`` names them)."""
-    named = {name: value for name, value in options.items() if name in OPTION_FIELDS}
+    named = settings_options(options)
     if options["fast"]:
         named["quantization"] = FAST_QUANTIZATION
     return run_settings(**{**named, "shard": shard_settings(options)})
