@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from .backends.common import usable_cores
-from .config import DEFAULT_MODEL, MODEL_ENV, RaySettings, RunSettings
-from .errors import ConfigError, DataError, DialogsumError, InputError, ModelError, first_line
-from .hub import is_hub_id
+from .backends.resolve import check_not_missing
+from .config import DEFAULT_MODEL, RaySettings, RunSettings
+from .errors import ConfigError, DataError, DialogsumError, InputError, first_line
 from .inference.job import (
     Ending,
     JobFiles,
@@ -275,7 +275,7 @@ def _ray_job(
         claim_metrics(files, ending)
         inputs = [path for path in job_inputs(files, log) if path != "-"]
         if not cluster_address(cluster):  # every actor runs here: a missing model folder fails now, in one line
-            check_model_folder(settings.model.name)
+            check_not_missing(settings.model.name)
         stack.enter_context(connected(ray, cluster, log))
         workers = ending.processes = worker_count(ray, cluster)
         actors = plural(workers, "model actor")
@@ -316,12 +316,6 @@ def connected(ray: Any, cluster: RaySettings, log: Log) -> Iterator[None]:
 
 def cluster_address(cluster: RaySettings) -> str | None:
     return cluster.address or os.environ.get("RAY_ADDRESS") or None
-
-
-def check_model_folder(name: str) -> None:
-    """A model named by a path that does not exist: the error every actor would die of, before Ray starts."""
-    if not is_hub_id(name) and not Path(name).expanduser().is_dir():
-        raise ModelError(f"model folder '{name}' does not exist; pass --model DIR or set {MODEL_ENV}")
 
 
 def local_workers(cluster: RaySettings) -> int:

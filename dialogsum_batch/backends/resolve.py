@@ -41,16 +41,22 @@ class PickleOnlyError(ModelError):
         super().__init__(f"{self.reason}; pass --allow-pickle to load them anyway")
 
 
+def check_not_missing(name: str) -> None:
+    """ModelError for a name that can only be a local folder and is not there: ./run, /srv/model and ~/model
+    are paths, never Hub ids. Cheap and offline, so a job can say it before anything starts."""
+    if not is_hub_id(name) and not Path(name).expanduser().is_dir():
+        raise ModelError(f"model folder '{name}' does not exist; pass --model DIR or set {MODEL_ENV}")
+
+
 def resolve_model(name: str, allow_pickle: bool = False, log: Say | None = None) -> str:
     """A local folder for ``name``: the folder itself, or a Hub snapshot (cached or fetched).
 
     For a Hub id, ``log`` gets one line naming the revision used (main or ``refs/pr/N``).
     """
     say = log or (lambda _: None)
+    check_not_missing(name)
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
-    if not is_hub_id(name):  # ./run, /srv/model and ~/model are paths that do not exist, never ids
-        raise ModelError(f"model folder '{name}' does not exist; pass --model DIR or set {MODEL_ENV}")
     cached = cached_snapshot(name, allow_pickle)
     if cached:
         folder, revision = cached

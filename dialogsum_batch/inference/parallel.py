@@ -214,8 +214,7 @@ def merge(done: Sequence[ShareDone], window: Sequence[Item]) -> list[Outcome]:
 
 
 def summarize_share(
-    backend: Backend,
-    settings: RunSettings,
+    summarizer: Summarizer,
     items: list[Item],
     stop: StopFlag,
     log: Log,
@@ -224,7 +223,6 @@ def summarize_share(
 ) -> ShareDone:
     """Summarize a share; a signal or a DialogsumError is reported, not raised. A ``final`` share (the input
     ended at a stop) is finished whatever the signal: its records were read and cannot be again."""
-    summarizer = Summarizer.from_settings(settings, backend)
     engine = summarizer.engine(should_stop=lambda: stop() and not final, log=log.warning)
     done = ShareDone()
     try:
@@ -293,13 +291,13 @@ def _job(
 
     with contextlib.ExitStack() as stack:
         resumed = _on_main(link, take)  # only the main process selects records
-        backend = _on_every_rank(link, lambda: Summarizer.from_settings(settings, backend, log=log.info).backend)
-        ending.backend = backend
+        summarizer = _on_every_rank(link, lambda: Summarizer.from_settings(settings, backend, log=log.info))
+        ending.backend = summarizer.backend
         if not link.world.is_main:
-            return _follow(link, settings, backend, log)
-        where = f"{link.world.size} processes, {backend.device} here"
-        log.info(f"model {settings.model.name} on {where} ({serving(backend)})")
-        return _lead(link, files, settings, backend, resumed, log, progress, ending)
+            return _follow(link, summarizer, log)
+        where = f"{link.world.size} processes, {summarizer.backend.device} here"
+        log.info(f"model {settings.model.name} on {where} ({serving(summarizer.backend)})")
+        return _lead(link, files, summarizer, resumed, log, progress, ending)
 
 
 def _on_main(link: Link, action: Callable[[], Any]) -> Any:
@@ -340,7 +338,7 @@ def _rank_error(rank: int, code: int, message: str) -> DialogsumError:
     return error
 
 
-def _follow(link: Link, settings: RunSettings, backend: Backend, log: Log) -> tuple[int, Stats]:
+def _follow(link: Link, summarizer: Summarizer, log: Log) -> tuple[int, Stats]:
     """A non-main rank: summarize each share dealt to it until told to stop."""
     stop = StopFlag(grace=FORWARDED_SIGNAL_GRACE)
     stats = Stats()  # the main process counts what is written; this rank only its engine's work
@@ -351,14 +349,13 @@ def _follow(link: Link, settings: RunSettings, backend: Backend, log: Log) -> tu
                 if order.finish:
                     link.collect(stats.engine)
                 return order.code, stats
-            link.collect(summarize_share(backend, settings, order.items, stop, log, stats.engine, order.final))
+            link.collect(summarize_share(summarizer, order.items, stop, log, stats.engine, order.final))
 
 
 def _lead(
     link: Link,
     files: JobFiles,
-    settings: RunSettings,
-    backend: Backend,
+    summarizer: Summarizer,
     resumed: Resumed,
     log: Log,
     progress: bool,
@@ -370,7 +367,7 @@ def _lead(
     others as a Stop when they are waiting for an order; when they are busy, the launcher ends them.
     """
     try:
-        return _write_all(link, files, settings, backend, resumed, log, progress, ending)
+        return _write_all(link, files, summarizer, resumed, log, progress, ending)
     except BaseException as exc:
         if link.others == "ready":
             link.stop(130 if isinstance(exc, KeyboardInterrupt) else getattr(exc, "exit_code", 1), finish=False)
@@ -380,8 +377,7 @@ def _lead(
 def _write_all(
     link: Link,
     files: JobFiles,
-    settings: RunSettings,
-    backend: Backend,
+    summarizer: Summarizer,
     resumed: Resumed,
     log: Log,
     progress: bool,
@@ -389,6 +385,7 @@ def _write_all(
 ) -> tuple[int, Stats]:
     stop = StopFlag(grace=FORWARDED_SIGNAL_GRACE)
     mine = EngineCounts()
+    settings = summarizer.settings
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(progress_bar(progress, files, settings))
         bar.started()
@@ -398,7 +395,7 @@ def _write_all(
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack, link.world.size)
 
         def summarize(items: list[Item], final: bool) -> ShareDone:
-            return summarize_share(backend, settings, items, stop, log, mine, final)
+            return summarize_share(summarizer, items, stop, log, mine, final)
 
         code = _rounds(
             link,

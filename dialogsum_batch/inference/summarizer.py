@@ -42,20 +42,20 @@ class Summarizer:
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, backend: str = "auto", *, log: Say | None = None, **options: Any):
-        self.settings = run_settings(model=model, backend=backend, **options)
-        check_on_error(self.settings.on_error)
-        self.log: Say = log or (lambda _: None)
-        self.backend: Backend = load_backend(self.settings.model, self.settings.decode, log=self.log)
+        self._start(run_settings(model=model, backend=backend, **options), None, log)
 
     @classmethod
     def from_settings(cls, settings: RunSettings, backend: Backend | None = None, log: Say | None = None) -> Summarizer:
         """From settings built already (the command, ``evaluate``); ``backend`` skips loading (tools, tests)."""
-        check_on_error(settings.on_error)
         made = cls.__new__(cls)
-        made.settings = settings
-        made.log = log or (lambda _: None)
-        made.backend = backend or load_backend(settings.model, settings.decode, log=made.log)
+        made._start(settings, backend, log)
         return made
+
+    def _start(self, settings: RunSettings, backend: Backend | None, log: Say | None) -> None:
+        check_on_error(settings.on_error)
+        self.settings = settings
+        self.log: Say = log or (lambda _: None)
+        self.backend: Backend = backend or load_backend(settings.model, settings.decode, log=self.log)
 
     def describe(self) -> dict[str, object]:
         """What serves the model: backend, device, weight type and decoding settings."""
