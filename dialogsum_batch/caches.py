@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .backends.ct2_cache import cache_root, clear_entries, format_entries, list_entries
 from .config import cache_home, downloads_dir
+from .files import exclusive_lock
 
 DAY = 86400.0
 
@@ -23,19 +24,31 @@ def describe_caches() -> str:
 
 
 def clear_caches(older_than_days: float | None = None) -> str:
-    """Remove conversions and downloads (those unused for ``older_than_days``, else all); what was freed."""
+    """Remove conversions and downloads (those unused for ``older_than_days``, else all); what was freed.
+
+    A download being fetched right now (its lock held) is left alone, as a conversion being made is.
+    """
     removed = clear_entries(cache_root(), older_than_days)
     freed = sum(entry.size_bytes for entry in removed)
     cutoff = time.time() - older_than_days * DAY if older_than_days is not None else None
     gone = 0
     for path in download_files():
-        if cutoff is None or path.stat().st_mtime < cutoff:
-            freed += path.stat().st_size
+        stat = path.stat()
+        if cutoff is not None and stat.st_mtime >= cutoff:
+            continue
+        with exclusive_lock(path.with_name(path.name + ".lock"), wait=False) as held:  # corpora's download lock
+            if held is None:
+                continue
             shutil.rmtree(path.parent, ignore_errors=True)  # each download has a folder of its own
-            gone += 1
+        freed += stat.st_size
+        gone += 1
     return f"removed {len(removed)} conversions and {gone} downloads ({freed / 2**20:.1f} MiB) from {cache_home()}"
 
 
 def download_files() -> list[Path]:
-    root = downloads_dir()
-    return sorted(path for path in root.glob("*/*") if path.is_file() and not path.name.endswith(".lock"))
+    """The finished downloads: not their lock files, nor the hidden part a fetch in progress writes."""
+    return sorted(
+        path
+        for path in downloads_dir().glob("*/*")
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(".lock")
+    )
