@@ -10,7 +10,7 @@ yields ``Parsed`` and never raises on bad data, and ``sniff(head)`` says why con
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import IO
 
@@ -47,9 +47,12 @@ def registry() -> dict[str, Format]:
     return found
 
 
-def parse_input(context: ReadContext, fmt: str, stream: IO[bytes] | None) -> Iterator[Parsed]:
-    """One input's dialogues: ``fmt`` or, for ``auto``, the format its content and name point to."""
-    return parse_stream(context, fmt, stream, registry())
+def parse_input(
+    context: ReadContext, fmt: str, stream: IO[bytes] | None, formats: Mapping[str, Format] | None = None
+) -> Iterator[Parsed]:
+    """One input's dialogues: ``fmt`` or, for ``auto``, the format its content and name point to. ``formats``
+    is the registry, looked up once by a caller reading many inputs (entry points are scanned, not cached)."""
+    return parse_stream(context, fmt, stream, formats if formats is not None else registry())
 
 
 __all__ = ["MORE", "Format", "Head", "Parsed", "ReadContext", "format_names", "is_folder", "parse_input", "registry"]

@@ -5,6 +5,7 @@ cues split into dialogues where a silence exceeds --gap, their times written as 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -41,7 +42,7 @@ def cues(lines: Lines, context: ReadContext) -> Iterator[tuple[int, datetime, li
     """Each cue's first line, start and text lines; a block without a timing line is an error (WebVTT's header,
     NOTE, STYLE and REGION blocks are skipped)."""
     block: list[tuple[int, str]] = []
-    for number, text in [*lines, (0, "")]:
+    for number, text in itertools.chain(lines, [(0, "")]):  # a blank line at the end closes the last cue
         if isinstance(text, InputError):
             yield Parsed(number, error=text)
         elif text.strip():

@@ -192,9 +192,10 @@ def read_files(
     """``read_records`` over paths expanded already: no glob is expanded again, and no path reads nothing
     (not stdin), so a job that left its own files out of a glob reads exactly what it chose."""
     index = 0
+    formats = registry()
     for path in paths:
         context = ReadContext(path, names, chats, max_line_bytes, log)
-        for item in file_records(context, index, fmt):
+        for item in file_records(context, index, fmt, formats):
             yield item
             index += 1
 
@@ -208,7 +209,9 @@ def consumed(stream: IO[bytes]) -> int:
         return 0
 
 
-def file_records(context: ReadContext, start: int, fmt: str) -> Iterator[Item]:
+def file_records(
+    context: ReadContext, start: int, fmt: str, formats: Mapping[str, Format] | None = None
+) -> Iterator[Item]:
     """One input's records, indexed from ``start``; a read failure ends the input with a BadRecord. A folder
     is not opened here: a format that reads folders (a Slack export) opens what it needs."""
     source, path = context.source, context.path
@@ -221,7 +224,7 @@ def file_records(context: ReadContext, start: int, fmt: str) -> Iterator[Item]:
             return
     index, line = start, 0
     try:
-        for parsed in parse_input(context, fmt, stream):
+        for parsed in parse_input(context, fmt, stream, formats):
             item = to_record(parsed, index, source, context.names, stdin=False)  # stdin too: <stdin>:LINE
             yield replace(item, offset=consumed(stream)) if isinstance(item, Record) and path != STDIN else item
             index, line = index + 1, parsed.line
