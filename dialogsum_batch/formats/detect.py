@@ -33,25 +33,24 @@ def read_head(lines: Iterator[Item], head: Head, formats: Mapping[str, Format]) 
         texts.append(text)
         size += len(text)
         head = Head(head.path, head.magic, tuple(texts), False, head.names, head.folder)
-        if len(texts) >= HEAD_LINES or size >= HEAD_CHARS or claims(head, formats):
+        said = answers(head, formats)  # every sniffer asked once per line read
+        if len(texts) >= HEAD_LINES or size >= HEAD_CHARS or any(why != MORE for why in said.values()):
             return head, seen  # a format has claimed it: live input is not held back for more lines
-        if not any(wants_more(f, head) for f in formats.values()):
+        if MORE not in said.values():
             return head, seen
     return Head(head.path, head.magic, tuple(texts), True, head.names, head.folder), seen
 
 
-def wants_more(fmt: Format, head: Head) -> bool:
-    return fmt.sniff is not None and fmt.sniff(head) == MORE
+def answers(head: Head, formats: Mapping[str, Format]) -> dict[str, str]:
+    """What each sniffer says of the head, in the registry's order: why it recognises it, or MORE (it needs
+    more lines); formats that say nothing are left out."""
+    said = {name: fmt.sniff(head) if fmt.sniff else None for name, fmt in formats.items()}
+    return {name: why for name, why in said.items() if why}
 
 
 def claims(head: Head, formats: Mapping[str, Format]) -> list[tuple[str, str]]:
     """(format, why) for each format whose sniffer recognises the head, in the registry's order."""
-    found = []
-    for name, fmt in formats.items():
-        reason = fmt.sniff(head) if fmt.sniff else None
-        if reason and reason != MORE:
-            found.append((name, reason))
-    return found
+    return [(name, why) for name, why in answers(head, formats).items() if why != MORE]
 
 
 def by_name(path: str, formats: Mapping[str, Format]) -> str | None:
