@@ -22,9 +22,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     from rouge_score.scoring import Score
 
 ROUGE_LABELS: dict[str, str] = {
@@ -119,7 +118,7 @@ def _best_per_type(candidates: list[dict[str, Score]]) -> dict[str, Score]:
     """Keep, per ROUGE type, the candidate with the highest F (first one on ties)."""
     best: dict[str, Score] = {}
     for rouge_type in ROUGE_TYPES:
-        index = int(np.argmax([scores[rouge_type].fmeasure for scores in candidates]))
+        index = max(range(len(candidates)), key=lambda i: candidates[i][rouge_type].fmeasure)  # first on ties
         best[rouge_type] = candidates[index][rouge_type]
     return best
 
@@ -146,11 +145,15 @@ def _as_matrix(per_record: Sequence[dict[str, float]]) -> np.ndarray:
         missing = [t for t in ROUGE_TYPES if t not in record]
         if missing:
             raise ValueError(f"record {index}: ROUGE scores lack {', '.join(missing)}")
+    import numpy as np  # numpy only where scores are aggregated: importing the names stays light (invoke --list)
+
     return np.array([[record[t] for t in ROUGE_TYPES] for record in per_record], dtype=float)
 
 
 def _resampled_means(matrix: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     """Means of ``n_resamples`` bootstrap samples, in chunks to bound memory."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     n_records = matrix.shape[0]
     chunk = max(1, 2_000_000 // n_records)  # at most ~2M indices (16 MB) at once
@@ -183,6 +186,8 @@ def bootstrap_interval(
     plain = matrix.mean(axis=0)
     means = _resampled_means(matrix, n_resamples, seed)
     tail = (1.0 - confidence) / 2 * 100
+    import numpy as np
+
     low, high = np.percentile(means, [tail, 100 - tail], axis=0)
     return {
         rouge_type: {
