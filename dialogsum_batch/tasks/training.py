@@ -8,7 +8,7 @@ from invoke.exceptions import Exit
 
 from ..errors import DialogsumError
 from ..training.launch import launch_finetune, launched
-from ..training.options import TASK_HELP, TASK_ITERABLE, run_finetune, takes_options
+from ..training.options import INTERRUPTED, TASK_HELP, TASK_ITERABLE, finetune_run, takes_options
 from ..training.runtime import prepare_cuda_allocator
 from . import register
 
@@ -26,15 +26,14 @@ def finetune(c, options: dict[str, Any]) -> None:
       invoke finetune --accelerate-config fsdp.yaml --output-dir runs/pegasus
     """
     prepare_cuda_allocator()  # before anything below imports torch; launched processes inherit it
-    if launched(options):
-        try:
+    try:
+        if launched(options):
             code = launch_finetune(options)
-        except DialogsumError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from exc
-        if code:
-            raise Exit(f"error: accelerate launch exited with {code}", code=code)
-        return
-    outcome = run_finetune(options)
-    if outcome.code:
-        raise Exit(outcome.text, code=outcome.code)
-    print(outcome.text)
+            if code:
+                raise Exit(f"error: accelerate launch exited with {code}", code=code)
+            return
+        print(finetune_run(options))
+    except DialogsumError as exc:
+        raise Exit(f"error: {exc}", code=exc.exit_code) from exc
+    except KeyboardInterrupt:
+        raise Exit(INTERRUPTED, code=130) from None

@@ -13,9 +13,9 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-from ..errors import ConfigError, DialogsumError
+from ..errors import ConfigError
 from .presets import load_train_config
 from .runtime import prepare_cuda_allocator
 
@@ -162,13 +162,6 @@ def module_arguments(options: Mapping[str, Any]) -> list[str]:
     return arguments
 
 
-class Outcome(NamedTuple):
-    """How a run ended, for the command to print and exit with."""
-
-    code: int  # exit status: 0, a DialogsumError's (1 for bad settings, data or model), 130 when interrupted
-    text: str  # the run folder (for stdout), or one line for a person (for stderr)
-
-
 def finetune_run(options: Mapping[str, Any]) -> str:
     """Load the config the options describe and train it in this process; the run folder. Raises
     DialogsumError for bad settings, data or model (one line each)."""
@@ -177,13 +170,3 @@ def finetune_run(options: Mapping[str, Any]) -> str:
     from . import trainer  # torch and transformers: seconds to import, so only for settings known to be good
 
     return str(trainer.finetune(config))
-
-
-def run_finetune(options: Mapping[str, Any]) -> Outcome:
-    """``finetune_run`` with expected failures as one line and an exit code (for the Invoke task)."""
-    try:
-        return Outcome(0, finetune_run(options))
-    except DialogsumError as exc:
-        return Outcome(exc.exit_code, f"error: {exc}")
-    except KeyboardInterrupt:
-        return Outcome(130, INTERRUPTED)
