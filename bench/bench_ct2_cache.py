@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import dialogues, markdown_table, model_dir, write_records
+from common import dialogues, markdown_table, model_dir, read_records, write_records
 
 SYSTEMS = {  # name -> (backend, quantization)
     "transformers fp32": ("transformers", None),
@@ -72,7 +72,7 @@ def run_cli(
     )
     done = harness.run_process(command, harness.command_env(args.work_dir))
     report = json.loads(metrics.read_text())
-    rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
+    rows = read_records(output)
     return {
         "system": system,
         "beams": beams,

@@ -28,7 +28,6 @@ Results: bench/results/bench_default.json and .md (``--name`` changes the file n
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 from bench_ct2_cache import add_quality, first_runs, first_runs_table
 from bench_ct2_cache import measure_quality as ct2_quality
-from common import dialogues, markdown_table, model_dir, write_records
+from common import dialogues, markdown_table, model_dir, read_records, write_records
 
 LOOP = "fixed-8 loop"
 SYSTEMS = {  # name -> extra arguments of the command (None: the loop, a program of its own)
@@ -75,7 +74,7 @@ def run_system(system: str, model: Path, records: Path, threads: int, beams: int
         **({"program": LOOP_PROGRAM} if extra is None else {}),
     )
     done = harness.run_process(command, harness.command_env(args.work_dir, OMP_NUM_THREADS=str(threads)))
-    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_records(output)
     return {
         "process_seconds": round(done.seconds, 3),
         "peak_mib": done.peak_mib,

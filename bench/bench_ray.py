@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import dialogues, markdown_table, model_dir, usable_cores, write_records
+from common import dialogues, markdown_table, model_dir, read_records, usable_cores, write_records
 
 LOCAL = "local"
 RAY = ("-m", "dialogsum_batch", "ray")  # ``dialogsum-batch ray``
@@ -56,7 +56,7 @@ def run_system(system: str, model: Path, records: Path, args: argparse.Namespace
     output, metrics = folder / "out.jsonl", folder / "metrics.json"
     output.unlink(missing_ok=True)
     done = harness.run_process(command(system, model, records, output, metrics, args), job_env(args))
-    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_records(output)
     return {
         "process_seconds": round(done.seconds, 3),
         "job_seconds": json.loads(metrics.read_text())["seconds"],

@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python bench/x.py` from a clean clone, before `pip install -e .`
     sys.path.insert(0, str(REPO))
 
+from dialogsum_batch.backends.common import usable_cores  # noqa: E402,F401 (re-exported to the scripts)
+
 RESULTS_DIR = REPO / "bench" / "results"
 WORK_DIR = Path(tempfile.gettempdir()) / "dialogsum-bench"  # built models, kept between runs (outside the repo)
 SHARED_DIALOGSUM = REPO.parent / "shared" / "data" / "dialogsum" / "dialogsum.dev.jsonl"
@@ -126,8 +128,7 @@ def dialogues(n: int, source: str = "synthetic", seed: int = 0) -> list[dict[str
         from dialogsum_batch.fixtures.synthetic import generate
 
         return list(generate(n, seed=seed))
-    path = SHARED_DIALOGSUM if source == "dialogsum" else Path(source)
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_records(SHARED_DIALOGSUM if source == "dialogsum" else Path(source))
     picked = [rows[i % len(rows)] for i in range(n)]
     return [
         {"id": f"{source}-{i}", "dialogue": r["dialogue"], "summary": r.get("summary", "")}
@@ -138,6 +139,11 @@ def dialogues(n: int, source: str = "synthetic", seed: int = 0) -> list[dict[str
 def available_sources() -> list[str]:
     """synthetic always; dialogsum when ../shared/data/dialogsum is present (never required)."""
     return ["synthetic"] + (["dialogsum"] if SHARED_DIALOGSUM.is_file() else [])
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON Lines file (records, or the summaries a measured run wrote); blank lines skipped."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write_records(path: Path, rows: Iterable[dict[str, str]], reference: bool = True) -> Path:
@@ -203,11 +209,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity), which a container may hold below the machine's."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def version(package: str) -> str | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
+from common import read_records
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tokenizer, generation = harness.load_transformers(args.model, args.num_beams, args.max_new_tokens)
-    rows = [json.loads(line) for line in args.records.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_records(args.records)
     summaries, _ = harness.fixed_batches(model, tokenizer, generation, [row["dialogue"] for row in rows])
     with args.output.open("w", encoding="utf-8") as out:
         out.writelines(json.dumps({"summary": summary}) + "\n" for summary in summaries)
