@@ -21,20 +21,15 @@ from ..errors import InputError, MissingFieldError
 from ..formats import Format, Head, ReadContext, is_folder, parse_input, registry
 from ..formats.base import Parsed
 from ..formats.detect import choose, resolve
-from ..formats.jsondoc import json_type, object_problem, parse_json_line  # noqa: F401 (re-exported)
-from ..formats.lines import (  # noqa: F401 (re-exported: the line reader is shared by every format)
-    GZIP_MAGIC,
-    JSON_WHITESPACE,
+from ..formats.jsondoc import json_type
+from ..formats.lines import (  # noqa: F401 (RAW_LIMIT, decoded_lines re-exported: the line reader every format shares)
     MAX_LINE_BYTES,
     RAW_LIMIT,
     STDIN,
     decoded_lines,
-    display_name,
     open_binary,
     shorten,
-    stdin_binary,
 )
-from ..formats.plain import parse_jsonl, parse_text  # noqa: F401 (re-exported)
 from ..logs import Log
 from ..text import normalise
 
