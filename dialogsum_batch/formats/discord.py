@@ -10,22 +10,18 @@ from typing import Any
 
 from .base import Format, Parsed, ReadContext
 from .chats import GIF, Message, chat_dialogues, listed, media, messages_of, one_line, parse_time
-from .jsondoc import JsonProblem, read_document, sniff_shape
+from .jsondoc import document_key, sniff_shape
 from .lines import Lines
 
 SAID = ("Default", "Reply")
 
 
 def read_discord(lines: Lines, context: ReadContext) -> Iterator[Parsed]:
-    document = read_document(lines, context)
-    if isinstance(document, Parsed):
-        yield document
+    opened = document_key(lines, context, "messages")
+    if isinstance(opened, Parsed):
+        yield opened
         return
-    try:
-        head, messages = document.until_key(0, "messages")
-    except JsonProblem as problem:
-        yield context.error(problem.line, problem.reason)
-        return
+    document, head, messages = opened
     if messages is None:
         yield context.error(1, "no 'messages' list: not a DiscordChatExporter JSON export (tried discord)")
         return

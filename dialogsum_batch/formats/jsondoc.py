@@ -151,6 +151,21 @@ class JsonDocument:
             pos = self.expect(pos, ",", "',' or '}'")
 
 
+def document_key(
+    lines: Lines, context: ReadContext, key: str
+) -> tuple[JsonDocument, dict[str, Any], int | None] | Parsed:
+    """A chat export's document, the members before ``key`` at its top level, and where ``key``'s value starts
+    (None when the top level has no such key); or, as a Parsed, the one error that stops the input."""
+    document = read_document(lines, context)
+    if isinstance(document, Parsed):
+        return document
+    try:
+        head, found = document.until_key(0, key)
+    except JsonProblem as problem:
+        return context.error(problem.line, problem.reason)
+    return document, head, found
+
+
 def read_document(lines: Lines, context: ReadContext) -> JsonDocument | Parsed:
     """The document's text, up to the first line that is not text (kept as ``cut``); a document over the size
     cap is an error instead."""

@@ -11,7 +11,7 @@ from typing import Any
 from .base import Format, Parsed, ReadContext
 from .chats import AUDIO, FILE, GIF, PHOTO, VIDEO, Message, chat_dialogues, join_text, media, messages_of, one_line
 from .chats import parse_time as iso_time
-from .jsondoc import JsonDocument, JsonProblem, read_document, sniff_shape
+from .jsondoc import JsonDocument, JsonProblem, document_key, sniff_shape
 from .lines import Lines
 
 MEDIA_TYPES = {
@@ -25,17 +25,13 @@ MEDIA_TYPES = {
 
 
 def read_telegram(lines: Lines, context: ReadContext) -> Iterator[Parsed]:
-    document = read_document(lines, context)
-    if isinstance(document, Parsed):
-        yield document
+    opened = document_key(lines, context, "messages")
+    if isinstance(opened, Parsed):
+        yield opened
         return
-    try:
-        head, messages = document.until_key(0, "messages")
-        if messages is None and "chats" not in head:
-            yield context.error(1, "no 'messages' list and no 'chats': not a Telegram Desktop export (tried telegram)")
-            return
-    except JsonProblem as problem:
-        yield context.error(problem.line, problem.reason)
+    document, head, messages = opened
+    if messages is None and "chats" not in head:
+        yield context.error(1, "no 'messages' list and no 'chats': not a Telegram Desktop export (tried telegram)")
         return
     if messages is not None:
         yield from chat_dialogues(
