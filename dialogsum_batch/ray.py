@@ -45,7 +45,6 @@ from .inference.job import (
     JobFiles,
     StopFlag,
     claim,
-    claim_metrics,
     exit_code,
     finish_job,
     interrupted,
@@ -271,8 +270,7 @@ def _ray_job(
     ray = import_ray()
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
-        resumed = claim(files, stack, log)  # before Ray starts: a foreign output fails in a second
-        claim_metrics(files, ending)
+        resumed = claim(files, stack, log, ending)  # before Ray starts: a foreign output fails in a second
         inputs = [path for path in job_inputs(files, log) if path != "-"]
         if not cluster_address(cluster):  # every actor runs here: a missing model folder fails now, in one line
             check_not_missing(settings.model.name)
@@ -282,8 +280,7 @@ def _ray_job(
         log.info(f"ray: {plural(len(inputs), 'input file')}, {actors} of {describe_actor(cluster)}")
         bar = stack.enter_context(progress_bar(progress))  # dialogues: Ray reads the files itself
         bar.started()
-        writer = open_writer(files, settings, resumed, log, bar, stack)
-        ending.stats = writer.stats
+        writer = open_writer(files, settings, resumed, log, bar, stack, ending)
         writer.stats.resumed = sum(resumed.done.values())
         dataset = job_dataset(ray, inputs, files, settings, cluster, workers, dict(resumed.done))
         stack.enter_context(stop.installed())

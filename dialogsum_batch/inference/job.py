@@ -152,15 +152,17 @@ def unreadable(path: str) -> str | None:
     return None if os.access(path, os.R_OK) else "Permission denied"  # a folder too: a format may read it (Slack)
 
 
-def claim(files: JobFiles, stack: contextlib.ExitStack, log: Log) -> Resumed:
-    """Take the output's lock (held until ``stack`` closes) and, under --resume, read what earlier runs wrote
-    (``outputs.read_resumed``), before the model loads: a file that is not ours fails in a second."""
+def claim(files: JobFiles, stack: contextlib.ExitStack, log: Log, ending: Ending) -> Resumed:
+    """Take the output's lock (held until ``stack`` closes), under --resume read what earlier runs wrote
+    (``outputs.read_resumed``), then take the metrics file (``claim_metrics``), all before the model loads: a
+    file that is not ours fails in a second."""
     path = lock_path(files)
     if path:
         stack.enter_context(OutputLock(path))
-    if not files.resume:
-        return Resumed()
-    resumed = read_resumed(files.output, files.errors_out, resume_limit(files.max_line_bytes))
+    resumed = Resumed()
+    if files.resume:
+        resumed = read_resumed(files.output, files.errors_out, resume_limit(files.max_line_bytes))
+    claim_metrics(files, ending)
     if resumed.done:
         log.info(f"resuming: {sum(resumed.done.values())} records already in {files.output}")
     return resumed
@@ -235,12 +237,21 @@ def this_shard(paths: list[str], shard: ShardSettings | None, log: Log) -> tuple
 
 
 def open_writer(
-    files: JobFiles, settings: RunSettings, resumed: Resumed, log: Log, bar: Progress, stack: contextlib.ExitStack
+    files: JobFiles,
+    settings: RunSettings,
+    resumed: Resumed,
+    log: Log,
+    bar: Progress,
+    stack: contextlib.ExitStack,
+    ending: Ending,
 ) -> ResultWriter:
-    """The job's outputs, closed with ``stack``: summaries, the errors file, the counts and the progress bar."""
+    """The job's outputs, closed with ``stack``: summaries, the errors file, the counts and the progress bar;
+    ``ending`` reports the writer's counts however the job ends."""
     errors = ErrorSink(files.errors_out, settings.on_error, log, stack, files.resume, resumed.seen)
     records = JsonlWriter(stack.enter_context(closing_output(open_output(files.output, files.resume))))
-    return ResultWriter(records, errors, settings.keep_fields, bar, names=settings.fields)
+    writer = ResultWriter(records, errors, settings.keep_fields, bar, names=settings.fields)
+    ending.stats = writer.stats
+    return writer
 
 
 def input_feed(

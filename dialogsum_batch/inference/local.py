@@ -14,7 +14,6 @@ from .job import (
     StopFlag,
     check_inputs,
     claim,
-    claim_metrics,
     exit_code,
     finish_job,
     interrupted,
@@ -42,8 +41,7 @@ def _run(
 ) -> int:
     stop = StopFlag()
     with contextlib.ExitStack() as stack:
-        resumed = claim(files, stack, log)  # before the model loads: a foreign output fails in a second
-        claim_metrics(files, ending)
+        resumed = claim(files, stack, log, ending)  # before the model loads: a foreign output fails in a second
         check_inputs(files, settings.on_error)  # before the model loads: a typo fails in a second
         stdin_hint(files, log)
         stack.enter_context(stop.installed())
@@ -52,8 +50,7 @@ def _run(
         backend = ending.backend = summarizer.backend
         log.info(f"model {settings.model.name} on {backend.device} ({serving(backend)})")
         bar.started()
-        writer = open_writer(files, settings, resumed, log, bar, stack)
-        ending.stats = writer.stats
+        writer = open_writer(files, settings, resumed, log, bar, stack, ending)
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack)
         # A stop while the input is stalled ends the input (feed.stopped): the records taken are still finished.
         engine = summarizer.engine(should_stop=lambda: stop() and not feed.stopped, log=log.warning)

@@ -40,7 +40,6 @@ from .job import (
     StopFlag,
     check_inputs,
     claim,
-    claim_metrics,
     exit_code,
     finish_job,
     interrupted,
@@ -283,8 +282,7 @@ def _job(
     """Lock and resume state from the main process, a model on every rank, then lead or follow."""
 
     def take() -> Resumed:
-        resumed = claim(files, stack, log)
-        claim_metrics(files, ending)
+        resumed = claim(files, stack, log, ending)
         check_inputs(files, settings.on_error)
         stdin_hint(files, log)
         return resumed
@@ -389,8 +387,7 @@ def _write_all(
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(progress_bar(progress, files, settings))
         bar.started()
-        writer = open_writer(files, settings, resumed, log, bar, stack)
-        ending.stats = writer.stats
+        writer = open_writer(files, settings, resumed, log, bar, stack, ending)
         stack.enter_context(stop.installed())
         feed, items = selected_input(files, settings, resumed, writer.stats, stop, log, stack, link.world.size)
 
