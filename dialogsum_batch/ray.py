@@ -201,7 +201,7 @@ def read_file(
     record as JSON, or the bad record's error)."""
     items = read_files([task["path"]], input_format, settings.fields, max_line_bytes, settings.chats)
     for item in select(items, Stats(), done):
-        yield job_row(item)  # type: ignore[arg-type]  (read_files yields no CUT)
+        yield job_row(item)  # type: ignore[arg-type]  (read_files yields no FLUSH)
 
 
 def job_row(item: Item) -> dict[str, str]:
