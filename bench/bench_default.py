@@ -39,6 +39,7 @@ import harness
 from bench_ct2_cache import add_quality, first_runs, first_runs_table
 from bench_ct2_cache import measure_quality as ct2_quality
 from common import dialogues, markdown_table, model_dir, read_records, write_records
+from source_lengths import model_lengths
 
 LOOP = "fixed-8 loop"
 SYSTEMS = {  # name -> extra arguments of the command (None: the loop, a program of its own)
@@ -188,7 +189,8 @@ def markdown(report: dict[str, Any]) -> str:
     first = first_runs_table(report["first_run"])
     lines = [
         f"Model {report['model']}, {report['records']} {report['source']} records, max_new_tokens "
-        f"{report['max_new_tokens']}, best of {report['repeats']}, whole processes.",
+        f"{report['max_new_tokens']}, best of {report['repeats']}, whole processes; {report['source_tokens_mean']} "
+        "source tokens on average under the model's tokenizer (`source_lengths.py` compares a real one).",
         "",
         speed,
         "",
@@ -219,10 +221,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     model = model_dir(args.model, args.work_dir)
-    records = write_records(work(args) / "records.jsonl", dialogues(args.records, args.source, seed=1), reference=False)
+    rows = dialogues(args.records, args.source, seed=1)
+    records = write_records(work(args) / "records.jsonl", rows, reference=False)
+    lengths = model_lengths(model, [row["dialogue"] for row in rows])
     first_run = measure_first_run(model, records, args)
     speed = measure_speed(model, records, args)
     return {
+        "source_tokens_mean": round(sum(lengths) / len(lengths), 1),
         "first_run": first_run,
         "speed": speed,
         "quality": measure_quality(args),
