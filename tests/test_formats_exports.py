@@ -349,3 +349,34 @@ def test_a_time_without_offset_among_offsets_is_read_as_utc(tmp_path):
     path.write_text(json.dumps(discord_export(messages)), encoding="utf-8")
     (record,) = read(path)
     assert record.dialogue == "Anna: first\nBen: second\nAnna: third"
+
+
+def bad_line_after(document) -> bytes:
+    """``document`` as indented JSON, then a line that is not UTF-8 after its closing brace."""
+    return json.dumps(document, indent=1).encode() + b"\n\xff\n"
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("discord.json", bad_line_after(discord_export(DISCORD_MESSAGES))),
+        ("result.json", bad_line_after(TELEGRAM_CHAT)),
+        ("account.json", bad_line_after({"about": "x", "chats": {"list": [TELEGRAM_CHAT]}})),
+    ],
+)
+def test_a_bad_line_after_an_exports_messages_is_an_error_not_dropped(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    items = read(path)
+    last = content.count(b"\n")  # the bad line is the file's last
+    assert errors(items) == [f"{path}:{last}: invalid UTF-8 at byte 0"]
+    assert dialogues(items)  # the messages before it still flow
+
+
+def test_a_bad_line_after_a_slack_days_messages_is_an_error_not_dropped(tmp_path):
+    raw = {"general/2024-01-14.json": json.dumps(DAY2, indent=1).encode() + b"\n\xff\n"}
+    path = slack_zip(tmp_path / "e.zip", slack_files(), raw)
+    items = read(path)
+    (error,) = errors(items)
+    assert error.startswith(f"{path}:general/2024-01-14.json:") and error.endswith("invalid UTF-8 at byte 0")
+    assert [item.id for item in items if isinstance(item, Record)] == [expected for expected, _ in EXPECTED_SLACK]

@@ -117,18 +117,20 @@ class JsonDocument:
         return pos + 1
 
     def items(self, pos: int) -> Iterator[tuple[int, Any]]:
-        """(line, value) of each item of the array at ``pos``; a bad spot raises after the items before it."""
+        """(line, value) of each item of the array at ``pos``; a bad spot raises after the items before it, and so
+        does a document cut after the array (the lines lost there may have held more)."""
         pos = self.expect(pos, "[", "an array")
-        if self.at(self.skip(pos)) == "]":
-            return
-        while True:
-            start = self.skip(pos)
-            value, pos = self.value(start)
-            yield self.line(start), value
-            pos = self.skip(pos)
-            if self.at(pos) == "]":
-                return
-            pos = self.expect(pos, ",", "',' or ']'")
+        if self.at(self.skip(pos)) != "]":
+            while True:
+                start = self.skip(pos)
+                value, pos = self.value(start)
+                yield self.line(start), value
+                pos = self.skip(pos)
+                if self.at(pos) == "]":
+                    break
+                pos = self.expect(pos, ",", "',' or ']'")
+        if self.cut is not None:
+            raise JsonProblem(self.cut.line or 0, self.cut.reason)
 
     def until_key(self, pos: int, key: str) -> tuple[dict[str, Any], int | None]:
         """The members of the object at ``pos`` before ``key``, and where ``key``'s value starts (None when the
