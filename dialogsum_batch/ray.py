@@ -184,10 +184,8 @@ def note_pid() -> None:
 
 
 def stderr_line(line: str) -> None:
-    """An actor's log line (Ray forwards an actor's stderr to the driver's). ``Summarizer``'s own "skipped"
-    lines are left out: they place a record in its Ray batch; the bad row says which record instead."""
-    if not line.startswith("skipped "):
-        print(line, file=sys.stderr, flush=True)
+    """An actor's log line (Ray forwards an actor's stderr to the driver's)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- the job's stages

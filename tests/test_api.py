@@ -60,7 +60,8 @@ def test_call_on_one_string_returns_its_summary():
 
 @pytest.mark.parametrize("policy", ["fail", "skip", "row"])
 def test_bad_records_follow_on_error(policy):
-    summarizer, _ = fake(on_error=policy)
+    heard: list[str] = []
+    summarizer = Summarizer.from_settings(run_settings(on_error=policy), FakeBackend(), log=heard.append)
     dialogues = ["A: one", {"dialogue": 5}, "B: three"]
     if policy == "fail":
         seen = []
@@ -71,9 +72,13 @@ def test_bad_records_follow_on_error(policy):
     rows = list(summarizer.summarize(dialogues))
     if policy == "skip":
         assert [row["id"] for row in rows] == ["0", "2"]
+        assert [line for line in heard if "must be a string" in line] == [
+            "skipped <input>:2: field 'dialogue' must be a string, got number"
+        ]  # only the log says what was left out
     else:
         assert [row.get("id") for row in rows] == ["0", None, "2"]
         assert rows[1]["line"] == 2 and "must be a string" in rows[1]["error"]
+        assert not [line for line in heard if "must be a string" in line]  # the row says it; nothing was skipped
 
 
 def test_unknown_options_and_policies_are_refused():

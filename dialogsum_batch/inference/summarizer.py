@@ -100,8 +100,10 @@ class Summarizer:
             return summary_row(outcome.item, outcome, self.settings.keep_fields)  # type: ignore[arg-type]
         if self.settings.on_error == "fail":
             raise outcome.error
+        if self.settings.on_error == "row":
+            return error_row(outcome.error)
         self.log(f"skipped {outcome.error}")
-        return error_row(outcome.error) if self.settings.on_error == "row" else None
+        return None
 
 
 def as_item(index: int, value: Any, settings: RunSettings) -> Item:
