@@ -45,6 +45,7 @@ from dialogsum_batch.files import (
     JsonLimitError,
     Sha256Counter,
     capped_lines,
+    csv_field_limit,
     decode_json_limited,
     exclusive_lock,
     loads_json_limited,
@@ -625,7 +626,8 @@ def _read_csv(path: Path, label: str) -> _Table:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(_capped_text_lines(handle, label))
         try:
-            rows = [dict(row) for row in reader]
+            with csv_field_limit(MAX_RECORD_BYTES):  # a cell may span lines, up to a record's cap
+                rows = [dict(row) for row in reader]
         except csv.Error as exc:
             raise DataError(f"{label}:{reader.line_num}: bad CSV ({exc})") from exc
         return _Table(label, tuple(reader.fieldnames or ()), rows)

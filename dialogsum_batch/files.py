@@ -14,6 +14,7 @@ raises: those stay with the caller.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -164,6 +165,17 @@ def capped_lines(stream: IO[AnyStr], limit: int) -> Iterator[AnyStr | int]:
         yield len(raw)
         while not raw.endswith(newline) and (raw := stream.readline(CHUNK)):  # type: ignore[arg-type]
             pass
+
+
+@contextmanager
+def csv_field_limit(limit: int) -> Iterator[None]:
+    """The csv module's cell cap (one value for the whole process) at ``limit`` for the block, then back as it
+    was: each reader gets its own cap, whatever another reader set before it or between its rows."""
+    saved = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(saved)
 
 
 # ----------------------------------------------------------------------------- JSON

@@ -215,6 +215,19 @@ def test_csv_single_file_is_train_and_keeps_multiline_dialogues(tmp_path: Path) 
     assert corpus["train"][0]["dialogue"] == "Ann: hi\nBob: hello"
 
 
+def test_a_csv_corpus_keeps_its_own_cell_cap_whatever_the_summarize_readers_set(tmp_path: Path) -> None:
+    from dialogsum_batch.inference.records import read_records
+
+    before = csv.field_size_limit()
+    small = write_csv(tmp_path / "chats.csv", ROWS)
+    assert list(read_records([str(small)], max_line_bytes=100))  # the command's reader, with a 100-byte cap
+    long_turn = "Ann: " + "x" * 200_000  # a cell over both that cap and csv's default (131,072)
+    corpus = load_corpus(write_csv(tmp_path / "train.csv", [dict(ROWS[0], dialogue=long_turn)]))
+
+    assert corpus["train"][0]["dialogue"] == long_turn
+    assert csv.field_size_limit() == before  # neither reader leaves its cap behind
+
+
 def test_single_file_named_by_split_uses_that_split(tmp_path: Path) -> None:
     assert list(load_corpus(write_csv(tmp_path / "samsum_test.csv", ROWS))) == ["test"]
 

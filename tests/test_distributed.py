@@ -167,7 +167,9 @@ def test_task_and_command_pass_their_options_through_accelerate_launch(monkeypat
     assert CliRunner().invoke(cli_main, ["finetune", "--output-dir", "fail", "--num-processes", "2"]).exit_code == 7
     with pytest.raises(Exit):
         finetune_task(MockContext(), preset="smoke", num_processes="two")
-    assert CliRunner().invoke(cli_main, ["finetune", "--num-processes", "two"]).exit_code == 1
+    for wrong in ("two", "0"):  # a usage error, named, before anything starts
+        refused = CliRunner().invoke(cli_main, ["finetune", "--num-processes", wrong])
+        assert refused.exit_code == 2 and "--num-processes" in refused.output
 
 
 # ---------------------------------------------------------------------- bulk inference on two processes

@@ -20,7 +20,8 @@ def click_option(option: Option) -> Callable[[Callable[..., Any]], Callable[...,
         return click.option(option.flag, option.name, is_flag=True, help=option.help)
     if option.kind is list:
         return click.option(option.flag, option.name, multiple=True, metavar=option.metavar, help=option.help)
-    return click.option(option.flag, option.name, metavar=option.metavar, help=option.help)
+    kind = click.IntRange(min=1) if option.kind is int else None  # a wrong count: a usage error (exit 2) at once
+    return click.option(option.flag, option.name, type=kind, metavar=option.metavar, help=option.help)
 
 
 def training_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError
+from ..files import csv_field_limit
 from .base import MORE, Format, Head, Parsed, ReadContext
 from .jsondoc import JsonDocument, JsonProblem, document_shape, object_problem, read_document, sniff_shape, start_of
 from .lines import Lines, shorten
@@ -41,14 +42,14 @@ class _RowLines:
 
 def read_delimited(lines: Lines, context: ReadContext, delimiter: str) -> Iterator[Parsed]:
     """Rows of a table with a header row; a row that cannot be read is an error in its place."""
-    csv.field_size_limit(context.limit)  # a cell's cap is the line cap: a runaway quote cannot hold a whole file
     rows = _RowLines(lines)
     reader = csv.reader(rows, delimiter=delimiter, strict=True)
     kind = "TSV" if delimiter == "\t" else "CSV"
     header: list[str] | None = None
     while True:
         try:
-            row = next(reader)
+            with csv_field_limit(context.limit):  # a cell's cap is the line cap: a runaway quote cannot hold a file
+                row = next(reader)
             problem = None
         except StopIteration:
             break

@@ -27,7 +27,7 @@ class Option:
     """One option, as both commands show it."""
 
     name: str  # the Python name; the flag is --name with dashes ("set_" -> --set, as Invoke spells it)
-    kind: type  # str takes a value, bool is a flag, list is repeatable
+    kind: type  # str takes a value, int a whole number of at least 1, bool is a flag, list is repeatable
     help: str
     default: Any = None  # None: not given (the preset or the file decides)
     metavar: str | None = None  # the value's placeholder in --help
@@ -68,7 +68,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("set_", list, "Any setting as KEY=VALUE, e.g. --set learning_rate=5e-5 (repeatable)", metavar="KEY=VALUE"),
     Option(
         "num_processes",
-        str,
+        int,
         "Train on N processes (one per GPU) through accelerate launch (DDP)",
         metavar="N",
         launch=True,
