@@ -69,7 +69,7 @@ setup(
         "nltk": ["nltk>=3.8"],
     },
     entry_points={
-        "console_scripts": ["dialogsum-batch=dialogsum_batch.cli:main"],
+        "console_scripts": ["dialogsum-batch=dialogsum_batch.cli:run"],
         # Input formats, declared the way a plugin declares its own (dialogsum_batch/formats/__init__.py).
         "dialogsum_batch.formats": [
             "jsonl = dialogsum_batch.formats.plain:JSONL",

@@ -1,5 +1,5 @@
 """``python -m dialogsum_batch`` runs the same command as the ``dialogsum-batch`` script."""
 
-from .cli import main
+from .cli import run
 
-main(prog_name="dialogsum-batch")
+run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from .. import allocator
 from ..version import __version__
 from .cache import cache
 from .common import CONTEXT, EPILOG
@@ -20,6 +21,8 @@ from .summarize import summarize
 
 DEFAULT_COMMAND = "summarize"
 GROUP_FLAGS = ("-h", "--help", "--version")
+INFERENCE = ("summarize", "evaluate")  # the subcommands whose process gets the batch allocator
+OWN_PROCESS = "own process"  # ``run``'s context object: the command is the program, not a caller's function
 
 
 class DefaultGroup(click.Group):
@@ -37,7 +40,8 @@ class DefaultGroup(click.Group):
 
 @click.group(cls=DefaultGroup, context_settings=CONTEXT, epilog=EPILOG)
 @click.version_option(__version__, "--version")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Summarize chat dialogues in bulk with a fine-tuned Pegasus; fine-tune, evaluate and export it.
 
     Without a COMMAND, ``summarize`` runs (its options: dialogsum-batch summarize --help).
@@ -50,9 +54,16 @@ def main() -> None:
       dialogsum-batch cache --list
       dialogsum-batch ray 'chats/*.jsonl.gz' -m runs/pegasus-samsum -o summaries.jsonl --resume
     """
+    if ctx.obj == OWN_PROCESS and ctx.invoked_subcommand in INFERENCE:
+        allocator.keep_freed_memory()  # before any library starts a thread
+
+
+def run() -> None:
+    """The ``dialogsum-batch`` program and ``python -m dialogsum_batch``: the group in a process of its own."""
+    main(prog_name="dialogsum-batch", obj=OWN_PROCESS)
 
 
 for command in (summarize, finetune, evaluate, export, cache, ray_command):
     main.add_command(command)
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import rouge
+from .. import allocator, rouge
 from ..backends import Backend
 from ..config import RunSettings, ShardSettings
 from ..errors import DataError
@@ -372,6 +372,7 @@ def write_metrics(files: JobFiles, settings: RunSettings, ending: Ending, code: 
             **asdict(settings),
         },
         "versions": versions(),
+        "allocator": allocator.chosen,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
     path = metrics_path(files)
