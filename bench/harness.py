@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -277,13 +278,15 @@ def fill_cache(model: Path, work_dir: Path, **options: Any) -> None:
 
 @dataclass(frozen=True)
 class Finished:
-    """A measured process: exit status, wall seconds, its own peak memory and what it printed."""
+    """A measured process: exit status, wall seconds, its own peak memory, its page faults (minor: pages the
+    kernel handed it, none read from disk) and what it printed."""
 
     exit: int
     seconds: float
     peak_mib: float | None
     stdout: str
     stderr: str
+    page_faults: int = 0
 
 
 def run_process(
@@ -299,6 +302,7 @@ def run_process(
         peak, out, err = Path(tmp) / "peak.kib", Path(tmp) / "stdout", Path(tmp) / "stderr"
         environ = {**(env if env is not None else child_env()), PEAK_ENV: str(peak)}
         with out.open("wb") as stdout, err.open("wb") as stderr:
+            faults = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt  # children waited for, so far
             started = time.perf_counter()
             stdin = subprocess.PIPE if feed is not None else subprocess.DEVNULL
             argv = [sys.executable, "-c", MEASURED, *command]
@@ -313,6 +317,7 @@ def run_process(
             round(int(peak.read_text()) / 1024, 1) if peak.is_file() else None,
             out.read_text(encoding="utf-8", errors="replace"),
             err.read_text(encoding="utf-8", errors="replace"),
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - faults,
         )
     if code not in ok:
         raise SystemExit(f"{shlex.join(command)[:500]} failed ({code}):\n{done.stderr[-3000:]}")

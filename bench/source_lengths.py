@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, available_sources, dialogues, model_dir
+from common import MODELS, WORK_DIR, available_sources, dialogues, model_dir
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
@@ -52,9 +52,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--records", type=int, default=160)
     parser.add_argument("--model", action="append", choices=sorted(MODELS), help="repeatable; default mid")
     parser.add_argument("--bpe", type=Path, help="a .tiktoken BPE file to count with as well")
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="where benchmark models are kept")
     args = parser.parse_args(argv)
     texts = [row["dialogue"] for row in dialogues(args.records, args.source)]
-    means = {f"{name} model": model_lengths(model_dir(name), texts) for name in args.model or ["mid"]}
+    means = {f"{name} model": model_lengths(model_dir(name, args.work_dir), texts) for name in args.model or ["mid"]}
     if args.bpe:
         means[f"{args.bpe.stem} BPE"] = bpe_lengths(args.bpe, texts)
     report = {name: round(sum(lengths) / len(lengths), 1) for name, lengths in means.items()}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from invoke import MockContext, Result
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+import bench_allocator  # noqa: E402
 import bench_backends  # noqa: E402
 import bench_ct2_cache  # noqa: E402
 import bench_default  # noqa: E402
@@ -26,6 +27,7 @@ import bench_threads  # noqa: E402
 import bench_throughput  # noqa: E402
 import common  # noqa: E402
 import harness  # noqa: E402
+import source_lengths  # noqa: E402
 
 from dialogsum_batch.config import default_of  # noqa: E402
 
@@ -35,8 +37,7 @@ def work_dir(tmp_path, tiny_model_dir) -> Path:
     """A benchmark work folder already holding the session's tiny model (it is the same build)."""
     folder = tmp_path / "work"
     shutil.copytree(tiny_model_dir, folder / "perf-tiny")
-    marker = {**asdict(common.MODELS["tiny"]), "seed": 0}
-    (folder / "perf-tiny" / "bench_spec.json").write_text(json.dumps(marker))
+    (folder / "perf-tiny" / "bench_spec.json").write_text(json.dumps(common.marker_of(common.MODELS["tiny"], 0)))
     return folder
 
 
@@ -252,6 +253,25 @@ def test_default_runs_the_command_and_the_fixed_loop_in_whole_processes(work_dir
     assert [row["system"] for row in report["first_run"]] == ["default", "--fast"]
     assert all(row["convert_seconds"] > 0 for row in report["first_run"])
     assert report["records"] == 3 and report["threads"] == [1]  # the shared arguments, recorded by the harness
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the batch allocator is glibc's")
+def test_allocator_compares_the_kept_memory_with_glibcs_defaults(work_dir, tmp_path):
+    argv = ["--model", "tiny", "--records", "3", "--threads", "1", "--repeats", "1", "--max-new-tokens", "3"]
+    report = bench_allocator.main([*argv, "--source", "synthetic", *dirs(work_dir, tmp_path)])
+    runs = {(row["system"], row["allocator"]): row for row in report["runs"]}
+    assert set(runs) == {(s, a) for s in bench_allocator.SYSTEMS for a in bench_allocator.ALLOCATORS}
+    kept, system = runs[("--fast", bench_allocator.KEPT)], runs[("--fast", bench_allocator.SYSTEM)]
+    assert kept["page_faults"] > 1000 and system["page_faults"] > 1000  # counted per process, not zero
+    assert kept["same_summaries"] == 1.0 and system["vs_glibc_defaults"] == 1.0
+
+
+def test_source_lengths_counts_the_models_tokens(work_dir, tmp_path, capsys):
+    argv = ["--model", "tiny", "--records", "4", "--source", "synthetic", "--work-dir", str(work_dir)]
+    lengths = source_lengths.main(argv)
+    assert 20 < lengths["tiny model"] < 400
+    assert json.loads(capsys.readouterr().out)["mean_source_tokens"] == lengths
 
 
 @pytest.mark.slow
