@@ -142,6 +142,15 @@ def test_bench_default_task_runs_the_script():
     assert "bench/bench_default.py" in command and "--threads 1" in command and "--no-quality" in command
 
 
+def test_bench_allocator_task_runs_the_script():
+    from dialogsum_batch.tasks.bench import bench_allocator
+
+    c = MockContext(run=Result(exited=0), repeat=True)
+    bench_allocator(c, threads="1,2", source="synthetic")
+    command = c.run.call_args.args[0]
+    assert "bench/bench_allocator.py" in command and "--threads 1,2" in command and "--source synthetic" in command
+
+
 def test_batch_plan_is_within_budget_longest_first_and_loses_no_row():
     """The engine's batch plan (what the throughput figures rest on), over random length mixes."""
     import random

@@ -1,5 +1,5 @@
 """``invoke bench`` (throughput against the usual ways, and flat memory), the backend, conversion-cache,
-default-command and thread benchmarks, Ray's overhead, and ``invoke gpu-check``.
+default-command, allocator and thread benchmarks, Ray's overhead, and ``invoke gpu-check``.
 
 Thin wrappers: each runs a script under ``bench/`` so that a benchmark has one entry point whether
 started by hand or through invoke, and so that every measurement gets a fresh process. An option left
@@ -208,6 +208,20 @@ def bench_default(
     options = flags(model=model, records=records, threads=threads, beams=beams, repeats=repeats)
     options += flags(output_dir=output_dir, source=source, no_quality=not quality)
     python(c, "bench/bench_default.py", options, work_dir)
+
+
+ALLOCATOR_HELP = {name: DEFAULT_HELP[name] for name in ("model", "records", "source", "threads", "repeats")}
+ALLOCATOR_HELP |= {"output_dir": DEFAULT_HELP["output_dir"], "work_dir": DEFAULT_HELP["work_dir"]}
+
+
+@register(help=helps(ALLOCATOR_HELP))
+def bench_allocator(c, model=None, records=None, source=None, threads=None, repeats=None, output_dir=None, work_dir=""):
+    """The command's batch allocator (glibc keeps freed memory) against glibc's defaults: seconds, page faults.
+
+    invoke bench-allocator --threads 1,2 --repeats 3
+    """
+    options = flags(model=model, records=records, source=source, threads=threads, repeats=repeats)
+    python(c, "bench/bench_allocator.py", options + flags(output_dir=output_dir), work_dir)
 
 
 RAY_HELP = {
