@@ -8,7 +8,9 @@ for reuse (0.5 million faults; ``bench/results/bench_allocator.md``). The price 
 peak memory until it exits, which is what a batch job does anyway.
 
 Only ``dialogsum-batch summarize`` and ``evaluate`` (the command, not the library: a program that imports
-``Summarizer`` keeps its own allocator) set it, before any thread starts. It is left alone where the
+``Summarizer`` keeps its own allocator) set it, before any thread starts, and the ``dialogsum-batch ray`` job's
+model actors as they start (their Ray worker has threads already, so the one-arena part may not take: int8
+job 1.17x there against 1.38x locally). It is left alone where the
 process's C library is not glibc, where the user tuned glibc already (``MALLOC_*`` or ``GLIBC_TUNABLES``
 in the environment), and where ``DIALOGSUM_ALLOCATOR=system`` says so.
 """

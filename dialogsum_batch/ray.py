@@ -36,6 +36,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from . import allocator
 from .backends.common import usable_cores
 from .backends.resolve import check_not_missing
 from .config import DEFAULT_MODEL, RaySettings, RunSettings
@@ -225,6 +226,7 @@ class JobBatch:
     records out (JSON, in the rows' order)."""
 
     def __init__(self, settings: RunSettings):
+        allocator.keep_freed_memory()  # the actor's process is the job's own, as the command's is
         threads = settings.model.threads or actor_threads()
         settings = replace(settings, on_error="row", model=replace(settings.model, threads=threads))
         self.summarizer = Summarizer.from_settings(settings, log=stderr_line)
