@@ -40,7 +40,7 @@ from . import allocator
 from .backends.common import usable_cores
 from .backends.resolve import check_not_missing
 from .config import DEFAULT_MODEL, RaySettings, RunSettings
-from .errors import ConfigError, DataError, DialogsumError, InputError, first_line
+from .errors import ConfigError, DataError, DialogsumError, InputError, MissingFieldError, first_line
 from .inference.job import (
     Ending,
     JobFiles,
@@ -207,7 +207,7 @@ def job_row(item: Item) -> dict[str, str]:
     """An item as a job row: a record whole (its id, dialogue, references, where it came from, the fields
     kept and written with it) or a bad record's error, as JSON, which Ray's blocks carry as plain text."""
     if isinstance(item, BadRecord):
-        return {"item": json.dumps({"bad": error_record(item.error)}, ensure_ascii=False)}
+        return {"item": json.dumps({"bad": bad_fields(item.error)}, ensure_ascii=False)}
     return {"item": json.dumps({"record": asdict(item)}, ensure_ascii=False)}
 
 
@@ -215,10 +215,27 @@ def job_item(text: str) -> Item:
     """A job row back as the item the engine takes."""
     data = json.loads(text)
     if "bad" in data:
-        error = data["bad"]
-        return BadRecord(0, InputError(error["source"], error["line"], error["reason"], error["raw"]))
+        return BadRecord(0, input_error(data["bad"]))
     record = data["record"]
     return Record(**{**record, "references": tuple(record["references"])})
+
+
+def bad_fields(error: InputError) -> dict[str, Any]:
+    """A bad record's error as JSON fields: the errors file's, and for a record without the field an option
+    names, that field, option and the fields it had, so that the driver ends the job as the local command
+    does when no record at all has the field."""
+    fields = error_record(error)
+    if isinstance(error, MissingFieldError):
+        fields["missing"] = {"field": error.field, "option": error.option, "found": list(error.found)}
+    return fields
+
+
+def input_error(fields: dict[str, Any]) -> InputError:
+    """``bad_fields`` back as the error it was."""
+    where, raw, missing = (fields["source"], fields["line"]), fields["raw"], fields.get("missing")
+    if missing:
+        return MissingFieldError(*where, missing["field"], missing["option"], tuple(missing["found"]), raw)
+    return InputError(*where, fields["reason"], raw)
 
 
 class JobBatch:
@@ -235,15 +252,17 @@ class JobBatch:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str | None]]:
         items = [job_item(text) for text in plain(batch["item"])]
-        out: dict[str, list[str | None]] = {"row": [], "bad": []}
+        out: dict[str, list[Any]] = {"row": [], "bad": [], "tokens": []}
         for outcome in self.summarizer.engine().run(items):
             if outcome.error is None:
                 row = summary_row(outcome.item, outcome, self.keep_fields)  # type: ignore[arg-type]
                 out["row"].append(json.dumps(row, ensure_ascii=False))
                 out["bad"].append(None)
+                out["tokens"].append(outcome.tokens)
             else:  # unreadable, or out of memory even alone
                 out["row"].append(None)
-                out["bad"].append(json.dumps(error_record(outcome.error), ensure_ascii=False))
+                out["bad"].append(json.dumps(bad_fields(outcome.error), ensure_ascii=False))
+                out["tokens"].append(0)
         return out
 
 
@@ -388,14 +407,15 @@ def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log, out
     stats = writer.stats
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for row, bad in zip(batch["row"].tolist(), batch["bad"].tolist()):
+            columns = (plain(batch[name]) for name in ("row", "bad", "tokens"))  # a column of nulls comes as NaN
+            for row, bad, tokens in zip(*columns):
                 if stop():  # rows Ray finished but not yet written are summarized again on --resume
                     return interrupted(stop.signal, log, output)
                 if row is not None:
                     write_row(writer, json.loads(row))
+                    stats.generated_tokens += int(tokens)
                 else:
-                    stats.errors += 1
-                    writer.errors.report(InputError(**json.loads(bad)))
+                    writer.report(input_error(json.loads(bad)))
     except KeyboardInterrupt:  # Ray's driver turns SIGINT into KeyboardInterrupt itself, ahead of our handler
         return interrupted(stop.signal or signal.SIGINT, log, output)
     except DialogsumError:

@@ -206,6 +206,32 @@ def test_the_ray_job_writes_what_the_local_command_writes(cluster, tiny_model_di
     assert "29 summarized, 1 errors" in done.stderr
 
 
+def test_a_missing_field_error_survives_the_trip_through_ray_rows():
+    from dialogsum_batch.errors import MissingFieldError
+    from dialogsum_batch.ray import BadRecord, job_item, job_row
+
+    error = MissingFieldError("a.jsonl", 3, "txt", "--text-field", ("id", "dialogue"), '{"id": 1}')
+    back = job_item(job_row(BadRecord(0, error))["item"]).error
+    assert isinstance(back, MissingFieldError) and str(back) == str(error)
+    assert (back.field, back.option, back.found) == ("txt", "--text-field", ("id", "dialogue"))
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_field_no_record_has_ends_the_ray_job_as_it_ends_the_local_one(cluster, tiny_model_dir, tmp_path):
+    inputs = chats(tmp_path, files=2, per_file=3)
+    wrong = ["--text-field", "txt", "--on-error", "skip"]  # skip: a missing field ends the job only if it never matched
+    local = run(command(*inputs, "-m", tiny_model_dir, "-o", tmp_path / "local.jsonl", *DECODE, *wrong))
+    done = run(ray_job(cluster, inputs, tmp_path / "ray.jsonl", "-m", tiny_model_dir, *wrong))
+    assert local.returncode == done.returncode == 1, done.stderr
+    reason = "no record has field 'txt' (--text-field); fields found: "
+    assert reason in local.stderr and reason in done.stderr
+    counts = tmp_path / "counted.json"
+    counted = run(ray_job(cluster, inputs[:1], tmp_path / "ok.jsonl", "-m", tiny_model_dir, "--metrics-out", counts))
+    assert counted.returncode == 0, counted.stderr
+    assert json.loads(counts.read_text())["generated_tokens"] > 0  # the actors' counts reach the metrics
+
+
 @needs_ray
 @pytest.mark.slow
 def test_a_killed_actor_is_restarted_and_every_record_written_once(cluster, tiny_model_dir, tmp_path):

@@ -140,11 +140,15 @@ class ResultWriter:
         Each row is flushed as it is written: a consumer downstream sees a steady flow, a killed job resumes."""
         for outcome in outcomes:
             if outcome.error is not None:
-                self.stats.errors += 1
-                self._note_missing(outcome.error)
-                self.errors.report(outcome.error)
+                self.report(outcome.error)
             else:
                 self._row(outcome)
+
+    def report(self, error: InputError) -> None:
+        """A bad record: counted, reported, and a missing field noted for ``check_fields``."""
+        self.stats.errors += 1
+        self._note_missing(error)
+        self.errors.report(error)
 
     def check_fields(self) -> None:
         """After the input's end: a field option that matched no record at all fails (DataError, naming the
