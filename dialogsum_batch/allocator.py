@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Mapping
 
 OPT_OUT = "DIALOGSUM_ALLOCATOR"
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8  # mallopt parameters, from glibc's malloc.h
@@ -29,7 +30,7 @@ SYSTEM = "system"
 chosen = SYSTEM  # what this process runs with, for --metrics-out
 
 
-def keep_freed_memory(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> str:
     """Set glibc's allocator to keep freed memory (module docstring), unless it is to be left alone; what the
     process runs with now: ``KEPT`` or ``SYSTEM``."""
     global chosen

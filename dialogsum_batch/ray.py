@@ -250,7 +250,7 @@ class JobBatch:
         self.keep_fields = settings.keep_fields
         note_pid()
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str | None]]:
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         items = [job_item(text) for text in plain(batch["item"])]
         out: dict[str, list[Any]] = {"row": [], "bad": [], "tokens": []}
         for outcome in self.summarizer.engine().run(items):
@@ -404,7 +404,6 @@ def job_dataset(
 def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log, output: str = "-") -> int:
     """Append each row as it arrives (in input order); a bad record goes the way ``on_error`` says. ``output``:
     where the rows go (an interruption suggests --resume only for a file)."""
-    stats = writer.stats
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             columns = (plain(batch[name]) for name in ("row", "bad", "tokens"))  # a column of nulls comes as NaN
@@ -412,8 +411,7 @@ def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log, out
                 if stop():  # rows Ray finished but not yet written are summarized again on --resume
                     return interrupted(stop.signal, log, output)
                 if row is not None:
-                    write_row(writer, json.loads(row))
-                    stats.generated_tokens += int(tokens)
+                    write_row(writer, json.loads(row), int(tokens))
                 else:
                     writer.report(input_error(json.loads(bad)))
     except KeyboardInterrupt:  # Ray's driver turns SIGINT into KeyboardInterrupt itself, ahead of our handler
@@ -433,15 +431,9 @@ def last_line(exc: BaseException) -> str:
     return lines[-1] if lines else first_line(exc)
 
 
-def write_row(writer: ResultWriter, row: dict[str, Any]) -> None:
-    """One output row written, flushed and counted, as the local command does."""
-    writer.records.write(row)
-    writer.records.flush()
-    stats = writer.stats
-    stats.records += 1
-    stats.truncated += bool(row.get("truncated"))
-    if "rouge" in row:
-        stats.scores.add(row["rouge"])
+def write_row(writer: ResultWriter, row: dict[str, Any], tokens: int) -> None:
+    """An actor's output row written and counted as the local command's rows are."""
+    writer.written(row, bool(row.get("truncated")), tokens)
     writer.kept_seen.update(name for name in row if name in writer.keep_fields)
     writer.progress(row)  # type: ignore[arg-type]  # counted as a dialogue: the bar has no byte offsets here
 

@@ -172,14 +172,19 @@ class ResultWriter:
         row = summary_row(outcome.item, outcome, self.keep_fields)  # type: ignore[arg-type]
         if self.keep_fields:
             self.kept_seen.update(name for name in outcome.item.extra if name in self.keep_fields)  # type: ignore[union-attr]
+        self.written(row, outcome.truncated, outcome.tokens)
+        self.progress(outcome.item)  # type: ignore[arg-type]
+
+    def written(self, row: dict[str, Any], truncated: bool, tokens: int) -> None:
+        """One output row written, flushed and counted (its ROUGE too); rows made elsewhere (Ray's actors) come
+        in here as well."""
         self.records.write(row)
         self.records.flush()
         self.stats.records += 1
-        self.stats.truncated += outcome.truncated
-        self.stats.generated_tokens += outcome.tokens
+        self.stats.truncated += truncated
+        self.stats.generated_tokens += tokens
         if "rouge" in row:
             self.stats.scores.add(row["rouge"])
-        self.progress(outcome.item)  # type: ignore[arg-type]
 
 
 # Valid inside JSON strings, but line breaks to str.splitlines() and many JSONL readers: escape them so
