@@ -3,13 +3,18 @@ default-command, allocator and thread benchmarks, Ray's overhead, and ``invoke g
 
 Thin wrappers: each runs a script under ``bench/`` so that a benchmark has one entry point whether
 started by hand or through invoke, and so that every measurement gets a fresh process. An option left
-out is left to the script, whose defaults are the command's (``bench/harness.py``).
+out is left to the script, whose defaults are the command's (``bench/harness.py``). A script's task is
+its options' help table and a docstring (``script_task``): the table is the signature.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import shlex
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from . import register
 
@@ -56,36 +61,54 @@ def helps(table: dict[str, str]) -> dict[str, str]:
     return {name: text if "[default" in text else text + SCRIPTS_DEFAULT for name, text in table.items()}
 
 
-@register(help=helps(THROUGHPUT_HELP))
-def bench_throughput(
-    c,
-    models=None,
-    records=None,
-    beams=None,
-    max_new_tokens=None,
-    anchors=None,
-    repeats=None,
-    threads=None,
-    output_dir=None,
-    work_dir="",
-):
+def script_task(
+    script: str, table: dict[str, str], renamed: dict[str, str] | None = None, on: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Any]:
+    """Register the decorated stub (its name and docstring) as a task that runs ``bench/SCRIPT``.
+
+    The task takes ``table``'s options, each None (left to the script) but ``work_dir`` ("": the
+    script's) and the switches in ``on`` (True; False passes ``--no-NAME``), and passes them on in
+    the table's order as ``--name value``; ``renamed`` maps an option onto another flag name.
+    """
+    renamed = renamed or {}
+
+    def default(name: str) -> object:
+        return "" if name == "work_dir" else True if name in on else None
+
+    context = inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    signature = inspect.Signature([context] + [inspect.Parameter(n, keyword, default=default(n)) for n in table])
+
+    def wrap(stub: Callable[..., Any]) -> Any:
+        @functools.wraps(stub)
+        def run(*args: Any, **kwargs: Any) -> None:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            given = {name: bound.arguments[name] for name in table if name != "work_dir"}
+            options = {renamed.get(name, name): value for name, value in given.items() if name not in on}
+            options |= {f"no_{name}": not given[name] for name in on}
+            python(bound.arguments["c"], f"bench/{script}", flags(**options), bound.arguments.get("work_dir", ""))
+
+        run.__signature__ = signature  # type: ignore[attr-defined]  # inspect (and so Invoke) reads this first
+        return register(help=helps(table))(run)
+
+    return wrap
+
+
+@script_task("bench_throughput.py", THROUGHPUT_HELP, renamed={"models": "model"})
+def bench_throughput(c):
     """Dialogues/s of dialogsum-batch beside the notebook loop, fixed batches and CTranslate2, one process.
 
     invoke bench-throughput --models mid --beams 1,4
     """
-    options = flags(model=models, records=records, beams=beams, max_new_tokens=max_new_tokens, anchors=anchors)
-    options += flags(repeats=repeats, threads=threads, output_dir=output_dir)
-    python(c, "bench/bench_throughput.py", options, work_dir)
 
 
-@register(help=helps(MEMORY_HELP))
-def bench_memory(c, sizes=None, max_new_tokens=None, limit=None, output_dir=None, work_dir=""):
+@script_task("bench_memory.py", MEMORY_HELP)
+def bench_memory(c):
     """Peak RSS of the command on 20,000 vs 2,000 records (fresh processes): streaming keeps it flat.
 
     invoke bench-memory
     """
-    options = flags(sizes=sizes, max_new_tokens=max_new_tokens, limit=limit, output_dir=output_dir)
-    python(c, "bench/bench_memory.py", options, work_dir)
 
 
 @register(
@@ -134,45 +157,28 @@ THREADS_HELP = {
 }
 
 
-@register(help=helps(BACKENDS_HELP))
-def bench_backends(c, records=None, threads=None, beams=None, repeats=None, output_dir=None, work_dir=""):
+@script_task("bench_backends.py", BACKENDS_HELP)
+def bench_backends(c):
     """Dialogues/s of transformers fp32 vs CTranslate2 fp32 and int8 on CPU, mid-size random Pegasus.
 
     invoke bench-backends --records 64
     """
-    options = flags(records=records, threads=threads, beams=beams, repeats=repeats, output_dir=output_dir)
-    python(c, "bench/bench_backends.py", options, work_dir)
 
 
-@register(help=helps(CT2_CACHE_HELP))
-def bench_ct2_cache(
-    c,
-    records=None,
-    beams=None,
-    threads=None,
-    repeats=None,
-    max_new_tokens=None,
-    trained=None,
-    output_dir=None,
-    work_dir="",
-):
+@script_task("bench_ct2_cache.py", CT2_CACHE_HELP)
+def bench_ct2_cache(c):
     """CTranslate2 through the conversion cache vs transformers: conversion time, dialogues/s, agreement, int8 ROUGE.
 
     invoke bench-ct2-cache --repeats 3
     """
-    options = flags(records=records, beams=beams, repeats=repeats, max_new_tokens=max_new_tokens)
-    options += flags(output_dir=output_dir, threads=threads, trained=trained)
-    python(c, "bench/bench_ct2_cache.py", options, work_dir)
 
 
-@register(help=helps(THREADS_HELP))
-def bench_threads(c, records=None, busy_seconds=None, repeats=None, cases=None, output_dir=None, work_dir=""):
+@script_task("bench_threads.py", THREADS_HELP)
+def bench_threads(c):
     """--threads 0 against explicit counts: idle, right after a busy minute, beside a concurrent job (<= 1.15x).
 
     invoke bench-threads
     """
-    options = flags(records=records, busy_seconds=busy_seconds, repeats=repeats, cases=cases, output_dir=output_dir)
-    python(c, "bench/bench_threads.py", options, work_dir)
 
 
 DEFAULT_HELP = {
@@ -188,40 +194,24 @@ DEFAULT_HELP = {
 }
 
 
-@register(help=helps(DEFAULT_HELP))
-def bench_default(
-    c,
-    model=None,
-    records=None,
-    source=None,
-    threads=None,
-    beams=None,
-    repeats=None,
-    quality=True,
-    output_dir=None,
-    work_dir="",
-):
+@script_task("bench_default.py", DEFAULT_HELP, on=("quality",))
+def bench_default(c):
     """The default command (and --fast) against a fixed-8 transformers loop: whole processes, equal threads.
 
     invoke bench-default --threads 1,2 --repeats 3
     """
-    options = flags(model=model, records=records, threads=threads, beams=beams, repeats=repeats)
-    options += flags(output_dir=output_dir, source=source, no_quality=not quality)
-    python(c, "bench/bench_default.py", options, work_dir)
 
 
 ALLOCATOR_HELP = {name: DEFAULT_HELP[name] for name in ("model", "records", "source", "threads", "repeats")}
 ALLOCATOR_HELP |= {"output_dir": DEFAULT_HELP["output_dir"], "work_dir": DEFAULT_HELP["work_dir"]}
 
 
-@register(help=helps(ALLOCATOR_HELP))
-def bench_allocator(c, model=None, records=None, source=None, threads=None, repeats=None, output_dir=None, work_dir=""):
+@script_task("bench_allocator.py", ALLOCATOR_HELP)
+def bench_allocator(c):
     """The command's batch allocator (glibc keeps freed memory) against glibc's defaults: seconds, page faults.
 
     invoke bench-allocator --threads 1,2 --repeats 3
     """
-    options = flags(model=model, records=records, source=source, threads=threads, repeats=repeats)
-    python(c, "bench/bench_allocator.py", options + flags(output_dir=output_dir), work_dir)
 
 
 RAY_HELP = {
@@ -237,26 +227,12 @@ RAY_HELP = {
 }
 
 
-@register(help=helps(RAY_HELP))
-def bench_ray(
-    c,
-    model=None,
-    backend=None,
-    records=None,
-    source=None,
-    cores=None,
-    repeats=None,
-    address=None,
-    output_dir=None,
-    work_dir="",
-):
+@script_task("bench_ray.py", RAY_HELP)
+def bench_ray(c):
     """Ray's overhead against the local command on the same records and cores (needs the ray extra).
 
     invoke bench-ray --records 64,256
     """
-    options = flags(model=model, backend=backend, records=records, source=source, cores=cores, repeats=repeats)
-    options += flags(address=address, output_dir=output_dir)
-    python(c, "bench/bench_ray.py", options, work_dir)
 
 
 @register(
