@@ -41,6 +41,7 @@ from .backends.common import usable_cores
 from .backends.resolve import check_not_missing
 from .config import DEFAULT_MODEL, RaySettings, RunSettings
 from .errors import ConfigError, DataError, DialogsumError, InputError, MissingFieldError, first_line
+from .inference.engine import EngineCounts
 from .inference.job import (
     Ending,
     JobFiles,
@@ -251,9 +252,12 @@ class JobBatch:
         note_pid()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        """Job rows in; ``row`` (an output row) or ``bad`` (an error record) for each, its generated ``tokens``,
+        and on the first row ``engine``: this actor's engine counts for the batch (null on the others)."""
         items = [job_item(text) for text in plain(batch["item"])]
         out: dict[str, list[Any]] = {"row": [], "bad": [], "tokens": []}
-        for outcome in self.summarizer.engine().run(items):
+        engine = self.summarizer.engine()
+        for outcome in engine.run(items):
             if outcome.error is None:
                 row = summary_row(outcome.item, outcome, self.keep_fields)  # type: ignore[arg-type]
                 out["row"].append(json.dumps(row, ensure_ascii=False))
@@ -263,6 +267,9 @@ class JobBatch:
                 out["row"].append(None)
                 out["bad"].append(json.dumps(bad_fields(outcome.error), ensure_ascii=False))
                 out["tokens"].append(0)
+        out["engine"] = [None] * len(out["row"])
+        if out["engine"]:
+            out["engine"][0] = json.dumps({"actor": os.getpid(), **asdict(engine.counts)})
         return out
 
 
@@ -404,12 +411,17 @@ def job_dataset(
 def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log, output: str = "-") -> int:
     """Append each row as it arrives (in input order); a bad record goes the way ``on_error`` says. ``output``:
     where the rows go (an interruption suggests --resume only for a file)."""
+    actors: dict[int, EngineCounts] = {}  # each actor's engine counts, summed over its batches
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            columns = (plain(batch[name]) for name in ("row", "bad", "tokens"))  # a column of nulls comes as NaN
-            for row, bad, tokens in zip(*columns):
+            names = ("row", "bad", "tokens", "engine")
+            columns = (plain(batch[name]) for name in names)  # a column of nulls comes as NaN
+            for row, bad, tokens, engine in zip(*columns):
                 if stop():  # rows Ray finished but not yet written are summarized again on --resume
                     return interrupted(stop.signal, log, output)
+                if engine is not None:
+                    counts = json.loads(engine)
+                    actors.setdefault(counts.pop("actor"), EngineCounts()).add(EngineCounts(**counts))
                 if row is not None:
                     write_row(writer, json.loads(row), int(tokens))
                 else:
@@ -422,6 +434,9 @@ def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log, out
         if stop():
             return interrupted(stop.signal, log, output)
         raise DataError(f"ray: {last_line(exc)}") from exc
+    finally:
+        for counts in actors.values():  # actors work side by side: their generation time overlaps
+            writer.stats.engine.add(counts, side_by_side=True)
     return exit_code(writer)
 
 

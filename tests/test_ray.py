@@ -229,7 +229,9 @@ def test_a_field_no_record_has_ends_the_ray_job_as_it_ends_the_local_one(cluster
     counts = tmp_path / "counted.json"
     counted = run(ray_job(cluster, inputs[:1], tmp_path / "ok.jsonl", "-m", tiny_model_dir, "--metrics-out", counts))
     assert counted.returncode == 0, counted.stderr
-    assert json.loads(counts.read_text())["generated_tokens"] > 0  # the actors' counts reach the metrics
+    metrics = json.loads(counts.read_text())  # the actors' counts reach the metrics, their engines' too
+    assert metrics["generated_tokens"] > 0 and 1 <= metrics["batches"] <= 3 and metrics["oom_splits"] == 0
+    assert 0 < metrics["padding_efficiency"] <= 1 and metrics["generate_seconds"] > 0
 
 
 @needs_ray
