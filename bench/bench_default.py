@@ -107,7 +107,8 @@ def measure_speed(model: Path, records: Path, args: argparse.Namespace) -> list[
     rows = []
     for beams in args.beams:
         for threads in args.threads:
-            best = best_systems(model, records, threads, beams, args)
+            runs = all_rounds(model, records, threads, beams, args)
+            best = {system: harness.fastest(tried, "process_seconds") for system, tried in runs.items()}
             loop, reference = best[LOOP], best["transformers fp32"]
             rows += [
                 {
@@ -117,6 +118,7 @@ def measure_speed(model: Path, records: Path, args: argparse.Namespace) -> list[
                     "seconds": run["process_seconds"],
                     "dialogues_per_s": round(args.records / run["process_seconds"], 3),
                     "speedup": round(loop["process_seconds"] / run["process_seconds"], 2),
+                    "round_speedups": round_speedups(runs[LOOP], runs[system]),
                     "peak_mib": run["peak_mib"],
                     "identical_to_transformers": harness.same_share(run["summaries"], reference["summaries"]),
                     "identical_to_loop": harness.same_share(run["summaries"], loop["summaries"]),
@@ -127,15 +129,20 @@ def measure_speed(model: Path, records: Path, args: argparse.Namespace) -> list[
     return rows
 
 
-def best_systems(model: Path, records: Path, threads: int, beams: int, args: argparse.Namespace) -> dict[str, dict]:
-    """Every system at ``threads`` and ``beams`` in rounds; the fastest run of each."""
-    runs = harness.rounds(
+def all_rounds(model: Path, records: Path, threads: int, beams: int, args: argparse.Namespace) -> dict[str, list]:
+    """Every system at ``threads`` and ``beams`` in rounds: each system's runs, in round order."""
+    return harness.rounds(
         SYSTEMS,
         args.repeats,
         lambda system: run_system(system, model, records, threads, beams, args),
         label=lambda system: f"{system}, {threads} thread(s), {beams} beam(s)",
     )
-    return {system: harness.fastest(tried, "process_seconds") for system, tried in runs.items()}
+
+
+def round_speedups(loop: list[dict], system: list[dict]) -> list[float]:
+    """The loop's seconds over the system's, round by round: two runs a minute apart share the VM's phase, which
+    the best of each system, taken from different rounds, may not (this machine drifts +-10%)."""
+    return [round(a["process_seconds"] / b["process_seconds"], 2) for a, b in zip(loop, system, strict=True)]
 
 
 def serving_line(log: str) -> str | None:
@@ -170,7 +177,18 @@ def verdict(speed: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     targets = report["targets"]
     speed = markdown_table(
-        ["system", "threads", "beams", "serving", "process s", "dialogues/s", "vs fixed-8", "peak MiB", "identical"],
+        [
+            "system",
+            "threads",
+            "beams",
+            "serving",
+            "process s",
+            "dialogues/s",
+            "vs fixed-8",
+            "each round",
+            "peak MiB",
+            "identical",
+        ],
         [
             [
                 r["system"],
@@ -180,6 +198,7 @@ def markdown(report: dict[str, Any]) -> str:
                 r["seconds"],
                 r["dialogues_per_s"],
                 f"{r['speedup']:.2f}x",
+                " / ".join(f"{x:.2f}" for x in r["round_speedups"]),
                 r["peak_mib"],
                 r["identical_to_transformers"],
             ]
@@ -194,7 +213,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         speed,
         "",
-        "identical: share of summaries equal to `--backend transformers` (transformers fp32).",
+        "vs fixed-8: the best run of the loop over the best run of the system; each round: the same ratio within each "
+        "round (the runs a minute apart). identical: share of summaries equal to `--backend transformers` "
+        "(transformers fp32).",
         "",
         "First run (the conversion into an empty cache), then the cached run:",
         "",

@@ -257,6 +257,7 @@ def test_default_runs_the_command_and_the_fixed_loop_in_whole_processes(work_dir
     report = bench_default.main([*argv, "--source", "synthetic", "--max-new-tokens", "3", *dirs(work_dir, tmp_path)])
     speed = {row["system"]: row for row in report["speed"]}
     assert set(speed) == set(bench_default.SYSTEMS) and speed[bench_default.LOOP]["speedup"] == 1.0
+    assert speed[bench_default.LOOP]["round_speedups"] == [1.0] and len(speed["default"]["round_speedups"]) == 1
     assert speed["default"]["serving"] == "ctranslate2, float32" and speed["transformers fp32"]["peak_mib"] > 100
     assert speed["default"]["identical_to_transformers"] == 1.0  # greedy float32: the same summaries
     assert [row["system"] for row in report["first_run"]] == ["default", "--fast"]
