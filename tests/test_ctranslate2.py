@@ -115,6 +115,28 @@ def test_the_agreement_checks_catch_a_broken_export(tiny_model_dir, tmp_path, re
     assert mean_rouge1(transformers_summaries[:50], records[:50]) - mean_rouge1(summaries, records[:50]) > 10.0
 
 
+def test_the_real_models_relu_is_converted_and_computed_as_transformers_computes_it(
+    trained_model_dir, tmp_path, records, exports
+):
+    """The public Pegasus checkpoints use ReLU (``"activation_function": "relu"`` in pegasus-large's and
+    pegasus-cnn_dailymail's config.json); the fixtures keep PegasusConfig's default, GELU. The same weights
+    with the real activation: CTranslate2 float32 must follow the config (summaries unlike the GELU
+    export's) and give transformers' summaries."""
+    import shutil
+
+    relu = Path(shutil.copytree(trained_model_dir, tmp_path / "relu"))
+    config = json.loads((relu / "config.json").read_text())
+    assert config["activation_function"] == "gelu"
+    (relu / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
+    exported = export_model(ExportSettings(str(relu), str(tmp_path / "relu-ct2"), "ctranslate2", "float32"))
+    few = records[:60]
+    reference = summarize(relu, "transformers", few)
+    served = summarize(exported, "ctranslate2", few)
+    gelu = summarize(exports["float32"], "ctranslate2", few)
+    assert sum(a != b for a, b in zip(reference, gelu, strict=True)) >= 10  # the activation matters here
+    assert sum(a == b for a, b in zip(served, reference, strict=True)) >= 0.99 * len(few)
+
+
 def test_token_counts_and_overrides_match_transformers(exports, trained_model_dir, records):
     decode = DecodeSettings(max_new_tokens=12, num_beams=2)
     rows = [r.dialogue for r in records[:6]]
