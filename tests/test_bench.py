@@ -123,6 +123,21 @@ def test_bench_tasks_run_the_scripts():
     assert c.run.call_args_list[-1].args[0].endswith("bench/gpu_check.py --only allocator --cpu-smoke")
 
 
+def test_bench_tasks_offer_their_help_tables_as_invoke_options():
+    """The signature ``script_task`` builds is what Invoke parses: every option with its help line, switches."""
+    from dialogsum_batch.tasks import collection
+    from dialogsum_batch.tasks.bench import DEFAULT_HELP, THROUGHPUT_HELP
+
+    tasks = collection()
+    default = {arg.names[0]: arg for arg in tasks["bench-default"].get_arguments()}
+    assert list(default) == [name.replace("_", "-") for name in DEFAULT_HELP]
+    assert default["quality"].kind is bool and default["quality"].default is True
+    assert default["work-dir"].default == "" and default["threads"].default is None
+    assert all(arg.help for arg in default.values())
+    throughput = [arg.names[0] for arg in tasks["bench-throughput"].get_arguments()]
+    assert throughput == [name.replace("_", "-") for name in THROUGHPUT_HELP]
+
+
 def test_bench_backends_task_runs_the_script():
     from dialogsum_batch.tasks.bench import bench_backends
 

@@ -124,7 +124,7 @@ def test_the_real_models_relu_is_converted_and_computed_as_transformers_computes
     export's) and give transformers' summaries."""
     import shutil
 
-    relu = Path(shutil.copytree(trained_model_dir, tmp_path / "relu"))
+    relu = Path(shutil.copytree(trained_model_dir, tmp_path / "relu", ignore=shutil.ignore_patterns("checkpoint-*")))
     config = json.loads((relu / "config.json").read_text())
     assert config["activation_function"] == "gelu"
     (relu / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
@@ -134,7 +134,7 @@ def test_the_real_models_relu_is_converted_and_computed_as_transformers_computes
     served = summarize(exported, "ctranslate2", few)
     gelu = summarize(exports["float32"], "ctranslate2", few)
     assert sum(a != b for a, b in zip(reference, gelu, strict=True)) >= 10  # the activation matters here
-    assert sum(a == b for a, b in zip(served, reference, strict=True)) >= 0.99 * len(few)
+    assert sum(a == b for a, b in zip(served, reference, strict=True)) >= len(few) - 1  # 60/60 here
 
 
 def test_token_counts_and_overrides_match_transformers(exports, trained_model_dir, records):

@@ -67,10 +67,14 @@ def script_task(
     """Register the decorated stub (its name and docstring) as a task that runs ``bench/SCRIPT``.
 
     The task takes ``table``'s options, each None (left to the script) but ``work_dir`` ("": the
-    script's) and the switches in ``on`` (True; False passes ``--no-NAME``), and passes them on in
-    the table's order as ``--name value``; ``renamed`` maps an option onto another flag name.
+    script's) and the switches in ``on`` (True; False passes ``--no-NAME``, after the others), and
+    passes them on in the table's order as ``--name value``; ``renamed`` maps an option onto another
+    flag name.
     """
     renamed = renamed or {}
+    unknown = (set(on) | set(renamed)) - set(table)
+    if unknown:
+        raise ValueError(f"{script}: options without a help line: {sorted(unknown)}")
 
     def default(name: str) -> object:
         return "" if name == "work_dir" else True if name in on else None
