@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import platform
 import signal
 import sys
 import warnings
@@ -176,6 +177,16 @@ def actor_threads() -> int:
     return 0
 
 
+def actor_id() -> str:
+    """This Ray actor's id (unique in the cluster, kept across restarts), else this host and pid."""
+    with contextlib.suppress(Exception):  # not in a Ray actor, or a Ray without the call
+        import ray
+
+        if ray.is_initialized() and (actor := ray.get_runtime_context().get_actor_id()):
+            return str(actor)
+    return f"{platform.node()}:{os.getpid()}"
+
+
 def note_pid() -> None:
     """Write this actor's pid where ``DIALOGSUM_RAY_PID_DIR`` says, for a supervisor (or a test) to find."""
     folder = os.environ.get(PID_DIR_ENV)
@@ -249,6 +260,7 @@ class JobBatch:
         settings = replace(settings, on_error="row", model=replace(settings.model, threads=threads))
         self.summarizer = Summarizer.from_settings(settings, log=stderr_line)
         self.keep_fields = settings.keep_fields
+        self.actor = actor_id()
         note_pid()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
@@ -269,7 +281,7 @@ class JobBatch:
                 out["tokens"].append(0)
         out["engine"] = [None] * len(out["row"])
         if out["engine"]:
-            out["engine"][0] = json.dumps({"actor": os.getpid(), **asdict(engine.counts)})
+            out["engine"][0] = json.dumps({"actor": self.actor, **asdict(engine.counts)})
         return out
 
 
@@ -411,7 +423,7 @@ def job_dataset(
 def write_rows(dataset: Any, writer: ResultWriter, stop: StopFlag, log: Log, output: str = "-") -> int:
     """Append each row as it arrives (in input order); a bad record goes the way ``on_error`` says. ``output``:
     where the rows go (an interruption suggests --resume only for a file)."""
-    actors: dict[int, EngineCounts] = {}  # each actor's engine counts, summed over its batches
+    actors: dict[str, EngineCounts] = {}  # each actor's engine counts, summed over its batches
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             names = ("row", "bad", "tokens", "engine")
