@@ -118,10 +118,10 @@ def test_the_agreement_checks_catch_a_broken_export(tiny_model_dir, tmp_path, re
 def test_the_real_models_relu_is_converted_and_computed_as_transformers_computes_it(
     trained_model_dir, tmp_path, records, exports
 ):
-    """The public Pegasus checkpoints use ReLU (``"activation_function": "relu"`` in pegasus-large's and
-    pegasus-cnn_dailymail's config.json); the fixtures keep PegasusConfig's default, GELU. The same weights
-    with the real activation: CTranslate2 float32 must follow the config (summaries unlike the GELU
-    export's) and give transformers' summaries."""
+    """The public Pegasus checkpoints use ReLU (``"activation_function": "relu"`` in pegasus-large's
+    config.json, which the fine-tuned ones start from); the fixtures keep PegasusConfig's default, GELU.
+    The same weights with the real activation: CTranslate2 float32 must follow the config (summaries
+    unlike the GELU export's) and give transformers' summaries."""
     import shutil
 
     relu = Path(shutil.copytree(trained_model_dir, tmp_path / "relu", ignore=shutil.ignore_patterns("checkpoint-*")))
