@@ -7,9 +7,11 @@ Invoke ``Collection``. The root ``tasks.py`` is just ``ns = collection()``.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
@@ -28,6 +30,30 @@ def register(func: Callable[..., Any] | None = None, **options: Any) -> Any:
         return made
 
     return wrap(func) if func is not None else wrap
+
+
+def takes_options(
+    defaults: Mapping[str, Any], kind: inspect._ParameterKind = inspect.Parameter.KEYWORD_ONLY
+) -> Callable[[Callable[[Any, dict[str, Any]], Any]], Callable[..., Any]]:
+    """Turn ``body(c, options)`` into ``task(c, NAME=DEFAULT, ...)``, one parameter of ``kind`` per option.
+
+    Invoke builds the task's flags from that signature; ``options`` holds every option, defaults
+    filled in, and a misspelt keyword in a direct call is a TypeError as with any function.
+    """
+    context = inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    signature = inspect.Signature([context] + [inspect.Parameter(n, kind, default=d) for n, d in defaults.items()])
+
+    def wrap(body: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., Any]:
+        @functools.wraps(body)
+        def task(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return body(bound.arguments["c"], {name: bound.arguments[name] for name in defaults})
+
+        task.__signature__ = signature  # type: ignore[attr-defined]  # inspect (and so Invoke) reads this first
+        return task
+
+    return wrap
 
 
 def _builtin_modules() -> list[ModuleType]:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import register
+from . import register, takes_options
 
 SCRIPTS_DEFAULT = " [default: the script's]"
 THROUGHPUT_HELP = {
@@ -76,24 +76,17 @@ def script_task(
     if unknown:
         raise ValueError(f"{script}: options without a help line: {sorted(unknown)}")
 
-    def default(name: str) -> object:
-        return "" if name == "work_dir" else True if name in on else None
-
-    context = inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    signature = inspect.Signature([context] + [inspect.Parameter(n, keyword, default=default(n)) for n in table])
+    defaults = {name: "" if name == "work_dir" else True if name in on else None for name in table}
 
     def wrap(stub: Callable[..., Any]) -> Any:
+        @takes_options(defaults, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         @functools.wraps(stub)
-        def run(*args: Any, **kwargs: Any) -> None:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            given = {name: bound.arguments[name] for name in table if name != "work_dir"}
-            options = {renamed.get(name, name): value for name, value in given.items() if name not in on}
-            options |= {f"no_{name}": not given[name] for name in on}
-            python(bound.arguments["c"], f"bench/{script}", flags(**options), bound.arguments.get("work_dir", ""))
+        def run(c: Any, options: dict[str, Any]) -> None:
+            work_dir = options.pop("work_dir", "")
+            given = {renamed.get(name, name): value for name, value in options.items() if name not in on}
+            given |= {f"no_{name}": not options[name] for name in on}
+            python(c, f"bench/{script}", flags(**given), work_dir)
 
-        run.__signature__ = signature  # type: ignore[attr-defined]  # inspect (and so Invoke) reads this first
         return register(help=helps(table))(run)
 
     return wrap

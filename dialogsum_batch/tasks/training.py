@@ -8,13 +8,13 @@ from invoke.exceptions import Exit
 
 from ..errors import DialogsumError
 from ..training.launch import launch_finetune, launched
-from ..training.options import INTERRUPTED, TASK_HELP, TASK_ITERABLE, finetune_run, takes_options
+from ..training.options import INTERRUPTED, TASK_DEFAULTS, TASK_HELP, TASK_ITERABLE, finetune_run
 from ..training.runtime import prepare_cuda_allocator
-from . import register
+from . import register, takes_options
 
 
 @register(help=TASK_HELP, iterable=TASK_ITERABLE)
-@takes_options
+@takes_options(TASK_DEFAULTS)
 def finetune(c, options: dict[str, Any]) -> None:
     """Fine-tune Pegasus on SAMSum-style chats (Seq2SeqTrainer: ROUGE-picked best checkpoint, resume).
 

@@ -9,9 +9,7 @@ with its own messages. The launch options start ``accelerate launch`` (``launch.
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +82,7 @@ OPTIONS: tuple[Option, ...] = (
 TRAINING_OPTIONS = tuple(option for option in OPTIONS if not option.launch)  # what each launched process takes
 TASK_HELP = {option.name: option.help for option in OPTIONS}  # Invoke's help= for the task
 TASK_ITERABLE = [option.name for option in OPTIONS if option.kind is list]  # Invoke's iterable= for the task
+TASK_DEFAULTS = {option.name: option.default for option in OPTIONS}  # the task's keywords (tasks.takes_options)
 
 
 def _given(option: Option, value: Any) -> bool:
@@ -92,33 +91,6 @@ def _given(option: Option, value: Any) -> bool:
 
 
 # ------------------------------------------------------------------------- the two commands
-
-
-def task_signature() -> inspect.Signature:
-    """``(c, *, preset=None, ..., accelerate_config=None)``: Invoke reads a task's options from its signature."""
-    context = inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return inspect.Signature(
-        [context]
-        + [inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=option.default) for option in OPTIONS]
-    )
-
-
-def takes_options(body: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., Any]:
-    """Turn ``body(c, options)`` into ``task(c, *, preset=None, ...)`` with the table's signature.
-
-    Invoke builds the task's flags from that signature; ``options`` holds every option, defaults
-    filled in, and a misspelt keyword in a direct call is a TypeError as with any function.
-    """
-    signature = task_signature()
-
-    @functools.wraps(body)
-    def task(*args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return body(bound.arguments["c"], {option.name: bound.arguments[option.name] for option in OPTIONS})
-
-    task.__signature__ = signature  # type: ignore[attr-defined]  # inspect (and so Invoke) reads this first
-    return task
 
 
 # ------------------------------------------------------------------------- what the options mean
